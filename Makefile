@@ -1,0 +1,63 @@
+# The two commands the README promises: `make run` and `make test`. Both install what is
+# missing first (scripts/deps.sh), then build.
+SHELL := /bin/bash
+CACHE_DIR ?= $(HOME)/.cache/otelcol-ebpf
+OCB_VERSION ?= v0.164.0
+export CACHE_DIR OCB_VERSION
+# Cargo's target dir lives outside the clone so a fresh clone reuses the last build.
+export CARGO_TARGET_DIR ?= $(CACHE_DIR)/target
+export PATH := $(CACHE_DIR)/bin:$(PATH)
+CONFIG ?= config/otelcol-ebpf.yaml
+LIB := build/lib/libotelcol_ebpf_core.a
+HEADER := include/otelcol_ebpf.h
+BIN := bin/otelcol-ebpf
+
+.PHONY: all deps build core header check-header collector run test test-rust test-fuzz test-go test-e2e bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps core check-header collector
+
+core:
+	cargo build --release -p otelcol-ebpf-core
+	@mkdir -p build/lib
+	cp $(CARGO_TARGET_DIR)/release/libotelcol_ebpf_core.a $(LIB)
+
+header:
+	cd rust-core && cbindgen --config cbindgen.toml --output ../$(HEADER) .
+
+# CI fails when the committed header no longer matches the Rust ABI.
+check-header:
+	@tmp=$$(mktemp); (cd rust-core && cbindgen --quiet --config cbindgen.toml --output $$tmp .) && \
+	  if ! cmp -s $$tmp $(HEADER); then echo "$(HEADER) is stale: run 'make header' and commit it"; diff -u $(HEADER) $$tmp | head -40; rm -f $$tmp; exit 1; fi; rm -f $$tmp
+
+collector: $(LIB)
+	builder-$(OCB_VERSION) --config otelcol-builder.yaml
+	@mkdir -p bin
+	cp build/otelcol-ebpf/otelcol-ebpf $(BIN)
+
+run: build
+	$(BIN) --config $(CONFIG)
+
+test: build test-rust test-fuzz test-go test-e2e
+
+test-rust:
+	cargo test --release -p otelcol-ebpf-core
+
+test-fuzz:
+	scripts/fuzz.sh 30
+
+test-go:
+	cd go-receiver && go vet ./... && go test ./... && CGO_ENABLED=0 go build ./... && CGO_ENABLED=0 go test ./...
+
+test-e2e:
+	python3 -m pytest -v test/e2e
+
+bench: build
+	scripts/bench.sh
+
+clean:
+	rm -rf build bin

@@ -1,0 +1,104 @@
+/* Records the kernel programs write to the `events` ring buffer, and the keys and values
+ * of the maps userspace fills. Shared with rust-core/src/events.rs, which mirrors every
+ * struct with size assertions: change both together. Plain fixed-width fields only. */
+#ifndef OTELCOL_EBPF_EVENTS_H
+#define OTELCOL_EBPF_EVENTS_H
+
+/* Payload bytes copied per syscall (or per iovec). A power of two: the programs mask
+ * lengths with CAPTURE_MAX - 1, so at most CAPTURE_MAX - 1 bytes are copied. */
+#define CAPTURE_MAX 4096
+#define COMM_LEN 16
+#define FILENAME_LEN 256
+
+enum event_kind {
+	EVENT_DATA = 1,  /* bytes read from or written to a TCP socket */
+	EVENT_CLOSE = 2, /* a tracked socket fd was closed */
+	EVENT_EXEC = 3,  /* a process exec'd (only when exe selectors are configured) */
+	EVENT_EXIT = 4,  /* a traced process exited */
+};
+
+enum direction {
+	DIR_RECV = 0,
+	DIR_SEND = 1,
+};
+
+/* proc_state map values. */
+enum proc_state {
+	PROC_TRACED = 1,
+	PROC_EXCLUDED = 2,
+	PROC_PENDING = 3, /* exec'd, waiting for userspace to match its exe path */
+};
+
+/* port_flags map value bits (array indexed by port). */
+enum port_flag {
+	PORT_INSTRUMENT = 1, /* discovery.instrument open_ports */
+	PORT_DISCOVERY_EXCLUDE = 2, /* discovery.exclude open_ports */
+	PORT_NO_SPANS = 4, /* exclude_ports: capture nothing on such connections */
+};
+
+/* Indexes of the per-CPU `counters` array. */
+enum counter {
+	COUNTER_RINGBUF_FULL = 0,
+	COUNTER_TRUNCATED = 1,
+	COUNTER_BYTES_NOT_CAPTURED = 2,
+	COUNTER_MAX = 4,
+};
+
+struct event_header {
+	__u32 kind;
+	__u32 pid; /* tgid */
+	__u32 tid;
+	__u32 fd;
+	__u64 ts_ns; /* bpf_ktime_get_ns at syscall exit */
+	__u64 sock_id; /* kernel address of the struct sock: the connection's identity while it lives */
+};
+
+/* local = s*, remote = d*; addresses in network byte order, ports in host order. */
+struct conn_tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u16 _pad;
+	__u32 netns;
+	__u32 _pad2;
+};
+
+struct data_event {
+	struct event_header hdr;
+	struct conn_tuple tuple;
+	__u32 total_len; /* bytes the syscall moved (for this iovec) */
+	__u32 captured_len; /* bytes in data[] */
+	__u8 direction;
+	__u8 flags; /* DATA_FLAG_* */
+	__u8 _pad[6];
+	char comm[COMM_LEN];
+	__u8 data[CAPTURE_MAX];
+};
+
+/* data_event.flags */
+#define DATA_FLAG_PENDING 1 /* sent while the process waited for an exe-path decision */
+
+struct close_event {
+	struct event_header hdr;
+};
+
+struct exec_event {
+	struct event_header hdr;
+	__u32 prev_state; /* proc_state before the exec, 0 if none */
+	__u32 _pad;
+	char comm[COMM_LEN];
+	char filename[FILENAME_LEN];
+};
+
+struct exit_event {
+	struct event_header hdr;
+};
+
+struct conn_key {
+	__u32 pid;
+	__u32 fd;
+};
+
+#endif

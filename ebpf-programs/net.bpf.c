@@ -1,0 +1,377 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Syscall capture for traced processes: one tp_btf/sys_exit program (the cheapest hook on
+ * this kernel, see docs/kernel-support.md) plus process lifecycle tracepoints. Selection
+ * happens here, so an untraced process costs one bitmask test and one map lookup. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define MSG_PEEK 2
+#define EINPROGRESS 115
+#define MAX_IOV 8
+
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_CLOSE 3
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_SENDFILE 40
+#define NR_CONNECT 42
+#define NR_ACCEPT 43
+#define NR_SENDTO 44
+#define NR_RECVFROM 45
+#define NR_SENDMSG 46
+#define NR_RECVMSG 47
+#define NR_ACCEPT4 288
+
+#define BIT(n) (1ULL << (n))
+#define SYSCALL_MASK (BIT(NR_READ) | BIT(NR_WRITE) | BIT(NR_CLOSE) | BIT(NR_READV) | \
+	BIT(NR_WRITEV) | BIT(NR_SENDFILE) | BIT(NR_CONNECT) | BIT(NR_ACCEPT) | BIT(NR_SENDTO) | \
+	BIT(NR_RECVFROM) | BIT(NR_SENDMSG) | BIT(NR_RECVMSG))
+
+/* Set by userspace before load. */
+const volatile __u8 trace_all = 0; /* no discovery block: every process not excluded */
+const volatile __u8 watch_exec = 0; /* exe_path selectors exist: report execs */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} proc_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} port_flags SEC(".maps");
+
+/* (pid, fd) -> struct sock address, for sockets we reported data on: close() needs it,
+ * because at sys_exit the fd no longer resolves. LRU: processes that die keep no entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct conn_key);
+	__type(value, __u64);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct data_event);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 idx, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
+	if (c)
+		*c += n;
+}
+
+static __always_inline __u8 port_flag(__u16 port)
+{
+	__u32 k = port;
+	__u8 *f = bpf_map_lookup_elem(&port_flags, &k);
+	return f ? *f : 0;
+}
+
+/* fd -> struct sock of a TCP socket over IPv4/IPv6, or NULL. */
+static __always_inline struct sock *sock_of_fd(__u32 fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return NULL;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return NULL;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return NULL;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return NULL;
+	return sk;
+}
+
+static __always_inline void read_tuple(struct sock *sk, struct conn_tuple *t)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->family = family;
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (family == AF_INET) {
+		__builtin_memset(t->saddr, 0, 16);
+		__builtin_memset(t->daddr, 0, 16);
+		bpf_core_read(t->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(t->daddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(t->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(t->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+}
+
+/* Copies up to CAPTURE_MAX - 1 bytes of one user buffer into a record. `e` holds the
+ * header and tuple already. */
+static __noinline int emit_data(struct data_event *e, const void *buf, __u32 len)
+{
+	__u32 n = len;
+	if (n > CAPTURE_MAX - 1) {
+		n = CAPTURE_MAX - 1;
+		count(COUNTER_TRUNCATED, 1);
+		count(COUNTER_BYTES_NOT_CAPTURED, len - n);
+	}
+	/* clang 14 drops a plain mask and the verifier then sees an unbounded length. */
+	asm volatile("%[n] &= %[mask]" : [n] "+r"(n) : [mask] "i"(CAPTURE_MAX - 1));
+	e->total_len = len;
+	e->captured_len = 0;
+	if (buf && n && !bpf_probe_read_user(e->data, n, buf))
+		e->captured_len = n;
+	__u64 size = offsetof(struct data_event, data) + (e->captured_len & (CAPTURE_MAX - 1));
+	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
+		count(COUNTER_RINGBUF_FULL, 1);
+	return 0;
+}
+
+static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __u64 iovcnt, __u32 total)
+{
+	__u32 left = total;
+	for (int i = 0; i < MAX_IOV; i++) {
+		if (i >= iovcnt || left == 0)
+			break;
+		struct iovec v = {};
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+			break;
+		__u32 len = v.iov_len < left ? v.iov_len : left;
+		emit_data(e, v.iov_base, len);
+		left -= len;
+	}
+	if (left) { /* more iovecs than we walk: report the rest as uncaptured bytes */
+		count(COUNTER_TRUNCATED, 1);
+		count(COUNTER_BYTES_NOT_CAPTURED, left);
+		emit_data(e, NULL, left);
+	}
+	return 0;
+}
+
+static __always_inline void emit_simple(__u32 kind, __u32 pid, __u32 tid, __u32 fd, __u64 sock_id)
+{
+	struct close_event e = {};
+	e.hdr.kind = kind;
+	e.hdr.pid = pid;
+	e.hdr.tid = tid;
+	e.hdr.fd = fd;
+	e.hdr.ts_ns = bpf_ktime_get_ns();
+	e.hdr.sock_id = sock_id;
+	if (bpf_ringbuf_output(&events, &e, sizeof(e), BPF_RB_NO_WAKEUP))
+		count(COUNTER_RINGBUF_FULL, 1);
+}
+
+/* connect/accept of a process not yet selected: select or exclude it by port. */
+static __always_inline void select_by_port(__u32 pid, __u32 *state, __u32 fd, int remote)
+{
+	struct sock *sk = sock_of_fd(fd);
+	if (!sk)
+		return;
+	__u16 port = remote ? bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))
+			    : BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u8 f = port_flag(port);
+	__u32 next;
+	if (f & PORT_DISCOVERY_EXCLUDE)
+		next = PROC_EXCLUDED;
+	else if ((f & PORT_INSTRUMENT) && !state)
+		next = PROC_TRACED;
+	else
+		return;
+	bpf_map_update_elem(&proc_state, &pid, &next, BPF_ANY);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+{
+	long nr = regs->orig_ax;
+	if (nr != NR_ACCEPT4 && (nr < 0 || nr > 63 || !(SYSCALL_MASK & BIT(nr))))
+		return 0;
+	if (ret < 0 && !(nr == NR_CONNECT && ret == -EINPROGRESS))
+		return 0;
+
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
+	__u32 *state = bpf_map_lookup_elem(&proc_state, &pid);
+	int traced = state ? (*state == PROC_TRACED || *state == PROC_PENDING) : trace_all;
+
+	if (nr == NR_CONNECT || nr == NR_ACCEPT || nr == NR_ACCEPT4) {
+		if (!trace_all && (!state || *state == PROC_TRACED))
+			select_by_port(pid, state, nr == NR_CONNECT ? regs->di : ret, nr == NR_CONNECT);
+		return 0;
+	}
+	if (!traced)
+		return 0;
+
+	__u32 fd = regs->di; /* out_fd for sendfile */
+	struct conn_key key = { .pid = pid, .fd = fd };
+	if (nr == NR_CLOSE) {
+		__u64 *sid = bpf_map_lookup_elem(&conns, &key);
+		if (sid) {
+			emit_simple(EVENT_CLOSE, pid, (__u32)pid_tgid, fd, *sid);
+			bpf_map_delete_elem(&conns, &key);
+		}
+		return 0;
+	}
+	if (ret == 0)
+		return 0;
+	if (nr == NR_RECVFROM && (regs->r10 & MSG_PEEK))
+		return 0;
+	if (nr == NR_RECVMSG && (regs->dx & MSG_PEEK))
+		return 0;
+
+	struct sock *sk = sock_of_fd(fd);
+	if (!sk)
+		return 0;
+	__u32 zero = 0;
+	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	read_tuple(sk, &e->tuple);
+	if ((port_flag(e->tuple.sport) | port_flag(e->tuple.dport)) & PORT_NO_SPANS)
+		return 0;
+
+	__u64 sid = (__u64)sk;
+	bpf_map_update_elem(&conns, &key, &sid, BPF_ANY);
+	e->hdr.kind = EVENT_DATA;
+	e->hdr.pid = pid;
+	e->hdr.tid = (__u32)pid_tgid;
+	e->hdr.fd = fd;
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.sock_id = sid;
+	e->flags = state && *state == PROC_PENDING ? DATA_FLAG_PENDING : 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+
+	switch (nr) {
+	case NR_READ:
+	case NR_RECVFROM:
+		e->direction = DIR_RECV;
+		emit_data(e, (const void *)regs->si, ret);
+		break;
+	case NR_WRITE:
+	case NR_SENDTO:
+		e->direction = DIR_SEND;
+		emit_data(e, (const void *)regs->si, ret);
+		break;
+	case NR_READV:
+	case NR_WRITEV:
+		e->direction = nr == NR_READV ? DIR_RECV : DIR_SEND;
+		emit_iov(e, (const struct iovec *)regs->si, regs->dx, ret);
+		break;
+	case NR_RECVMSG:
+	case NR_SENDMSG: {
+		struct user_msghdr m = {};
+		e->direction = nr == NR_RECVMSG ? DIR_RECV : DIR_SEND;
+		if (bpf_probe_read_user(&m, sizeof(m), (const void *)regs->si))
+			emit_data(e, NULL, ret);
+		else
+			emit_iov(e, m.msg_iov, m.msg_iovlen, ret);
+		break;
+	}
+	case NR_SENDFILE: /* file bytes: only their count matters for framing */
+		e->direction = DIR_SEND;
+		emit_data(e, NULL, ret);
+		break;
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ppid = BPF_CORE_READ(parent, tgid);
+	__u32 cpid = BPF_CORE_READ(child, tgid);
+	if (ppid == cpid) /* a new thread */
+		return 0;
+	__u32 *state = bpf_map_lookup_elem(&proc_state, &ppid);
+	if (state) {
+		__u32 s = *state;
+		bpf_map_update_elem(&proc_state, &cpid, &s, BPF_ANY);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	if (!watch_exec)
+		return 0;
+	__u32 pid = BPF_CORE_READ(p, tgid);
+	__u32 *state = bpf_map_lookup_elem(&proc_state, &pid);
+	struct exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL, 1);
+		return 0;
+	}
+	e->hdr.kind = EVENT_EXEC;
+	e->hdr.pid = pid;
+	e->hdr.tid = BPF_CORE_READ(p, pid);
+	e->hdr.fd = 0;
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.sock_id = 0;
+	e->prev_state = state ? *state : 0;
+	e->_pad = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	const char *fname = BPF_CORE_READ(bprm, filename);
+	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), fname) < 0)
+		e->filename[0] = 0;
+	if (!state || *state != PROC_EXCLUDED) {
+		__u32 pending = PROC_PENDING;
+		bpf_map_update_elem(&proc_state, &pid, &pending, BPF_ANY);
+	}
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	__u32 pid = BPF_CORE_READ(p, tgid);
+	if (BPF_CORE_READ(p, signal, live.counter) != 0) /* other threads live on */
+		return 0;
+	if (!bpf_map_lookup_elem(&proc_state, &pid))
+		return 0;
+	bpf_map_delete_elem(&proc_state, &pid);
+	emit_simple(EVENT_EXIT, pid, BPF_CORE_READ(p, pid), 0, 0);
+	return 0;
+}

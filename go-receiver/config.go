@@ -1,0 +1,178 @@
+package ebpfreceiver // import "github.com/otelcol-ebpf/otelcol-ebpf/go-receiver"
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/collector/component"
+)
+
+// Config is the configuration of the ebpf receiver.
+type Config struct {
+	// Discovery selects the processes to trace. Unset: every process except the
+	// collector itself.
+	Discovery *DiscoveryConfig `mapstructure:"discovery"`
+	// ExcludePaths are request paths that produce no spans: exact paths, or prefixes
+	// written as "/prefix/*".
+	ExcludePaths []string `mapstructure:"exclude_paths"`
+	// ExcludePorts are ports whose connections (at either end) produce no spans.
+	ExcludePorts []int `mapstructure:"exclude_ports"`
+}
+
+// DiscoveryConfig picks processes: one matching any Instrument selector is traced,
+// unless it also matches an Exclude selector.
+type DiscoveryConfig struct {
+	Instrument []Selector `mapstructure:"instrument"`
+	Exclude    []Selector `mapstructure:"exclude"`
+}
+
+// Selector matches a process when every field that is set matches. Pointers tell an
+// unset field from an empty one, which is a mistake worth reporting.
+type Selector struct {
+	// OpenPorts is a list like "8080-8089,9090": the process listens on, or connects
+	// to, one of these ports.
+	OpenPorts *string `mapstructure:"open_ports"`
+	// ExePath is a glob ("*" and "?") on the executable path.
+	ExePath *string `mapstructure:"exe_path"`
+}
+
+var _ component.Config = (*Config)(nil)
+
+// Validate reports every problem at once, each prefixed with its key.
+func (c *Config) Validate() error {
+	var errs []error
+	if d := c.Discovery; d != nil {
+		if len(d.Instrument) == 0 {
+			errs = append(errs, errors.New("discovery.instrument: must list at least one selector (remove discovery to trace every process)"))
+		}
+		for i, s := range d.Instrument {
+			errs = append(errs, s.validate(fmt.Sprintf("discovery.instrument[%d]", i))...)
+		}
+		for i, s := range d.Exclude {
+			errs = append(errs, s.validate(fmt.Sprintf("discovery.exclude[%d]", i))...)
+		}
+	}
+	for i, p := range c.ExcludePaths {
+		if err := validatePath(p); err != nil {
+			errs = append(errs, fmt.Errorf("exclude_paths[%d]: %w", i, err))
+		}
+	}
+	for i, p := range c.ExcludePorts {
+		if p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("exclude_ports[%d]: port %d is outside 1-65535", i, p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s Selector) validate(key string) []error {
+	if s.OpenPorts == nil && s.ExePath == nil {
+		return []error{fmt.Errorf("%s: empty selector: set open_ports or exe_path", key)}
+	}
+	var errs []error
+	if s.OpenPorts != nil {
+		_, perrs := parsePortRanges(*s.OpenPorts)
+		for _, err := range perrs {
+			errs = append(errs, fmt.Errorf("%s.open_ports: %w", key, err))
+		}
+	}
+	if s.ExePath != nil && *s.ExePath == "" {
+		errs = append(errs, fmt.Errorf("%s.exe_path: empty glob", key))
+	}
+	return errs
+}
+
+func validatePath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("%q must start with \"/\"", p)
+	}
+	if i := strings.Index(p, "*"); i >= 0 && (i != len(p)-1 || !strings.HasSuffix(p, "/*")) {
+		return fmt.Errorf("%q: \"*\" is only allowed as a trailing \"/*\"", p)
+	}
+	return nil
+}
+
+// parsePortRanges turns "8080-8089,9090" into inclusive ranges, with one error per bad
+// element.
+func parsePortRanges(s string) ([][2]int, []error) {
+	var out [][2]int
+	var errs []error
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		l, err := parsePort(lo)
+		h := l
+		if err == nil && isRange {
+			h, err = parsePort(hi)
+		}
+		if err == nil && l > h {
+			err = fmt.Errorf("%d is above %d", l, h)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("invalid port range %q: %w", part, err))
+			continue
+		}
+		out = append(out, [2]int{l, h})
+	}
+	return out, errs
+}
+
+func parsePort(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a port number", s)
+	}
+	if n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %d is outside 1-65535", n)
+	}
+	return n, nil
+}
+
+// The JSON the Rust core reads (rust-core/src/config.rs). Lists are never null: serde's
+// `default` only covers missing keys.
+type nativeConfig struct {
+	Discovery    *nativeDiscovery `json:"discovery,omitempty"`
+	ExcludePaths []string         `json:"exclude_paths"`
+	ExcludePorts []int            `json:"exclude_ports"`
+}
+
+type nativeDiscovery struct {
+	Instrument []nativeSelector `json:"instrument"`
+	Exclude    []nativeSelector `json:"exclude"`
+}
+
+type nativeSelector struct {
+	OpenPorts [][2]int `json:"open_ports,omitempty"`
+	ExePath   *string  `json:"exe_path,omitempty"`
+}
+
+// nativeJSON renders the config for the Rust core, with port lists already parsed.
+func (c *Config) nativeJSON() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	nc := nativeConfig{
+		ExcludePaths: append([]string{}, c.ExcludePaths...),
+		ExcludePorts: append([]int{}, c.ExcludePorts...),
+	}
+	if d := c.Discovery; d != nil {
+		nc.Discovery = &nativeDiscovery{Instrument: nativeSelectors(d.Instrument), Exclude: nativeSelectors(d.Exclude)}
+	}
+	return json.Marshal(nc)
+}
+
+func nativeSelectors(sels []Selector) []nativeSelector {
+	out := make([]nativeSelector, 0, len(sels))
+	for _, s := range sels {
+		ns := nativeSelector{ExePath: s.ExePath}
+		if s.OpenPorts != nil {
+			ns.OpenPorts, _ = parsePortRanges(*s.OpenPorts) // validated by the caller
+		}
+		out = append(out, ns)
+	}
+	return out
+}

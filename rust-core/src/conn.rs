@@ -1,0 +1,207 @@
+//! One state per connection of a traced process: protocol detection, the two parsers,
+//! and the queue pairing requests with responses.
+
+use std::collections::VecDeque;
+
+use crate::events::{ConnTuple, Direction};
+use crate::protocols::http1::{self, Http1Event, Http1Parser, RequestHead, ResponseHead, Segment};
+
+/// Which end of the connection this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Reads requests, writes responses.
+    Server,
+    /// Writes requests, reads responses.
+    Client,
+}
+
+#[derive(Debug)]
+pub enum Proto {
+    Unknown,
+    Http1 {
+        requests: Http1Parser,
+        responses: Http1Parser,
+    },
+    /// Not a protocol we parse, broken, or upgraded: ignored until closed.
+    Ignored,
+}
+
+/// A request waiting for its response.
+#[derive(Debug)]
+pub struct Exchange {
+    pub req: RequestHead,
+    pub req_start: u64,
+    pub req_end: Option<u64>,
+    pub req_body: Option<u64>,
+    pub resp: Option<(ResponseHead, u64)>,
+}
+
+/// A finished (or abandoned) request/response pair.
+#[derive(Debug)]
+pub struct Done {
+    pub side: Side,
+    pub ex: Exchange,
+    pub resp_end: u64,
+    pub resp_body: Option<u64>,
+    /// Set when the exchange ended without a complete response.
+    pub error: Option<&'static str>,
+}
+
+/// What feeding a segment found that the caller counts.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub unknown_protocol: bool,
+    pub parse_error: bool,
+    pub orphan_responses: u64,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub tuple: ConnTuple,
+    pub proto: Proto,
+    /// Known once the first request is seen.
+    pub side: Option<Side>,
+    pub pending: VecDeque<Exchange>,
+    pub last_ts: u64,
+    scratch: Vec<Http1Event>,
+}
+
+impl Conn {
+    pub fn new(tuple: ConnTuple) -> Self {
+        Conn {
+            tuple,
+            proto: Proto::Unknown,
+            side: None,
+            pending: VecDeque::new(),
+            last_ts: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Feeds `data` (the captured part) plus `gap` uncaptured bytes seen at `ts`.
+    pub fn feed(&mut self, dir: Direction, data: &[u8], gap: u64, ts: u64, done: &mut Vec<Done>) -> Outcome {
+        let mut out = Outcome::default();
+        self.last_ts = ts;
+        if let Proto::Unknown = self.proto {
+            if data.is_empty() {
+                return out;
+            }
+            // The first bytes decide the protocol and, for HTTP, which end we are: a
+            // process that reads a request is the server. Works for connections that
+            // were open before we started, as long as we see a message start.
+            match (http1::detect(data), dir) {
+                (Some(http1::Role::Requests), d) => {
+                    self.side = Some(if d == Direction::Recv { Side::Server } else { Side::Client });
+                    self.proto = Proto::Http1 {
+                        requests: Http1Parser::new(http1::Role::Requests),
+                        responses: Http1Parser::new(http1::Role::Responses),
+                    };
+                }
+                (Some(http1::Role::Responses), _) => {
+                    // Mid-stream: wait for the next request.
+                    out.orphan_responses += 1;
+                    return out;
+                }
+                (None, _) => {
+                    self.proto = Proto::Ignored;
+                    out.unknown_protocol = true;
+                    return out;
+                }
+            }
+        }
+        let (Proto::Http1 { requests, responses }, Some(side)) = (&mut self.proto, self.side) else {
+            return out;
+        };
+        let is_request_dir = (side == Side::Server) == (dir == Direction::Recv);
+        let parser = if is_request_dir { &mut *requests } else { &mut *responses };
+        self.scratch.clear();
+        let mut failed = false;
+        if !data.is_empty() && parser.feed(Segment::Data(data), ts, &mut self.scratch).is_err() {
+            failed = true;
+        }
+        if !failed && gap > 0 && parser.feed(Segment::Gap(gap), ts, &mut self.scratch).is_err() {
+            failed = true;
+        }
+        let mut upgraded = false;
+        let events = std::mem::take(&mut self.scratch);
+        for ev in &events {
+            match ev {
+                Http1Event::Request { head, start_ts } => {
+                    responses.expect_response(head.method == "HEAD");
+                    self.pending.push_back(Exchange {
+                        req: head.clone(),
+                        req_start: *start_ts,
+                        req_end: None,
+                        req_body: None,
+                        resp: None,
+                    });
+                }
+                Http1Event::RequestEnd { end_ts, body_bytes } => {
+                    if let Some(ex) = self.pending.iter_mut().rev().find(|e| e.req_end.is_none()) {
+                        ex.req_end = Some(*end_ts);
+                        ex.req_body = Some(*body_bytes);
+                    }
+                }
+                Http1Event::Interim { .. } => {}
+                Http1Event::Response { head, start_ts } => {
+                    match self.pending.iter_mut().find(|e| e.resp.is_none()) {
+                        Some(ex) => ex.resp = Some((head.clone(), *start_ts)),
+                        None => out.orphan_responses += 1,
+                    }
+                    if head.status == 101 {
+                        upgraded = true;
+                    }
+                }
+                Http1Event::ResponseEnd { end_ts, body_bytes } => {
+                    if let Some(pos) = self.pending.iter().position(|e| e.resp.is_some()) {
+                        let ex = self.pending.remove(pos).unwrap();
+                        done.push(Done { side, ex, resp_end: *end_ts, resp_body: Some(*body_bytes), error: None });
+                    }
+                }
+                Http1Event::Upgraded => upgraded = true,
+            }
+        }
+        self.scratch = events;
+        if upgraded {
+            // 101: the response head completes the exchange; the rest is not HTTP/1.
+            if let Some(pos) = self.pending.iter().position(|e| e.resp.is_some()) {
+                let ex = self.pending.remove(pos).unwrap();
+                let end = ex.resp.as_ref().map(|r| r.1).unwrap_or(ts);
+                done.push(Done { side, ex, resp_end: end, resp_body: None, error: None });
+            }
+            self.proto = Proto::Ignored;
+        } else if failed {
+            out.parse_error = true;
+            self.proto = Proto::Ignored;
+            self.abandon(ts, "unparsable HTTP stream", done);
+        }
+        out
+    }
+
+    /// The connection closed at `ts`: close-delimited responses end here, anything else
+    /// still pending ended without a response.
+    pub fn close(&mut self, ts: u64, done: &mut Vec<Done>) {
+        if let (Proto::Http1 { responses, .. }, Some(side)) = (&mut self.proto, self.side) {
+            let mut evs = Vec::new();
+            responses.close(&mut evs);
+            for ev in evs {
+                if let Http1Event::ResponseEnd { end_ts, body_bytes } = ev {
+                    if let Some(pos) = self.pending.iter().position(|e| e.resp.is_some()) {
+                        let ex = self.pending.remove(pos).unwrap();
+                        done.push(Done { side, ex, resp_end: end_ts, resp_body: Some(body_bytes), error: None });
+                    }
+                }
+            }
+        }
+        self.abandon(ts, "connection closed before the response completed", done);
+    }
+
+    fn abandon(&mut self, ts: u64, why: &'static str, done: &mut Vec<Done>) {
+        let Some(side) = self.side else {
+            return;
+        };
+        for ex in self.pending.drain(..) {
+            done.push(Done { side, ex, resp_end: ts, resp_body: None, error: Some(why) });
+        }
+    }
+}

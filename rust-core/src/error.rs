@@ -1,0 +1,37 @@
+//! One error enum per subsystem, gathered by `Error`; the C ABI maps each to a result code.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("invalid config: {message}")]
+    Json { message: String },
+    #[error("invalid config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("permission denied: {what} (run the collector as root or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE)")]
+    Permission { what: String },
+    #[error("kernel lacks {feature}: {detail}")]
+    Unsupported { feature: String, detail: String },
+    #[error("{what}: {source}")]
+    Aya {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("receiver is {0}")]
+    State(&'static str),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

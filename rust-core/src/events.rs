@@ -1,0 +1,259 @@
+//! Mirrors of `ebpf-programs/include/events.h`, and the decoding of ring buffer records
+//! into owned values. Sizes are asserted at compile time against the C layout.
+
+use std::net::IpAddr;
+
+pub const CAPTURE_MAX: usize = 4096;
+pub const COMM_LEN: usize = 16;
+pub const FILENAME_LEN: usize = 256;
+
+pub const EVENT_DATA: u32 = 1;
+pub const EVENT_CLOSE: u32 = 2;
+pub const EVENT_EXEC: u32 = 3;
+pub const EVENT_EXIT: u32 = 4;
+
+pub const DATA_FLAG_PENDING: u8 = 1;
+
+pub const PROC_TRACED: u32 = 1;
+pub const PROC_EXCLUDED: u32 = 2;
+pub const PROC_PENDING: u32 = 3;
+
+pub const PORT_INSTRUMENT: u8 = 1;
+pub const PORT_DISCOVERY_EXCLUDE: u8 = 2;
+pub const PORT_NO_SPANS: u8 = 4;
+
+pub const COUNTER_RINGBUF_FULL: u32 = 0;
+pub const COUNTER_TRUNCATED: u32 = 1;
+pub const COUNTER_BYTES_NOT_CAPTURED: u32 = 2;
+pub const COUNTER_MAX: u32 = 4;
+
+const AF_INET: u16 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    pub kind: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    pub ts_ns: u64,
+    pub sock_id: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnTuple {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    pub _pad: u16,
+    pub netns: u32,
+    pub _pad2: u32,
+}
+
+/// The fixed part of `struct data_event`; `data[captured_len]` follows it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DataEventHead {
+    pub hdr: EventHeader,
+    pub tuple: ConnTuple,
+    pub total_len: u32,
+    pub captured_len: u32,
+    pub direction: u8,
+    pub flags: u8,
+    pub _pad: [u8; 6],
+    pub comm: [u8; COMM_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEventRaw {
+    pub hdr: EventHeader,
+    pub prev_state: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; FILENAME_LEN],
+}
+
+const _: () = assert!(std::mem::size_of::<EventHeader>() == 32);
+const _: () = assert!(std::mem::size_of::<ConnTuple>() == 48);
+const _: () = assert!(std::mem::size_of::<DataEventHead>() == 32 + 48 + 16 + 16);
+const _: () = assert!(std::mem::size_of::<ExecEventRaw>() == 32 + 8 + 16 + 256);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Recv,
+    Send,
+}
+
+impl ConnTuple {
+    fn addr(&self, raw: &[u8; 16]) -> IpAddr {
+        if self.family == AF_INET {
+            IpAddr::from([raw[0], raw[1], raw[2], raw[3]])
+        } else {
+            let v6 = std::net::Ipv6Addr::from(*raw);
+            match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            }
+        }
+    }
+    pub fn local(&self) -> (IpAddr, u16) {
+        (self.addr(&self.saddr), self.sport)
+    }
+    pub fn remote(&self) -> (IpAddr, u16) {
+        (self.addr(&self.daddr), self.dport)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Event {
+    Data {
+        hdr: EventHeader,
+        tuple: ConnTuple,
+        direction: Direction,
+        /// Emitted while the process waited for an exe-path decision.
+        pending: bool,
+        /// Bytes the syscall moved; `data` holds the first of them.
+        total_len: u32,
+        comm: [u8; COMM_LEN],
+        data: Vec<u8>,
+    },
+    Close {
+        hdr: EventHeader,
+    },
+    Exec {
+        hdr: EventHeader,
+        prev_state: u32,
+        comm: [u8; COMM_LEN],
+        filename: String,
+    },
+    Exit {
+        hdr: EventHeader,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
+fn read<T: Copy>(b: &[u8]) -> Result<T, Malformed> {
+    if b.len() < std::mem::size_of::<T>() {
+        return Err(Malformed);
+    }
+    // SAFETY: length checked; T is a plain repr(C) struct valid for any bit pattern.
+    Ok(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const T) })
+}
+
+pub fn cstr(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Decodes one ring buffer record.
+pub fn decode(rec: &[u8]) -> Result<Event, Malformed> {
+    let hdr: EventHeader = read(rec)?;
+    match hdr.kind {
+        EVENT_DATA => {
+            let head: DataEventHead = read(rec)?;
+            let start = std::mem::size_of::<DataEventHead>();
+            let n = head.captured_len as usize;
+            if n >= CAPTURE_MAX || rec.len() < start + n || head.total_len < head.captured_len {
+                return Err(Malformed);
+            }
+            Ok(Event::Data {
+                hdr,
+                tuple: head.tuple,
+                direction: if head.direction == 0 { Direction::Recv } else { Direction::Send },
+                pending: head.flags & DATA_FLAG_PENDING != 0,
+                total_len: head.total_len,
+                comm: head.comm,
+                data: rec[start..start + n].to_vec(),
+            })
+        }
+        EVENT_CLOSE => Ok(Event::Close { hdr }),
+        EVENT_EXIT => Ok(Event::Exit { hdr }),
+        EVENT_EXEC => {
+            let e: ExecEventRaw = read(rec)?;
+            Ok(Event::Exec {
+                hdr,
+                prev_state: e.prev_state,
+                comm: e.comm,
+                filename: cstr(&e.filename),
+            })
+        }
+        _ => Err(Malformed),
+    }
+}
+
+/// Encodes an event back into the kernel's record layout: the format of the recorded
+/// streams under `test/` that drive the assembler tests without root.
+pub fn encode(ev: &Event) -> Vec<u8> {
+    fn bytes<T: Copy>(v: &T) -> &[u8] {
+        // SAFETY: T is a plain repr(C) struct without padding we care about.
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+    }
+    match ev {
+        Event::Data { hdr, tuple, direction, pending, total_len, comm, data } => {
+            let head = DataEventHead {
+                hdr: *hdr,
+                tuple: *tuple,
+                total_len: *total_len,
+                captured_len: data.len() as u32,
+                direction: (*direction == Direction::Send) as u8,
+                flags: if *pending { DATA_FLAG_PENDING } else { 0 },
+                _pad: [0; 6],
+                comm: *comm,
+            };
+            let mut v = bytes(&head).to_vec();
+            v.extend_from_slice(data);
+            v
+        }
+        Event::Close { hdr } | Event::Exit { hdr } => bytes(hdr).to_vec(),
+        Event::Exec { hdr, prev_state, comm, filename } => {
+            let mut raw = ExecEventRaw {
+                hdr: *hdr,
+                prev_state: *prev_state,
+                _pad: 0,
+                comm: *comm,
+                filename: [0; FILENAME_LEN],
+            };
+            let n = filename.len().min(FILENAME_LEN - 1);
+            raw.filename[..n].copy_from_slice(&filename.as_bytes()[..n]);
+            bytes(&raw).to_vec()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_roundtrip_and_bounds() {
+        let ev = Event::Data {
+            hdr: EventHeader { kind: EVENT_DATA, pid: 7, tid: 8, fd: 3, ts_ns: 99, sock_id: 1 },
+            tuple: ConnTuple { family: 2, sport: 80, dport: 5000, ..Default::default() },
+            direction: Direction::Send,
+            pending: false,
+            total_len: 10,
+            comm: [0; 16],
+            data: b"HTTP/1.1 2".to_vec(),
+        };
+        let rec = encode(&ev);
+        match decode(&rec).unwrap() {
+            Event::Data { data, total_len, direction, .. } => {
+                assert_eq!(data, b"HTTP/1.1 2");
+                assert_eq!(total_len, 10);
+                assert_eq!(direction, Direction::Send);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(decode(&rec[..rec.len() - 1]).unwrap_err(), Malformed);
+        assert_eq!(decode(&rec[..10]).unwrap_err(), Malformed);
+        let mut bad = rec.clone();
+        bad[0] = 77;
+        assert_eq!(decode(&bad).unwrap_err(), Malformed);
+    }
+}

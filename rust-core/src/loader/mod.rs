@@ -1,0 +1,194 @@
+//! Every aya call: probing the kernel, loading the embedded object, attaching, and the
+//! maps userspace reads and writes. Dropping `Kernel` detaches everything.
+
+use std::fmt::Write as _;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::BtfTracePoint;
+use aya::{Btf, Ebpf, EbpfLoader};
+
+use crate::config::Config;
+use crate::error::LoadError;
+use crate::events::{self, PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_NO_SPANS, PROC_EXCLUDED};
+
+static NET_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net.bpf.o"));
+
+/// (program function name, tracepoint)
+const PROGRAMS: &[(&str, &str)] = &[
+    ("on_sys_exit", "sys_exit"),
+    ("on_fork", "sched_process_fork"),
+    ("on_exec", "sched_process_exec"),
+    ("on_exit", "sched_process_exit"),
+];
+
+pub struct Kernel {
+    _bpf: Ebpf,
+    pub ring: RingBuf<MapData>,
+    pub proc_state: HashMap<MapData, u32, u32>,
+    counters: PerCpuArray<MapData, u64>,
+    pub info: String,
+}
+
+fn aya_err(what: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> LoadError {
+    let what = what.into();
+    let text = format!("{e} {:?}", e.source().map(|s| s.to_string()));
+    if text.contains("Operation not permitted") || text.contains("EPERM") || text.contains("os error 1)") {
+        LoadError::Permission { what }
+    } else {
+        LoadError::Aya { what, source: Box::new(Short(e.to_string())) }
+    }
+}
+
+/// An error text cut to its last lines: verifier logs run to thousands of lines.
+#[derive(Debug)]
+struct Short(String);
+
+impl std::fmt::Display for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<&str> = self.0.lines().collect();
+        if lines.len() <= 12 {
+            return f.write_str(&self.0);
+        }
+        write!(f, "{} [... {} verifier lines ...] {}", lines[0], lines.len() - 9, lines[lines.len() - 8..].join("\n"))
+    }
+}
+
+impl std::error::Error for Short {}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// Checks what start-up needs before touching bpf(2), so the error says what is missing.
+pub fn preflight() -> Result<(), LoadError> {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(LoadError::Unsupported {
+            feature: "BTF".into(),
+            detail: "/sys/kernel/btf/vmlinux is missing (needs CONFIG_DEBUG_INFO_BTF=y, kernel 5.8+)".into(),
+        });
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 && !has_bpf_caps() {
+        return Err(LoadError::Permission {
+            what: "loading eBPF programs needs root or CAP_BPF+CAP_PERFMON".into(),
+        });
+    }
+    // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones ignore it.
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain setrlimit; failure is fine on memcg-accounted kernels.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
+    Ok(())
+}
+
+fn has_bpf_caps() -> bool {
+    // CapEff bits: CAP_SYS_ADMIN 21, CAP_PERFMON 38, CAP_BPF 39.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    eff & (1 << 21) != 0 || (eff & (1 << 38) != 0 && eff & (1 << 39) != 0)
+}
+
+impl Kernel {
+    pub fn load(cfg: &Config, ringbuf_bytes: u32) -> Result<Kernel, LoadError> {
+        preflight()?;
+        let btf = Btf::from_sys_fs().map_err(|e| LoadError::Unsupported {
+            feature: "BTF".into(),
+            detail: e.to_string(),
+        })?;
+        let trace_all: u8 = cfg.discovery.is_none() as u8;
+        let watch_exec: u8 = cfg
+            .discovery
+            .as_ref()
+            .is_some_and(|d| d.instrument.iter().chain(&d.exclude).any(|s| s.exe_path.is_some()))
+            as u8;
+        let mut bpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global("trace_all", &trace_all, true)
+            .override_global("watch_exec", &watch_exec, true)
+            .map_max_entries("events", ringbuf_bytes)
+            .load(NET_OBJ)
+            .map_err(|e| aya_err("loading net.bpf.o", e))?;
+
+        for (name, tp) in PROGRAMS {
+            let prog: &mut BtfTracePoint = bpf
+                .program_mut(name)
+                .ok_or_else(|| LoadError::Unsupported { feature: format!("program {name}"), detail: "missing from object".into() })?
+                .try_into()
+                .map_err(|e| aya_err(format!("program {name}"), e))?;
+            prog.load(tp, &btf).map_err(|e| match e {
+                aya::programs::ProgramError::LoadError { .. } => aya_err(format!("loading tp_btf/{tp} (kernel 5.5+ with BTF)"), e),
+                e => aya_err(format!("loading tp_btf/{tp}"), e),
+            })?;
+            prog.attach().map_err(|e| aya_err(format!("attaching tp_btf/{tp}"), e))?;
+        }
+
+        let mut proc_state: HashMap<MapData, u32, u32> =
+            HashMap::try_from(bpf.take_map("proc_state").expect("proc_state map")).map_err(|e| aya_err("proc_state map", e))?;
+        // Never trace ourselves: our own exports would become spans, and so on.
+        proc_state
+            .insert(std::process::id(), PROC_EXCLUDED, 0)
+            .map_err(|e| aya_err("proc_state insert", e))?;
+
+        let mut ports: Array<MapData, u8> =
+            Array::try_from(bpf.take_map("port_flags").expect("port_flags map")).map_err(|e| aya_err("port_flags map", e))?;
+        for (port, flag) in port_flags(cfg) {
+            ports.set(port as u32, flag, 0).map_err(|e| aya_err("port_flags set", e))?;
+        }
+        let counters = PerCpuArray::try_from(bpf.take_map("counters").expect("counters map")).map_err(|e| aya_err("counters map", e))?;
+        let ring = RingBuf::try_from(bpf.take_map("events").expect("events map")).map_err(|e| aya_err("events ring buffer", e))?;
+
+        let mut info = format!("kernel {}; BTF yes; ring buffer {} MiB; hooks:", kernel_release(), ringbuf_bytes >> 20);
+        for (_, tp) in PROGRAMS {
+            let _ = write!(info, " tp_btf/{tp}");
+        }
+        let _ = write!(
+            info,
+            "; selection: {}",
+            if trace_all == 1 { "every process except the collector" } else { "discovery selectors" }
+        );
+        Ok(Kernel { _bpf: bpf, ring, proc_state, counters, info })
+    }
+
+    /// Kernel-side counter totals summed over CPUs, by `events::COUNTER_*` index.
+    pub fn counter(&self, idx: u32) -> u64 {
+        self.counters.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    }
+
+    pub fn set_proc_state(&mut self, pid: u32, state: Option<u32>) {
+        let _ = match state {
+            Some(s) => self.proc_state.insert(pid, s, 0),
+            None => self.proc_state.remove(&pid),
+        };
+    }
+}
+
+/// The port_flags array contents a config implies.
+pub fn port_flags(cfg: &Config) -> Vec<(u16, u8)> {
+    let mut flags = std::collections::BTreeMap::<u16, u8>::new();
+    let mut mark = |lo: u16, hi: u16, f: u8| {
+        for p in lo..=hi {
+            *flags.entry(p).or_default() |= f;
+        }
+    };
+    if let Some(d) = &cfg.discovery {
+        // Selectors that also name an exe are decided in userspace at exec.
+        for s in d.instrument.iter().filter(|s| s.exe_path.is_none()) {
+            for &(lo, hi) in &s.open_ports {
+                mark(lo, hi, PORT_INSTRUMENT);
+            }
+        }
+        for s in d.exclude.iter().filter(|s| s.exe_path.is_none()) {
+            for &(lo, hi) in &s.open_ports {
+                mark(lo, hi, PORT_DISCOVERY_EXCLUDE);
+            }
+        }
+    }
+    for &p in &cfg.exclude_ports {
+        mark(p, p, PORT_NO_SPANS);
+    }
+    let _ = events::COUNTER_MAX;
+    flags.into_iter().collect()
+}

@@ -1,0 +1,3 @@
+//! Application-protocol parsers fed with the byte streams captured per connection.
+
+pub mod http1;

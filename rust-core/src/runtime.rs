@@ -1,0 +1,178 @@
+//! The threads behind a receiver handle: one pump drains the ring buffer, assembles spans
+//! and cuts batches; the Go side takes batches from a bounded channel.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver as ChanRx, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::events::{self, decode};
+use crate::loader::Kernel;
+use crate::spans::{Assembler, Clock};
+use crate::stats::{self, Stats};
+
+const RINGBUF_BYTES: u32 = 16 << 20;
+/// How long the pump sleeps when the ring buffer is empty. Records are submitted without
+/// wakeups (a wakeup per record costs ~2.3 µs on the sending thread), so we poll.
+const POLL: Duration = Duration::from_millis(5);
+const BATCH_MAX_SPANS: usize = 512;
+const BATCH_MAX_AGE: Duration = Duration::from_millis(200);
+const QUEUE_BATCHES: usize = 64;
+
+pub enum Batch {
+    Data { bytes: Vec<u8>, spans: u64 },
+    Timeout,
+    Stopped,
+}
+
+pub struct Receiver {
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    rx: Option<ChanRx<(Vec<u8>, u64)>>,
+    info: Mutex<String>,
+}
+
+impl Receiver {
+    pub fn new(cfg: Config) -> Self {
+        Receiver {
+            cfg: Arc::new(cfg),
+            stats: Arc::new(Stats::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+            rx: None,
+            info: Mutex::new(String::from("not started")),
+        }
+    }
+
+    pub fn start(&mut self) -> Result<(), Error> {
+        if self.rx.is_some() {
+            return Err(Error::State("already started"));
+        }
+        let kernel = Kernel::load(&self.cfg, RINGBUF_BYTES)?;
+        *self.info.lock() = kernel.info.clone();
+        let (tx, rx) = bounded(QUEUE_BATCHES);
+        let asm = Assembler::new(self.cfg.clone(), self.stats.clone(), Clock::now());
+        let (stats, stop) = (self.stats.clone(), self.stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("otelcol-ebpf-pump".into())
+            .spawn(move || pump(kernel, asm, tx, stats, stop))?;
+        self.thread = Some(thread);
+        self.rx = Some(rx);
+        Ok(())
+    }
+
+    pub fn next_batch(&self, timeout: Duration) -> Batch {
+        let Some(rx) = &self.rx else {
+            return Batch::Stopped;
+        };
+        match rx.recv_timeout(timeout) {
+            Ok((bytes, spans)) => Batch::Data { bytes, spans },
+            Err(RecvTimeoutError::Timeout) => Batch::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Batch::Stopped,
+        }
+    }
+
+    pub fn stats(&self) -> Vec<u64> {
+        self.stats.values()
+    }
+
+    pub fn info(&self) -> String {
+        self.info.lock().clone()
+    }
+
+    /// Stops the pump (which flushes its last batch and detaches every program).
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn send(tx: &Sender<(Vec<u8>, u64)>, asm: &mut Assembler, stats: &Stats) {
+    if asm.batch.is_empty() {
+        return;
+    }
+    let (bytes, n) = asm.batch.take();
+    match tx.try_send((bytes, n)) {
+        Ok(()) => stats::inc(&stats.batches_emitted),
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            stats::add(&stats.spans_dropped_queue_full, n);
+        }
+    }
+}
+
+fn pump(mut kernel: Kernel, mut asm: Assembler, tx: Sender<(Vec<u8>, u64)>, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    let mut batch_started = Instant::now();
+    let mut last_housekeeping = Instant::now();
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        let mut n = 0u32;
+        let mut decisions = Vec::new();
+        while let Some(item) = kernel.ring.next() {
+            n += 1;
+            stats::inc(&stats.events_read);
+            let decoded = decode(&item);
+            drop(item);
+            let decision = match decoded {
+                Ok(ev) => asm.handle(ev),
+                Err(_) => {
+                    stats::inc(&stats.events_malformed);
+                    None
+                }
+            };
+            decisions.extend(decision);
+            if asm.batch.len() >= BATCH_MAX_SPANS {
+                send(&tx, &mut asm, &stats);
+                batch_started = Instant::now();
+            }
+            if n >= 65_536 {
+                break;
+            }
+        }
+        for d in decisions {
+            kernel.set_proc_state(d.pid, d.state);
+        }
+        if asm.batch.is_empty() {
+            batch_started = Instant::now();
+        } else if batch_started.elapsed() >= BATCH_MAX_AGE || stopping {
+            send(&tx, &mut asm, &stats);
+            batch_started = Instant::now();
+        }
+        if last_housekeeping.elapsed() >= Duration::from_secs(1) || stopping {
+            stats::set(&stats.events_lost, kernel.counter(events::COUNTER_RINGBUF_FULL));
+            stats::set(&stats.captures_truncated, kernel.counter(events::COUNTER_TRUNCATED));
+            stats::set(&stats.bytes_not_captured, kernel.counter(events::COUNTER_BYTES_NOT_CAPTURED));
+            asm.evict_idle(monotonic_ns(), false);
+            last_housekeeping = Instant::now();
+        }
+        if stopping {
+            break;
+        }
+        if n == 0 {
+            std::thread::sleep(POLL);
+        }
+    }
+    // `kernel` drops here: programs detach before the channel closes.
+    drop(kernel);
+}
+
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}

@@ -1,0 +1,184 @@
+//! An HTTP/1 request/response pair → one span with the stable semantic-convention names.
+
+use std::net::IpAddr;
+
+use super::ids::{IdGen, TraceParent};
+use super::route::{path_of, route_of};
+use super::{AttrValue, Clock, SpanKind, SpanRecord};
+use crate::config::Config;
+use crate::conn::{Done, Side};
+use crate::events::ConnTuple;
+use crate::process::ProcessInfo;
+use std::sync::Arc;
+
+pub enum Built {
+    Span(Box<SpanRecord>),
+    /// The span's parent said "not sampled".
+    Unsampled,
+    /// Excluded by path or port.
+    Excluded,
+    /// Built as a new trace because the incoming traceparent was malformed.
+    InvalidParent(Box<SpanRecord>),
+}
+
+/// OTLP span flags: bit 8 says whether the parent is known to be remote, bit 9 that it is.
+const HAS_IS_REMOTE: u32 = 0x100;
+const IS_REMOTE: u32 = 0x200;
+
+/// Splits a Host header into host and port.
+fn split_host(h: &str) -> (String, Option<u16>) {
+    let h = h.trim();
+    if let Some(rest) = h.strip_prefix('[') {
+        if let Some((addr, tail)) = rest.split_once(']') {
+            return (addr.to_string(), tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host.to_string(), port.parse().ok()),
+        _ => (h.to_string(), None),
+    }
+}
+
+fn ip(a: IpAddr) -> String {
+    a.to_string()
+}
+
+pub fn build(d: &Done, tuple: &ConnTuple, process: &Arc<ProcessInfo>, cfg: &Config, clock: &Clock, ids: &mut IdGen) -> Built {
+    let req = &d.ex.req;
+    let path = path_of(&req.target);
+    if cfg.path_excluded(path) {
+        return Built::Excluded;
+    }
+    let (local, remote) = (tuple.local(), tuple.remote());
+    if cfg.exclude_ports.contains(&local.1) || cfg.exclude_ports.contains(&remote.1) {
+        return Built::Excluded;
+    }
+    let route = route_of(&req.target);
+    let status = d.ex.resp.as_ref().map(|(r, _)| r.status);
+
+    // Trace context: a server honours an incoming traceparent; a client whose app sent
+    // one already is that app's span (its id is the header's parent-id).
+    let mut invalid_parent = false;
+    let parent = match req.traceparent.as_deref() {
+        Some(v) => {
+            let tp = TraceParent::parse(v);
+            invalid_parent = tp.is_none();
+            tp
+        }
+        None => None,
+    };
+    if let Some(p) = parent {
+        if !p.sampled() {
+            return Built::Unsampled;
+        }
+    }
+    let kind = match d.side {
+        Side::Server => SpanKind::Server,
+        Side::Client => SpanKind::Client,
+    };
+    let (trace_id, span_id, parent_span_id, flags) = match (kind, parent) {
+        (SpanKind::Server, Some(p)) => (p.trace_id, ids.span_id(), Some(p.span_id), HAS_IS_REMOTE | IS_REMOTE | p.flags as u32),
+        (SpanKind::Client, Some(p)) => (p.trace_id, p.span_id, None, p.flags as u32),
+        (_, None) => (ids.trace_id(), ids.span_id(), None, HAS_IS_REMOTE | 1),
+    };
+    let trace_state = if parent.is_some() { req.tracestate.clone().unwrap_or_default() } else { String::new() };
+
+    let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(18);
+    let s = |v: String| AttrValue::Str(v);
+    attrs.push(("http.request.method", s(req.method.clone())));
+    attrs.push(("url.path", s(path.to_string())));
+    attrs.push(("url.scheme", s("http".into())));
+    attrs.push(("http.route", s(route.clone())));
+    if let Some(st) = status {
+        attrs.push(("http.response.status_code", AttrValue::Int(st as i64)));
+    }
+    attrs.push(("network.protocol.name", s("http".into())));
+    attrs.push(("network.protocol.version", s(if req.version == 10 { "1.0" } else { "1.1" }.into())));
+    attrs.push(("network.transport", s("tcp".into())));
+    let host = req.host.as_deref().map(split_host);
+    let (server_addr, server_port) = match kind {
+        SpanKind::Server => {
+            let (h, p) = host.clone().unwrap_or_else(|| (ip(local.0), None));
+            (h, p.unwrap_or(local.1))
+        }
+        SpanKind::Client => {
+            let (h, p) = host.clone().unwrap_or_else(|| (ip(remote.0), None));
+            (h, p.unwrap_or(remote.1))
+        }
+    };
+    attrs.push(("server.address", s(server_addr.clone())));
+    attrs.push(("server.port", AttrValue::Int(server_port as i64)));
+    attrs.push(("network.peer.address", s(ip(remote.0))));
+    attrs.push(("network.peer.port", AttrValue::Int(remote.1 as i64)));
+    attrs.push(("network.local.address", s(ip(local.0))));
+    attrs.push(("network.local.port", AttrValue::Int(local.1 as i64)));
+    if kind == SpanKind::Server {
+        attrs.push(("client.address", s(ip(remote.0))));
+        attrs.push(("client.port", AttrValue::Int(remote.1 as i64)));
+    } else {
+        let authority = match &req.host {
+            Some(h) => h.trim().to_string(),
+            None => format!("{}:{}", ip(remote.0), remote.1),
+        };
+        let full = if req.target.starts_with("http://") || req.target.starts_with("https://") {
+            req.target.clone()
+        } else {
+            format!("http://{authority}{}", req.target)
+        };
+        attrs.push(("url.full", s(full)));
+    }
+    if let Some(ua) = &req.user_agent {
+        attrs.push(("user_agent.original", s(ua.clone())));
+    }
+    if let Some(n) = d.ex.req_body.filter(|&n| n > 0) {
+        attrs.push(("http.request.body.size", AttrValue::Int(n as i64)));
+    }
+    if let Some(n) = d.resp_body {
+        attrs.push(("http.response.body.size", AttrValue::Int(n as i64)));
+    }
+
+    let error = match (d.error, status) {
+        (Some(why), _) => {
+            attrs.push(("error.type", s(if kind == SpanKind::Server { "no_response" } else { "connection_closed" }.into())));
+            Some(why.to_string())
+        }
+        (None, Some(st)) if st >= 500 || (kind == SpanKind::Client && st >= 400) => {
+            attrs.push(("error.type", s(st.to_string())));
+            Some(String::new())
+        }
+        _ => None,
+    };
+
+    let rec = SpanRecord {
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state,
+        flags,
+        name: format!("{} {}", req.method, route),
+        kind,
+        start_ns: clock.unix(d.ex.req_start),
+        end_ns: clock.unix(d.resp_end.max(d.ex.req_start)),
+        attrs,
+        error,
+        process: process.clone(),
+    };
+    if invalid_parent {
+        Built::InvalidParent(Box::new(rec))
+    } else {
+        Built::Span(Box::new(rec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(split_host("example.com:8080"), ("example.com".into(), Some(8080)));
+        assert_eq!(split_host("example.com"), ("example.com".into(), None));
+        assert_eq!(split_host("[::1]:80"), ("::1".into(), Some(80)));
+        assert_eq!(split_host("::1"), ("::1".into(), None));
+    }
+}

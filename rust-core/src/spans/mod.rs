@@ -1,0 +1,236 @@
+//! Span assembly: events → connections → request/response pairs → spans → batches.
+//! Pure (no syscalls besides /proc reads), so recorded event streams drive it in tests.
+
+pub mod http;
+pub mod route;
+pub mod ids;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::config::{glob_match, Config};
+use crate::conn::{Conn, Done};
+use crate::events::{cstr, Event, PROC_EXCLUDED, PROC_TRACED};
+use crate::otlp::BatchBuilder;
+use crate::process::{ProcessInfo, ProcessTable};
+use crate::stats::{self, Stats};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    Server,
+    Client,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct SpanRecord {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub trace_state: String,
+    /// OTLP span flags: W3C trace flags plus the has/is-remote-parent bits.
+    pub flags: u32,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub attrs: Vec<(&'static str, AttrValue)>,
+    pub error: Option<String>,
+    pub process: Arc<ProcessInfo>,
+}
+
+/// What userspace decided about a process after its exec; the runtime writes it into
+/// the kernel's `proc_state` map (None = remove the entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub pid: u32,
+    pub state: Option<u32>,
+}
+
+/// Converts the kernel's monotonic timestamps to Unix time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub offset_ns: i128,
+}
+
+impl Clock {
+    pub fn now() -> Clock {
+        let mut mono = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: writes one timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut mono) };
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        let mono = mono.tv_sec as i128 * 1_000_000_000 + mono.tv_nsec as i128;
+        Clock { offset_ns: real - mono }
+    }
+
+    pub fn unix(&self, mono_ns: u64) -> u64 {
+        (mono_ns as i128 + self.offset_ns).max(0) as u64
+    }
+}
+
+/// Connections idle longer than this are dropped (their close was never seen).
+const IDLE_NS: u64 = 300_000_000_000;
+const MAX_CONNS: usize = 65_536;
+
+pub struct Assembler {
+    cfg: Arc<Config>,
+    stats: Arc<Stats>,
+    clock: Clock,
+    conns: HashMap<(u32, u64), Conn>,
+    procs: ProcessTable,
+    /// Processes whose exec was matched as not traced: their pending-era events are dropped.
+    untraced: HashSet<u32>,
+    ids: ids::IdGen,
+    pub batch: BatchBuilder,
+    done: Vec<Done>,
+}
+
+impl Assembler {
+    pub fn new(cfg: Arc<Config>, stats: Arc<Stats>, clock: Clock) -> Self {
+        Assembler {
+            cfg,
+            stats,
+            clock,
+            conns: HashMap::new(),
+            procs: ProcessTable::default(),
+            untraced: HashSet::new(),
+            ids: ids::IdGen::new(),
+            batch: BatchBuilder::new(),
+            done: Vec::new(),
+        }
+    }
+
+    pub fn handle(&mut self, ev: Event) -> Option<Decision> {
+        match ev {
+            Event::Data { hdr, tuple, direction, pending, total_len, comm, data } => {
+                if pending && self.untraced.contains(&hdr.pid) {
+                    return None;
+                }
+                let key = (hdr.pid, hdr.sock_id);
+                if !self.conns.contains_key(&key) {
+                    if self.conns.len() >= MAX_CONNS {
+                        self.evict_idle(hdr.ts_ns, true);
+                    }
+                    self.conns.insert(key, Conn::new(tuple));
+                }
+                let conn = self.conns.get_mut(&key).unwrap();
+                let gap = (total_len as u64).saturating_sub(data.len() as u64);
+                let out = conn.feed(direction, &data, gap, hdr.ts_ns, &mut self.done);
+                if out.unknown_protocol {
+                    stats::inc(&self.stats.streams_unknown_protocol);
+                }
+                if out.parse_error {
+                    stats::inc(&self.stats.streams_unparsable);
+                }
+                stats::add(&self.stats.responses_without_request, out.orphan_responses);
+                if !self.done.is_empty() {
+                    let tuple = conn.tuple;
+                    let comm = cstr(&comm);
+                    self.finish(hdr.pid, &comm, tuple);
+                }
+                None
+            }
+            Event::Close { hdr } => {
+                if let Some(mut conn) = self.conns.remove(&(hdr.pid, hdr.sock_id)) {
+                    conn.close(hdr.ts_ns, &mut self.done);
+                    self.finish(hdr.pid, "", conn.tuple);
+                }
+                None
+            }
+            Event::Exit { hdr } => {
+                let keys: Vec<_> = self.conns.keys().filter(|k| k.0 == hdr.pid).copied().collect();
+                for k in keys {
+                    let mut conn = self.conns.remove(&k).unwrap();
+                    conn.close(hdr.ts_ns, &mut self.done);
+                    self.finish(hdr.pid, "", conn.tuple);
+                }
+                self.procs.exit(hdr.pid);
+                self.untraced.remove(&hdr.pid);
+                None
+            }
+            Event::Exec { hdr, prev_state, comm, filename } => {
+                let exe = std::fs::read_link(format!("/proc/{}/exe", hdr.pid))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or(filename.clone());
+                self.procs.exec(hdr.pid, &exe);
+                let _ = comm;
+                let state = self.decide_exec(&exe, prev_state);
+                if state == Some(PROC_TRACED) {
+                    self.untraced.remove(&hdr.pid);
+                } else {
+                    self.untraced.insert(hdr.pid);
+                }
+                Some(Decision { pid: hdr.pid, state })
+            }
+        }
+    }
+
+    /// exe_path selectors, decided at exec. Exclude wins; a process matching neither keeps
+    /// what it inherited.
+    pub fn decide_exec(&self, exe: &str, prev_state: u32) -> Option<u32> {
+        let Some(d) = &self.cfg.discovery else {
+            return Some(PROC_TRACED);
+        };
+        let exe_match = |sels: &[crate::config::Selector]| {
+            sels.iter().any(|s| s.exe_path.as_deref().is_some_and(|g| glob_match(g, exe)))
+        };
+        if exe_match(&d.exclude) {
+            Some(PROC_EXCLUDED)
+        } else if exe_match(&d.instrument) {
+            Some(PROC_TRACED)
+        } else if prev_state == PROC_TRACED || prev_state == PROC_EXCLUDED {
+            Some(prev_state)
+        } else {
+            None
+        }
+    }
+
+    fn finish(&mut self, pid: u32, comm: &str, tuple: crate::events::ConnTuple) {
+        if self.done.is_empty() {
+            return;
+        }
+        let process = self.procs.get(pid, comm);
+        for d in std::mem::take(&mut self.done) {
+            if d.error.is_some() {
+                stats::inc(&self.stats.requests_without_response);
+            }
+            match http::build(&d, &tuple, &process, &self.cfg, &self.clock, &mut self.ids) {
+                http::Built::Span(rec) => {
+                    self.batch.push(*rec);
+                    stats::inc(&self.stats.spans_emitted);
+                }
+                http::Built::Unsampled => stats::inc(&self.stats.spans_unsampled),
+                http::Built::Excluded => stats::inc(&self.stats.spans_excluded),
+                http::Built::InvalidParent(rec) => {
+                    stats::inc(&self.stats.traceparent_invalid);
+                    self.batch.push(*rec);
+                    stats::inc(&self.stats.spans_emitted);
+                }
+            }
+        }
+    }
+
+    /// Drops connections idle for too long (or the oldest half when `force`).
+    pub fn evict_idle(&mut self, now_ns: u64, force: bool) {
+        let before = self.conns.len();
+        if force {
+            let mut ts: Vec<u64> = self.conns.values().map(|c| c.last_ts).collect();
+            ts.sort_unstable();
+            let cut = ts.get(ts.len() / 2).copied().unwrap_or(0);
+            self.conns.retain(|_, c| c.last_ts > cut);
+        } else {
+            self.conns.retain(|_, c| now_ns.saturating_sub(c.last_ts) < IDLE_NS);
+        }
+        stats::add(&self.stats.connections_evicted, (before - self.conns.len()) as u64);
+        stats::set(&self.stats.connections_tracked, self.conns.len() as u64);
+        stats::set(&self.stats.processes_traced, self.procs.len() as u64);
+    }
+}

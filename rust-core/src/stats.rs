@@ -1,0 +1,74 @@
+//! Counters shared by every thread; one snapshot type crosses the C ABI.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Live counters, updated with relaxed atomics from any thread.
+        #[derive(Default, Debug)]
+        pub struct Stats { $($(#[$doc])* pub $name: AtomicU64,)* }
+
+        /// Counter names, in the order `Stats::values` returns them. Append only:
+        /// the index is part of the C ABI.
+        pub const NAMES: &[&str] = &[$(stringify!($name)),*];
+        /// The same names, NUL-terminated, for the C ABI.
+        pub(crate) const C_NAMES: &[&str] = &[$(concat!(stringify!($name), "\0")),*];
+
+        impl Stats {
+            pub fn values(&self) -> Vec<u64> {
+                vec![$(self.$name.load(Relaxed)),*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Records read from the kernel ring buffer.
+    events_read,
+    /// Records the kernel could not write because the ring buffer was full.
+    events_lost,
+    /// Records shorter than their declared size or of an unknown kind.
+    events_malformed,
+    /// Syscalls whose payload was longer than the capture buffer.
+    captures_truncated,
+    /// Payload bytes that went over the wire but were not captured.
+    bytes_not_captured,
+    /// Connections whose bytes could not be parsed as the detected protocol.
+    streams_unparsable,
+    /// Connections of traced processes that carry no protocol we parse.
+    streams_unknown_protocol,
+    /// Requests that ended without a response (connection closed or parse lost).
+    requests_without_response,
+    /// Responses seen with no request to pair them with.
+    responses_without_request,
+    /// Incoming traceparent headers that were malformed and ignored.
+    traceparent_invalid,
+    /// Spans completed and put into a batch.
+    spans_emitted,
+    /// Spans not exported because the parent's sampled flag was off.
+    spans_unsampled,
+    /// Spans dropped by configuration (excluded path or port).
+    spans_excluded,
+    /// Spans dropped because the batch queue towards the collector was full.
+    spans_dropped_queue_full,
+    /// Span batches handed to the collector.
+    batches_emitted,
+    /// Processes currently traced.
+    processes_traced,
+    /// Connections currently tracked.
+    connections_tracked,
+    /// Connections evicted because the tracking table was full or idle too long.
+    connections_evicted,
+}
+
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
+}
+
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+pub fn set(c: &AtomicU64, n: u64) {
+    c.store(n, Relaxed);
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, skipping what is already there, so a second
+# run costs a few seconds. Tools we build go to $CACHE_DIR/bin (outside the clone).
+set -euo pipefail
+CACHE_DIR=${CACHE_DIR:-$HOME/.cache/otelcol-ebpf}
+OCB_VERSION=${OCB_VERSION:-v0.164.0}
+CBINDGEN_VERSION=${CBINDGEN_VERSION:-0.29.4}
+mkdir -p "$CACHE_DIR/bin"
+
+say() { printf '[deps] %s\n' "$*"; }
+
+# Debian packages: compiler and BPF tooling for the build; servers and clients for the tests.
+apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "[deps] missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  say "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The test suite starts nginx itself; the package's service must not hold port 80.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+    (systemctl stop nginx 2>/dev/null || nginx -s stop 2>/dev/null || true)
+  fi
+fi
+
+command -v cargo >/dev/null || { echo "[deps] cargo not found: install Rust 1.95 with rustup" >&2; exit 1; }
+command -v go >/dev/null || { echo "[deps] go not found: install Go 1.26" >&2; exit 1; }
+
+if ! "$CACHE_DIR/bin/cbindgen" --version 2>/dev/null | grep -q "$CBINDGEN_VERSION"; then
+  say "installing cbindgen $CBINDGEN_VERSION"
+  cargo install --quiet --locked --root "$CACHE_DIR" cbindgen --version "$CBINDGEN_VERSION"
+fi
+
+if [ ! -x "$CACHE_DIR/bin/builder-$OCB_VERSION" ]; then
+  say "installing ocb $OCB_VERSION"
+  GOBIN="$CACHE_DIR/bin" go install "go.opentelemetry.io/collector/cmd/builder@$OCB_VERSION"
+  mv "$CACHE_DIR/bin/builder" "$CACHE_DIR/bin/builder-$OCB_VERSION"
+fi
+
+# Python test dependencies.
+if ! python3 -c 'import pytest' 2>/dev/null; then
+  say "installing pytest"
+  python3 -m pip install -q pytest
+fi
+say "ok"

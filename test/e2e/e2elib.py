@@ -1,0 +1,554 @@
+"""Helpers for the end-to-end tests: the collector under test, its span file, its
+metrics, the processes a test starts, free ports and listening checks.
+
+Nothing here sleeps to make an assertion true: waits poll for a condition and give up
+after a timeout, leaving the assertion to the test.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTOR_BIN = Path(os.environ.get("OTELCOL_EBPF_BIN", REPO / "bin" / "otelcol-ebpf"))
+APPS = Path(__file__).resolve().parent / "apps"
+PYTHON = sys.executable  # the real interpreter, not a pyenv shim script
+READY_MARK = "Everything is ready"
+
+SERVER = 2
+CLIENT = 3
+STATUS_ERROR = 2
+
+# Our programs, as `bpftool prog list` names them (names are cut to 15 characters).
+BPF_PROG_NAMES = {n[:15] for n in ("on_sys_exit", "on_fork", "on_exec", "on_exit")}
+
+
+# --------------------------------------------------------------------------- ports
+
+_used_ports: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port() -> int:
+    """A port nobody listens on, below the ephemeral range (so no client's local port
+    can equal it) and away from common service ports; never the same twice in a run."""
+    hi = min(_ephemeral_low(), 32000)
+    for _ in range(500):
+        port = random.randrange(21000, hi)
+        if port in _used_ports:
+            continue
+        try:
+            for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+                with socket.socket(fam, socket.SOCK_STREAM) as s:
+                    s.bind((addr, port))
+        except OSError:
+            continue
+        _used_ports.add(port)
+        return port
+    raise RuntimeError("no free port found")
+
+
+def listening_ports() -> set[int]:
+    """Ports with a TCP socket in LISTEN state, read from /proc (no connection made: a
+    probe connection would make the prober look like a client of the port)."""
+    ports = set()
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(f).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 3 and parts[3] == "0A":
+                ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def wait_listening(port: int, proc: subprocess.Popen | None = None, timeout: float = 15, what: str = "server") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port in listening_ports():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode} before listening on {port}: {Procs.output_of(proc)}")
+        time.sleep(0.05)
+    raise AssertionError(f"{what} is not listening on port {port} after {timeout}s: {Procs.output_of(proc) if proc else ''}")
+
+
+# ----------------------------------------------------------------------- processes
+
+
+class Procs:
+    """Processes started by one test (or fixture); all killed, with their process
+    groups, by cleanup(), whatever happened."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.procs: list[subprocess.Popen] = []
+        self._n = 0
+
+    def spawn(self, args, *, env_extra: dict | None = None, cwd=None, name: str | None = None) -> subprocess.Popen:
+        self._n += 1
+        name = name or Path(str(args[0])).name
+        out = self.workdir / f"{self._n:02d}-{name}.out"
+        env = dict(os.environ)
+        if env_extra:
+            env.update(env_extra)
+        f = open(out, "wb")
+        try:
+            p = subprocess.Popen([str(a) for a in args], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 cwd=cwd, env=env, start_new_session=True)
+        finally:
+            f.close()
+        p.out_path = out  # type: ignore[attr-defined]
+        self.procs.append(p)
+        return p
+
+    def run(self, args, *, timeout: float = 30, env_extra: dict | None = None, cwd=None, check: bool = True,
+            name: str | None = None) -> tuple[subprocess.Popen, str]:
+        """Runs a client to completion; returns (process, its output)."""
+        p = self.spawn(args, env_extra=env_extra, cwd=cwd, name=name)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill(p)
+            raise AssertionError(f"{args} did not finish in {timeout}s: {self.output_of(p)}")
+        out = self.output_of(p)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{args} exited with {p.returncode}: {out}")
+        return p, out
+
+    @staticmethod
+    def output_of(p: subprocess.Popen | None) -> str:
+        path = getattr(p, "out_path", None)
+        if path is None:
+            return ""
+        try:
+            return Path(path).read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    @staticmethod
+    def _kill(p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        # The group may outlive its leader (nginx workers): end what is left of it.
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def cleanup(self) -> None:
+        for p in reversed(self.procs):
+            self._kill(p)
+        self.procs.clear()
+
+
+def children_of(pid: int) -> set[int]:
+    """Pids of the direct children of pid."""
+    kids = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids.update(int(x) for x in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return kids
+
+
+# --------------------------------------------------------------------------- spans
+
+
+def _value(v: dict):
+    if "stringValue" in v:
+        return v["stringValue"]
+    if "intValue" in v:
+        return int(v["intValue"])
+    if "boolValue" in v:
+        return bool(v["boolValue"])
+    if "doubleValue" in v:
+        return float(v["doubleValue"])
+    if "arrayValue" in v:
+        return [_value(x) for x in v["arrayValue"].get("values", [])]
+    if "kvlistValue" in v:
+        return _attrs(v["kvlistValue"].get("values", []))
+    if "bytesValue" in v:
+        return v["bytesValue"]
+    return None
+
+
+def _attrs(kvs) -> dict:
+    return {kv["key"]: _value(kv.get("value", {})) for kv in kvs or []}
+
+
+def flatten(doc: dict) -> list[dict]:
+    """One OTLP/JSON export request → flat span dicts."""
+    out = []
+    for rs in doc.get("resourceSpans", []):
+        resource = _attrs(rs.get("resource", {}).get("attributes"))
+        for ss in rs.get("scopeSpans", []):
+            scope = ss.get("scope", {}).get("name", "")
+            for sp in ss.get("spans", []):
+                status = sp.get("status") or {}
+                out.append({
+                    "resource": resource,
+                    "scope": scope,
+                    "name": sp.get("name", ""),
+                    "kind": int(sp.get("kind", 0)),
+                    "trace_id": sp.get("traceId", ""),
+                    "span_id": sp.get("spanId", ""),
+                    "parent_span_id": sp.get("parentSpanId", ""),
+                    "trace_state": sp.get("traceState", ""),
+                    "flags": int(sp.get("flags", 0)),
+                    "start": int(sp.get("startTimeUnixNano", 0)),
+                    "end": int(sp.get("endTimeUnixNano", 0)),
+                    "attrs": _attrs(sp.get("attributes")),
+                    "status_code": int(status.get("code", 0)),
+                    "status_message": status.get("message", ""),
+                })
+    return out
+
+
+class SpanFile:
+    """Incremental reader of the file exporter's output (one JSON document a line)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._offset = 0
+        self._partial = b""
+        self.spans: list[dict] = []
+
+    def refresh(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return self.spans
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # an unfinished last line waits for the next read
+        for line in lines:
+            if line.strip():
+                self.spans.extend(flatten(json.loads(line)))
+        return self.spans
+
+    def raw_text(self) -> str:
+        try:
+            return self.path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait(self, pred, count: int = 1, timeout: float = 15, settle: float = 1.0) -> list[dict]:
+        """Spans matching pred, once at least `count` are there and no new one came for
+        `settle` seconds (so a test can assert an exact count); on timeout, what is there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [s for s in self.refresh() if pred(s)]
+            if len(got) >= count:
+                break
+            if time.monotonic() >= deadline:
+                return got
+            time.sleep(0.1)
+        quiet_until = time.monotonic() + settle
+        while time.monotonic() < quiet_until:
+            time.sleep(0.1)
+            now = [s for s in self.refresh() if pred(s)]
+            if len(now) != len(got):
+                got = now
+                quiet_until = time.monotonic() + settle
+        return got
+
+
+# Predicates on flat spans: everything a test asserts is filtered by a port it chose.
+
+def server_on(port: int):
+    return lambda s: s["kind"] == SERVER and s["attrs"].get("network.local.port") == port
+
+
+def client_to(port: int):
+    return lambda s: s["kind"] == CLIENT and s["attrs"].get("network.peer.port") == port
+
+
+def on_port(port: int):
+    a, b = server_on(port), client_to(port)
+    return lambda s: a(s) or b(s)
+
+
+def and_(*preds):
+    return lambda s: all(p(s) for p in preds)
+
+
+def path_is(path: str):
+    return lambda s: s["attrs"].get("url.path") == path
+
+
+def brief(spans) -> str:
+    """Short text of spans for assertion messages."""
+    rows = []
+    for s in spans:
+        a = s["attrs"]
+        rows.append(
+            f"{'SERVER' if s['kind'] == SERVER else 'CLIENT' if s['kind'] == CLIENT else s['kind']} "
+            f"{s['name']!r} svc={s['resource'].get('service.name')} pid={s['resource'].get('process.pid')} "
+            f"path={a.get('url.path')} status={a.get('http.response.status_code')} code={s['status_code']} "
+            f"local={a.get('network.local.port')} peer={a.get('network.peer.port')} "
+            f"dur_ms={(s['end'] - s['start']) / 1e6:.1f} trace={s['trace_id']} span={s['span_id']} parent={s['parent_span_id']}"
+        )
+    return f"{len(spans)} span(s):\n  " + "\n  ".join(rows) if rows else "no spans"
+
+
+# -------------------------------------------------------------------------- metrics
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_prometheus(text: str) -> list[tuple[str, dict, float]]:
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        labels = dict(_LABEL.findall(m.group(3) or ""))
+        try:
+            out.append((m.group(1), labels, float(m.group(4))))
+        except ValueError:
+            pass
+    return out
+
+
+# -------------------------------------------------------------------------- collector
+
+
+def collector_config(receiver: dict, traces_path: Path, metrics_port: int) -> dict:
+    """The whole collector config; JSON is valid YAML, so no YAML library is needed."""
+    return {
+        "receivers": {"ebpf": receiver},
+        "exporters": {"file": {"path": str(traces_path), "flush_interval": "100ms"}},
+        "service": {
+            "telemetry": {
+                "metrics": {
+                    "level": "detailed",
+                    "readers": [{"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": metrics_port}}}}],
+                },
+            },
+            "pipelines": {"traces": {"receivers": ["ebpf"], "exporters": ["file"]}},
+        },
+    }
+
+
+def bpf_progs() -> list[dict]:
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, f"bpftool prog show failed: {out.stderr}"
+    return json.loads(out.stdout or "[]")
+
+
+class Collector:
+    def __init__(self, receiver: dict | None = None, workdir: Path | None = None):
+        self.receiver = copy.deepcopy(receiver if receiver is not None else {})
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="otelcol-e2e-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.traces_path = self.workdir / "traces.jsonl"
+        self.log_path = self.workdir / "collector.log"
+        self.config_path = self.workdir / "config.yaml"
+        self.metrics_port = free_port()
+        self.spans = SpanFile(self.traces_path)
+        self.proc: subprocess.Popen | None = None
+        self.baseline_prog_ids: set[int] = set()
+        self.returncode: int | None = None
+
+    def write_config(self, raw: str | None = None) -> None:
+        text = raw if raw is not None else json.dumps(
+            collector_config(self.receiver, self.traces_path, self.metrics_port), indent=2)
+        self.config_path.write_text(text)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def launch(self) -> subprocess.Popen:
+        assert COLLECTOR_BIN.exists(), f"{COLLECTOR_BIN} is missing: build it first (make build)"
+        if not self.config_path.exists():
+            self.write_config()
+        self.baseline_prog_ids = {p["id"] for p in bpf_progs() if p.get("name") in BPF_PROG_NAMES}
+        log = open(self.log_path, "wb")
+        try:
+            self.proc = subprocess.Popen([str(COLLECTOR_BIN), "--config", str(self.config_path)], stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
+                                         start_new_session=True)
+        finally:
+            log.close()
+        return self.proc
+
+    def start(self, timeout: float = 60) -> "Collector":
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if READY_MARK in self.log():
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError(f"collector exited with {self.proc.returncode} during start-up:\n{self.log()[-6000:]}")
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"collector not ready after {timeout}s (no {READY_MARK!r}):\n{self.log()[-6000:]}")
+
+    def wait_exit(self, timeout: float = 60) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM, wait for exit (SIGKILL past the timeout); returns the exit code, or
+        None when it had to be killed."""
+        p = self.proc
+        if p is None:
+            return self.returncode
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                self.returncode = p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+                self.returncode = None
+        else:
+            self.returncode = p.returncode
+        self.proc = None
+        return self.returncode
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def metrics(self) -> list[tuple[str, dict, float]]:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return parse_prometheus(r.read().decode())
+
+    def metric(self, name: str, **labels) -> float | None:
+        """Sum of the samples of `name` (with or without the exporter's `_total`
+        suffix) whose labels include `labels`; None when there is no such sample."""
+        total, seen = 0.0, False
+        for n, lb, v in self.metrics():
+            if n in (name, name + "_total") and all(lb.get(k) == w for k, w in labels.items()):
+                total += v
+                seen = True
+        return total if seen else None
+
+    def ebpf_counter(self, name: str) -> float | None:
+        return self.metric(f"otelcol_ebpf_{name}")
+
+
+class CollectorManager:
+    """Keeps one collector running at a time, restarting only when a module asks for a
+    different receiver config (so modules sharing a config share the collector, and two
+    collectors never trace each other)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.current: Collector | None = None
+        self._n = 0
+
+    def get(self, receiver: dict | None = None) -> Collector:
+        receiver = receiver if receiver is not None else {}
+        if self.current is not None and self.current.receiver == receiver and self.current.proc is not None \
+                and self.current.proc.poll() is None:
+            return self.current
+        self.stop()
+        self._n += 1
+        c = Collector(receiver, self.root / f"collector-{self._n}")
+        c.start()
+        self.current = c
+        return c
+
+    def stop(self) -> int | None:
+        c, self.current = self.current, None
+        return c.stop() if c is not None else None
+
+
+def start_app(procs: Procs, port: int, env_extra: dict | None = None):
+    """The keep-alive thread-per-request test app on 127.0.0.1:port."""
+    p = procs.spawn([PYTHON, APPS / "app.py", port], env_extra=env_extra, name="app")
+    wait_listening(port, p, what="app.py")
+    return p
+
+
+def start_http_server(procs: Procs, port: int, root: Path):
+    p = procs.spawn([PYTHON, "-m", "http.server", port, "--bind", "127.0.0.1"], cwd=root, name="http.server")
+    wait_listening(port, p, what="http.server")
+    return p
+
+
+
+def require_tools(*tools: str) -> list[str]:
+    return [t for t in tools if shutil.which(t) is None]
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def run_client(procs: Procs, port: int, reqs: list[dict], env_extra: dict | None = None) -> tuple[subprocess.Popen, dict]:
+    """apps/client.py: every request on one keep-alive connection."""
+    p, out = procs.run([PYTHON, APPS / "client.py", port, json.dumps(reqs)], env_extra=env_extra, name="client")
+    return p, json.loads(out.strip().splitlines()[-1])
+
+
+def run_rawclient(procs: Procs, port: int, mode: str, *paths: str) -> tuple[subprocess.Popen, dict]:
+    p, out = procs.run([PYTHON, APPS / "rawclient.py", port, mode, *paths], name="rawclient")
+    return p, json.loads(out.strip().splitlines()[-1])
+
+
+def run_curl(procs: Procs, *args, check: bool = True) -> tuple[subprocess.Popen, str]:
+    return procs.run(["curl", "-sS", *args], check=check, name="curl")
+
+
+def is_trace_id(t: str) -> bool:
+    return bool(re.fullmatch(r"[0-9a-f]{32}", t or "")) and set(t) != {"0"}
+
+
+def is_span_id(t: str) -> bool:
+    return bool(re.fullmatch(r"[0-9a-f]{16}", t or "")) and set(t) != {"0"}
+
+
+def duration_ms(span: dict) -> float:
+    return (span["end"] - span["start"]) / 1e6
+
+
+def by_start(spans: list[dict]) -> list[dict]:
+    return sorted(spans, key=lambda s: (s["start"], s["end"]))
