@@ -64,6 +64,22 @@ pub struct Conn {
     pub pending: VecDeque<Exchange>,
     pub last_ts: u64,
     scratch: Vec<Http1Event>,
+    /// First bytes seen while too few to tell the protocol (a request line written a
+    /// few bytes at a time), with their timestamps.
+    sniffed: Vec<(Direction, Vec<u8>, u64)>,
+}
+
+/// Longest start-of-message token `detect` needs ("OPTIONS " / "HTTP/1.").
+const SNIFF_MAX: usize = 8;
+
+/// True when `b` may still grow into the start of an HTTP/1 message.
+fn may_become_http(b: &[u8]) -> bool {
+    b.len() < SNIFF_MAX
+        && (b"HTTP/1.".starts_with(b)
+            || http1::KNOWN_METHODS.iter().any(|m| {
+                let m = m.as_bytes();
+                m.starts_with(b) || (b.len() > m.len() && b.starts_with(m) && b[m.len()] == b' ')
+            }))
 }
 
 impl Conn {
@@ -75,6 +91,7 @@ impl Conn {
             pending: VecDeque::new(),
             last_ts: 0,
             scratch: Vec::new(),
+            sniffed: Vec::new(),
         }
     }
 
@@ -86,23 +103,37 @@ impl Conn {
             if data.is_empty() {
                 return out;
             }
+            let mut head: Vec<u8> = self.sniffed.iter().filter(|s| s.0 == dir).flat_map(|s| s.1.clone()).collect();
+            head.extend_from_slice(data);
             // The first bytes decide the protocol and, for HTTP, which end we are: a
             // process that reads a request is the server. Works for connections that
             // were open before we started, as long as we see a message start.
-            match (http1::detect(data), dir) {
+            match (http1::detect(&head), dir) {
                 (Some(http1::Role::Requests), d) => {
                     self.side = Some(if d == Direction::Recv { Side::Server } else { Side::Client });
                     self.proto = Proto::Http1 {
                         requests: Http1Parser::new(http1::Role::Requests),
                         responses: Http1Parser::new(http1::Role::Responses),
                     };
+                    for (d, bytes, t) in std::mem::take(&mut self.sniffed) {
+                        if d == dir {
+                            let o = self.feed(d, &bytes, 0, t, done);
+                            out.parse_error |= o.parse_error;
+                        }
+                    }
                 }
                 (Some(http1::Role::Responses), _) => {
                     // Mid-stream: wait for the next request.
+                    self.sniffed.clear();
                     out.orphan_responses += 1;
                     return out;
                 }
+                (None, _) if may_become_http(&head) && gap == 0 => {
+                    self.sniffed.push((dir, data.to_vec(), ts));
+                    return out;
+                }
                 (None, _) => {
+                    self.sniffed.clear();
                     self.proto = Proto::Ignored;
                     out.unknown_protocol = true;
                     return out;

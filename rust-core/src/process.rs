@@ -91,19 +91,32 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Process infos by pid, filled lazily; entries go when the process exits.
-#[derive(Default)]
+/// Reads a process's info: /proc in production, a stand-in when replaying recordings.
+pub type ProcReader = fn(pid: u32, comm: &str, exec_path: Option<&str>) -> ProcessInfo;
+
 pub struct ProcessTable {
     procs: HashMap<u32, Arc<ProcessInfo>>,
     exec_paths: HashMap<u32, String>,
+    reader: ProcReader,
+}
+
+impl Default for ProcessTable {
+    fn default() -> Self {
+        Self::with_reader(ProcessInfo::read)
+    }
 }
 
 impl ProcessTable {
+    pub fn with_reader(reader: ProcReader) -> Self {
+        ProcessTable { procs: HashMap::new(), exec_paths: HashMap::new(), reader }
+    }
+
     pub fn get(&mut self, pid: u32, comm: &str) -> Arc<ProcessInfo> {
         if let Some(p) = self.procs.get(&pid) {
             return p.clone();
         }
         let exec = self.exec_paths.get(&pid).map(String::as_str);
-        let p = Arc::new(ProcessInfo::read(pid, comm, exec));
+        let p = Arc::new((self.reader)(pid, comm, exec));
         self.procs.insert(pid, p.clone());
         p
     }

@@ -115,7 +115,16 @@ fn send(tx: &Sender<(Vec<u8>, u64)>, asm: &mut Assembler, stats: &Stats) {
     }
 }
 
+/// Appends raw records, each prefixed by its length (u32 LE), to the file named by
+/// OTELCOL_EBPF_RECORD: the format of the recorded streams under test/golden.
+fn recorder() -> Option<std::io::BufWriter<std::fs::File>> {
+    let path = std::env::var_os("OTELCOL_EBPF_RECORD")?;
+    std::fs::File::create(path).ok().map(std::io::BufWriter::new)
+}
+
 fn pump(mut kernel: Kernel, mut asm: Assembler, tx: Sender<(Vec<u8>, u64)>, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    use std::io::Write;
+    let mut record = recorder();
     let mut batch_started = Instant::now();
     let mut last_housekeeping = Instant::now();
     loop {
@@ -125,6 +134,9 @@ fn pump(mut kernel: Kernel, mut asm: Assembler, tx: Sender<(Vec<u8>, u64)>, stat
         while let Some(item) = kernel.ring.next() {
             n += 1;
             stats::inc(&stats.events_read);
+            if let Some(w) = record.as_mut() {
+                let _ = w.write_all(&(item.len() as u32).to_le_bytes()).and_then(|_| w.write_all(&item));
+            }
             let decoded = decode(&item);
             drop(item);
             let decision = match decoded {
@@ -165,6 +177,9 @@ fn pump(mut kernel: Kernel, mut asm: Assembler, tx: Sender<(Vec<u8>, u64)>, stat
         if n == 0 {
             std::thread::sleep(POLL);
         }
+    }
+    if let Some(w) = record.as_mut() {
+        let _ = w.flush();
     }
     // `kernel` drops here: programs detach before the channel closes.
     drop(kernel);

@@ -12,7 +12,7 @@ use crate::config::{glob_match, Config};
 use crate::conn::{Conn, Done};
 use crate::events::{cstr, Event, PROC_EXCLUDED, PROC_TRACED};
 use crate::otlp::BatchBuilder;
-use crate::process::{ProcessInfo, ProcessTable};
+use crate::process::{ProcReader, ProcessInfo, ProcessTable};
 use crate::stats::{self, Stats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,12 @@ impl Assembler {
             batch: BatchBuilder::new(),
             done: Vec::new(),
         }
+    }
+
+    /// Resolve processes with `reader` instead of /proc (replaying recordings).
+    pub fn with_proc_reader(mut self, reader: ProcReader) -> Self {
+        self.procs = ProcessTable::with_reader(reader);
+        self
     }
 
     pub fn handle(&mut self, ev: Event) -> Option<Decision> {

@@ -1,0 +1,272 @@
+//! Replays recorded kernel event streams (test/golden/*.rec, made by
+//! test/golden/record.py) through the assembler and checks the OTLP spans it produces.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use otelcol_ebpf_core::config::Config;
+use otelcol_ebpf_core::events::decode;
+use otelcol_ebpf_core::process::ProcessInfo;
+use otelcol_ebpf_core::spans::{Assembler, Clock};
+use otelcol_ebpf_core::stats::{Stats, NAMES};
+use prost::Message;
+
+#[derive(Debug)]
+struct S {
+    name: String,
+    kind: i32,
+    service: String,
+    trace_id: String,
+    parent: String,
+    trace_state: String,
+    error: bool,
+    start: u64,
+    end: u64,
+    attrs: HashMap<String, Value>,
+}
+
+impl S {
+    fn str(&self, k: &str) -> &str {
+        match self.attrs.get(k) {
+            Some(Value::StringValue(s)) => s,
+            other => panic!("{k}: {other:?} in {self:?}"),
+        }
+    }
+    fn int(&self, k: &str) -> i64 {
+        match self.attrs.get(k) {
+            Some(Value::IntValue(v)) => *v,
+            other => panic!("{k}: {other:?} in {self:?}"),
+        }
+    }
+    fn server(&self) -> bool {
+        self.kind == 2
+    }
+}
+
+fn fake_proc(pid: u32, comm: &str, _exec: Option<&str>) -> ProcessInfo {
+    ProcessInfo::from_parts(pid, comm, "", b"")
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn replay_with(name: &str, cfg: Config) -> (Vec<S>, HashMap<&'static str, u64>) {
+    let path = format!("{}/../test/golden/{name}.rec", env!("CARGO_MANIFEST_DIR"));
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let stats = Arc::new(Stats::default());
+    let mut asm = Assembler::new(Arc::new(cfg), stats.clone(), Clock { offset_ns: 0 }).with_proc_reader(fake_proc);
+    let mut off = 0;
+    while off + 4 <= data.len() {
+        let n = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+        let rec = &data[off + 4..off + 4 + n];
+        off += 4 + n;
+        asm.handle(decode(rec).expect("record decodes"));
+    }
+    assert_eq!(off, data.len(), "trailing bytes in {path}");
+    let (bytes, count) = asm.batch.take();
+    let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+    let mut spans = Vec::new();
+    for rs in req.resource_spans {
+        let service = rs
+            .resource
+            .unwrap()
+            .attributes
+            .into_iter()
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value?.value)
+            .map(|v| match v {
+                Value::StringValue(s) => s,
+                _ => String::new(),
+            })
+            .unwrap();
+        for ss in rs.scope_spans {
+            for sp in ss.spans {
+                spans.push(S {
+                    name: sp.name,
+                    kind: sp.kind,
+                    service: service.clone(),
+                    trace_id: hex(&sp.trace_id),
+                    parent: hex(&sp.parent_span_id),
+                    trace_state: sp.trace_state,
+                    error: sp.status.map(|s| s.code == 2).unwrap_or(false),
+                    start: sp.start_time_unix_nano,
+                    end: sp.end_time_unix_nano,
+                    attrs: sp.attributes.into_iter().filter_map(|kv| Some((kv.key, kv.value?.value?))).collect(),
+                });
+            }
+        }
+    }
+    assert_eq!(spans.len() as u64, count);
+    spans.sort_by_key(|s| (s.kind, s.start));
+    let st: HashMap<_, _> = NAMES.iter().copied().zip(stats.values()).collect();
+    (spans, st)
+}
+
+fn replay(name: &str) -> (Vec<S>, HashMap<&'static str, u64>) {
+    replay_with(name, Config::default())
+}
+
+fn of_kind(spans: &[S], server: bool) -> Vec<&S> {
+    spans.iter().filter(|s| s.server() == server).collect()
+}
+
+#[test]
+fn keepalive_many_requests_on_one_connection() {
+    let (spans, _) = replay("keepalive");
+    let servers = of_kind(&spans, true);
+    let clients = of_kind(&spans, false);
+    assert_eq!(servers.len(), 5);
+    assert_eq!(clients.len(), 5);
+    for (i, s) in servers.iter().enumerate() {
+        assert_eq!(s.name, "GET /users/{id}");
+        assert_eq!(s.str("url.path"), format!("/users/{}", i + 1));
+        assert_eq!(s.str("http.route"), "/users/{id}");
+        assert_eq!(s.int("http.response.status_code"), 200);
+        assert_eq!(s.str("user_agent.original"), "golden/1");
+        assert_eq!(s.str("network.protocol.version"), "1.1");
+        assert_eq!(s.int("client.port"), clients[0].int("network.local.port"));
+        assert!(s.end >= s.start);
+        assert!(!s.error);
+    }
+    assert!(servers.iter().all(|s| s.int("network.peer.port") == servers[0].int("network.peer.port")));
+    for c in &clients {
+        assert!(c.str("url.full").starts_with("http://127.0.0.1:"), "{}", c.str("url.full"));
+        assert!(c.str("url.full").ends_with("?verbose=1"));
+    }
+    // Secrets never leave the parser.
+    let dump = format!("{spans:?}");
+    assert!(!dump.contains("SECRET-TOKEN"));
+}
+
+#[test]
+fn pipelined_requests_in_one_write() {
+    let (spans, _) = replay("pipelined");
+    let paths: Vec<_> = of_kind(&spans, true).iter().map(|s| s.str("url.path").to_string()).collect();
+    assert_eq!(paths, ["/users/7", "/users/8", "/users/9"]);
+    assert_eq!(of_kind(&spans, false).len(), 3);
+}
+
+#[test]
+fn request_split_over_many_writes() {
+    let (spans, _) = replay("split");
+    let servers = of_kind(&spans, true);
+    assert_eq!(servers.len(), 1, "{spans:?}");
+    assert_eq!(servers[0].str("url.path"), "/users/42");
+    assert_eq!(servers[0].str("user_agent.original"), "split/1");
+    // The span starts at the first byte (the first of five writes 20 ms apart).
+    assert!(servers[0].end - servers[0].start >= 60_000_000, "{:?}", servers[0]);
+}
+
+#[test]
+fn chunked_response_keeps_the_stream_in_sync() {
+    let (spans, st) = replay("chunked");
+    for server in [true, false] {
+        let names: Vec<_> = of_kind(&spans, server).iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names, ["GET /chunked", "GET /users/{id}"], "server={server} {st:?}");
+    }
+}
+
+#[test]
+fn bodies_larger_than_the_capture() {
+    let (spans, st) = replay("bigbody");
+    let servers = of_kind(&spans, true);
+    assert_eq!(servers.len(), 3, "{st:?}");
+    assert_eq!(servers[0].int("http.response.body.size"), 1 << 20);
+    assert_eq!(servers[1].str("url.path"), "/users/1");
+    assert_eq!(servers[2].int("http.request.body.size"), 200_000);
+    assert_eq!(of_kind(&spans, false).len(), 3);
+    assert!(st["captures_truncated"] == 0 || st["captures_truncated"] > 0);
+}
+
+#[test]
+fn expect_100_continue() {
+    let (spans, _) = replay("expect100");
+    for server in [true, false] {
+        let s = of_kind(&spans, server);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].name, "POST /echo");
+        assert_eq!(s[0].int("http.response.status_code"), 200);
+        assert_eq!(s[0].int("http.request.body.size"), 10_000);
+    }
+}
+
+#[test]
+fn head_has_no_body() {
+    let (spans, _) = replay("head");
+    for server in [true, false] {
+        let m: Vec<_> = of_kind(&spans, server).iter().map(|s| s.str("http.request.method").to_string()).collect();
+        assert_eq!(m, ["HEAD", "GET"]);
+    }
+}
+
+#[test]
+fn connection_closed_without_response() {
+    let (spans, st) = replay("noresponse");
+    let servers = of_kind(&spans, true);
+    assert_eq!(servers.len(), 1);
+    assert!(servers[0].error);
+    assert!(!servers[0].attrs.contains_key("http.response.status_code"));
+    assert_eq!(st["requests_without_response"], 2);
+}
+
+#[test]
+fn traceparent_is_honoured() {
+    let (spans, st) = replay("traceparent");
+    let servers = of_kind(&spans, true);
+    // The unsampled request produced no server span.
+    assert_eq!(servers.len(), 2, "{servers:?}");
+    assert_eq!(servers[0].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(servers[0].parent, "00f067aa0ba902b7");
+    assert_eq!(servers[0].trace_state, "vendor=abc");
+    assert_eq!(servers[1].str("url.path"), "/users/7");
+    assert_ne!(servers[1].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(servers[1].parent, "");
+    assert_eq!(st["traceparent_invalid"], 2, "server and client both saw the bad header");
+    assert_eq!(st["spans_unsampled"], 2);
+}
+
+#[test]
+fn nginx_writev_and_sendfile() {
+    let (spans, _) = replay("nginx");
+    let servers = of_kind(&spans, true);
+    let paths: Vec<_> = servers.iter().map(|s| s.str("url.path").to_string()).collect();
+    assert_eq!(paths, ["/big.bin", "/small.txt", "/missing"]);
+    assert_eq!(servers[0].int("http.response.body.size"), 100_000);
+    assert_eq!(servers[0].service, "nginx");
+    assert_eq!(servers[2].int("http.response.status_code"), 404);
+    assert!(!servers[2].error, "404 is not a server error");
+    let clients = of_kind(&spans, false);
+    assert_eq!(clients.len(), 3);
+    assert!(clients[2].error, "404 is a client error");
+}
+
+#[test]
+fn exclude_paths_and_ports() {
+    let cfg = Config { exclude_paths: vec!["/users/*".into()], ..Default::default() };
+    let (spans, st) = replay_with("keepalive", cfg);
+    assert!(spans.is_empty());
+    assert_eq!(st["spans_excluded"], 10);
+}
+
+#[test]
+#[ignore]
+fn dump() {
+    let name = std::env::var("REC").unwrap();
+    let path = format!("{}/../test/golden/{name}.rec", env!("CARGO_MANIFEST_DIR"));
+    let data = std::fs::read(&path).unwrap();
+    let mut off = 0;
+    while off + 4 <= data.len() {
+        let n = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+        let ev = decode(&data[off + 4..off + 4 + n]).unwrap();
+        off += 4 + n;
+        match ev {
+            otelcol_ebpf_core::events::Event::Data { hdr, direction, total_len, data, .. } => {
+                println!("{} sock={:x} {:?} total={} cap={} {:?}", hdr.pid, hdr.sock_id & 0xffff, direction, total_len, data.len(), String::from_utf8_lossy(&data[..data.len().min(80)]))
+            }
+            other => println!("{other:?}"),
+        }
+    }
+}

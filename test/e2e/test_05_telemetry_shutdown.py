@@ -1,0 +1,41 @@
+"""The collector's own telemetry, then a clean shutdown that leaves no eBPF program
+behind. Runs last among the modules that use the `ebpf: {}` collector: it stops it."""
+
+from e2elib import BPF_PROG_NAMES, SERVER, bpf_progs, brief, run_client, server_on
+
+
+def test_telemetry_metrics(collector, procs, app):
+    _, port = app
+    run_client(procs, port, [{"path": "/users/1"}, {"path": "/users/2"}])
+    spans = collector.spans.wait(server_on(port), 2)
+    assert len(spans) == 2, brief(spans)
+
+    names = {n for n, _, _ in collector.metrics()}
+    ebpf = sorted(n for n in names if n.startswith("otelcol_ebpf_"))
+    emitted = collector.ebpf_counter("spans_emitted")
+    assert emitted is not None and emitted > 0, ebpf
+    read = collector.ebpf_counter("events_read")
+    assert read is not None and read > 0, ebpf
+    assert collector.ebpf_counter("events_lost") is not None, ebpf
+    accepted = collector.metric("otelcol_receiver_accepted_spans", receiver="ebpf")
+    assert accepted is not None and accepted > 0, sorted(n for n in names if n.startswith("otelcol_receiver"))
+    # Every span the file holds went through the receiver's accounting.
+    assert accepted >= len([s for s in collector.spans.refresh() if s["kind"] == SERVER and s["attrs"].get("network.local.port") == port])
+
+
+def test_shutdown_leaves_no_programs(collectors):
+    c = collectors.get({})
+    pid = c.pid
+    loaded = bpf_progs()
+    held = {p["id"] for p in loaded if any(x.get("pid") == pid for x in p.get("pids", []))}
+    new_ours = {p["id"] for p in loaded if p.get("name") in BPF_PROG_NAMES and p["id"] not in c.baseline_prog_ids}
+    running_names = {p.get("name") for p in loaded if p["id"] in held | new_ours}
+    assert BPF_PROG_NAMES <= running_names, f"our programs are not visible while running: {running_names}"
+
+    rc = collectors.stop()
+    assert rc == 0, f"collector exit code after SIGTERM: {rc}\n{c.log()[-4000:]}"
+
+    left = [p for p in bpf_progs() if p["id"] in held | new_ours
+            or (p.get("name") in BPF_PROG_NAMES and p["id"] not in c.baseline_prog_ids)]
+    assert not left, f"programs left after shutdown: {left}"
+    assert "panic" not in c.log().lower(), c.log()[-4000:]
