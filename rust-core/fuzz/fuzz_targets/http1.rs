@@ -2,7 +2,8 @@
 //!
 //! Input layout: bytes 0..2 choose the split point and options, the rest is
 //! the stream, fed as two Data segments. Checked invariants: no panic; feeding
-//! the stream whole or split gives the same events and result; a variant with
+//! the stream whole, split in two, or in pieces of 1..=8 bytes gives the same
+//! events and result; a variant with
 //! a gap between the halves and `close()` do not panic either.
 #![no_main]
 
@@ -56,6 +57,15 @@ fuzz_target!(|data: &[u8]| {
             feed_all(role, expect, &[Segment::Data(a), Segment::Data(b)]);
         assert_eq!(whole_res, split_res, "result differs when split at {split}");
         assert_eq!(whole, split_ev, "events differ when split at {split}");
+        // Small pieces (1..=8 bytes) must agree too.
+        let piece = 1 + usize::from(ctl >> 8) % 8;
+        let pieces: Vec<_> = stream.chunks(piece).map(Segment::Data).collect();
+        let (piece_ev, piece_res, _) = feed_all(role, expect, &pieces);
+        assert_eq!(
+            (&whole, whole_res),
+            (&piece_ev, piece_res),
+            "pieces of {piece}"
+        );
         let mut out = Vec::new();
         let _ = p.close(&mut out);
         assert!(p.is_idle());
