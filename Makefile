@@ -60,7 +60,7 @@ test-e2e:
 	python3 -m pytest -v test/e2e
 
 bench: build
-	scripts/bench.sh
+	python3 scripts/bench.py
 
 clean:
 	rm -rf build bin

@@ -287,6 +287,6 @@ func (r *ebpfReceiver) logLoss() {
 		r.lastLoss[name] = v
 	}
 	if len(fields) > 0 {
-		r.set.Logger.Warn("eBPF receiver lost telemetry since the last report", fields...)
+		r.set.Logger.Warn("eBPF receiver: events dropped or only partly parsed since the last report", fields...)
 	}
 }

@@ -126,7 +126,9 @@ fn resource(p: &ProcessInfo, host: &str) -> Resource {
     }
     attributes.push(kv("process.pid", any_value::Value::IntValue(p.pid as i64)));
     attributes.push(s("process.executable.name", p.exe_name.clone()));
-    attributes.push(s("process.executable.path", p.exe_path.clone()));
+    if !p.exe_path.is_empty() {
+        attributes.push(s("process.executable.path", p.exe_path.clone()));
+    }
     attributes.push(s("host.name", host));
     attributes.push(s("telemetry.distro.name", SCOPE_NAME));
     Resource {

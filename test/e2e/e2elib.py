@@ -370,6 +370,20 @@ def collector_config(receiver: dict, traces_path: Path, metrics_port: int) -> di
     }
 
 
+def prog_ids_held_by(pid: int) -> set[int]:
+    """Ids of the BPF programs that process pid holds through its fds (programs and
+    links), read from /proc/<pid>/fdinfo: bpftool here does not show owner pids."""
+    ids = set()
+    for fdinfo in Path(f"/proc/{pid}/fdinfo").glob("*"):
+        try:
+            text = fdinfo.read_text()
+        except OSError:
+            continue
+        for m in re.finditer(r"^prog_id:\s*(\d+)", text, re.M):
+            ids.add(int(m.group(1)))
+    return ids
+
+
 def bpf_progs() -> list[dict]:
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, f"bpftool prog show failed: {out.stderr}"
@@ -387,7 +401,6 @@ class Collector:
         self.metrics_port = free_port()
         self.spans = SpanFile(self.traces_path)
         self.proc: subprocess.Popen | None = None
-        self.baseline_prog_ids: set[int] = set()
         self.returncode: int | None = None
 
     def write_config(self, raw: str | None = None) -> None:
@@ -405,7 +418,6 @@ class Collector:
         assert COLLECTOR_BIN.exists(), f"{COLLECTOR_BIN} is missing: build it first (make build)"
         if not self.config_path.exists():
             self.write_config()
-        self.baseline_prog_ids = {p["id"] for p in bpf_progs() if p.get("name") in BPF_PROG_NAMES}
         log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen([str(COLLECTOR_BIN), "--config", str(self.config_path)], stdout=log,

@@ -1,7 +1,9 @@
 """The collector's own telemetry, then a clean shutdown that leaves no eBPF program
 behind. Runs last among the modules that use the `ebpf: {}` collector: it stops it."""
 
-from e2elib import BPF_PROG_NAMES, SERVER, bpf_progs, brief, run_client, server_on
+import time
+
+from e2elib import BPF_PROG_NAMES, SERVER, bpf_progs, brief, prog_ids_held_by, run_client, server_on
 
 
 def test_telemetry_metrics(collector, procs, app):
@@ -25,17 +27,18 @@ def test_telemetry_metrics(collector, procs, app):
 
 def test_shutdown_leaves_no_programs(collectors):
     c = collectors.get({})
-    pid = c.pid
-    loaded = bpf_progs()
-    held = {p["id"] for p in loaded if any(x.get("pid") == pid for x in p.get("pids", []))}
-    new_ours = {p["id"] for p in loaded if p.get("name") in BPF_PROG_NAMES and p["id"] not in c.baseline_prog_ids}
-    running_names = {p.get("name") for p in loaded if p["id"] in held | new_ours}
-    assert BPF_PROG_NAMES <= running_names, f"our programs are not visible while running: {running_names}"
+    held = prog_ids_held_by(c.pid)
+    running = {p["id"]: p.get("name") for p in bpf_progs() if p["id"] in held}
+    assert BPF_PROG_NAMES <= set(running.values()), f"our programs are not loaded while running: {running}"
 
     rc = collectors.stop()
     assert rc == 0, f"collector exit code after SIGTERM: {rc}\n{c.log()[-4000:]}"
 
-    left = [p for p in bpf_progs() if p["id"] in held | new_ours
-            or (p.get("name") in BPF_PROG_NAMES and p["id"] not in c.baseline_prog_ids)]
+    # The kernel frees programs asynchronously after the last fd is gone: allow it a moment.
+    deadline = time.monotonic() + 10
+    left = [p for p in bpf_progs() if p["id"] in held]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for p in bpf_progs() if p["id"] in held]
     assert not left, f"programs left after shutdown: {left}"
     assert "panic" not in c.log().lower(), c.log()[-4000:]

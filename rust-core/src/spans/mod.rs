@@ -126,6 +126,8 @@ impl Assembler {
                         self.evict_idle(hdr.ts_ns, true);
                     }
                     self.conns.insert(key, Conn::new(tuple));
+                    // Read /proc now: short-lived clients are often gone when their span ends.
+                    self.procs.get(hdr.pid, &cstr(&comm));
                 }
                 let conn = self.conns.get_mut(&key).unwrap();
                 let gap = (total_len as u64).saturating_sub(data.len() as u64);

@@ -5,7 +5,8 @@ Routes (query strings are ignored):
   GET /status/<code>  that status, small body
   GET /slow           200 after 0.2 s
   POST /echo          200 JSON {"received": <request body length>}
-  GET /chunked        200, Transfer-Encoding: chunked, several chunks in several writes
+  GET /chunked        200, Transfer-Encoding: chunked, several small chunks in several writes
+  GET /chunked-big    the same with chunks of 5000 and 70000 bytes
   GET /big            200, 1 MiB body
   GET /health         200
   GET /internal/<x>   200
@@ -19,7 +20,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BIG = b"x" * (1 << 20)
-CHUNKS = [b"first chunk\n", b"a" * 1000, b"third\n", b"b" * 5000, b"last\n"]
+CHUNKS = [b"first chunk\n", b"a" * 1000, b"third\n", b"b" * 700, b"last\n"]
+# Chunks larger than a syscall capture: their tail is not captured.
+BIG_CHUNKS = [b"head\n", b"c" * 5000, b"mid\n", b"d" * 70000, b"tail\n"]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -50,14 +53,14 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, b"slow\n")
         if path == "/big":
             return self._send(200, BIG, "application/octet-stream")
-        if path == "/chunked":
+        if path in ("/chunked", "/chunked-big"):
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             if self.command == "HEAD":
                 return
-            for c in CHUNKS:  # one write per chunk, a pause between them
+            for c in CHUNKS if path == "/chunked" else BIG_CHUNKS:  # one write per chunk, a pause between them
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
                 time.sleep(0.005)
             self.wfile.write(b"0\r\n\r\n")
