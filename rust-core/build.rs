@@ -9,7 +9,10 @@ fn main() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf-programs");
     println!("cargo:rerun-if-env-changed=VMLINUX_H");
     println!("cargo:rerun-if-env-changed=CLANG");
-    for entry in std::fs::read_dir(&src).unwrap().chain(std::fs::read_dir(src.join("include")).unwrap()) {
+    for entry in std::fs::read_dir(&src)
+        .unwrap()
+        .chain(std::fs::read_dir(src.join("include")).unwrap())
+    {
         let p = entry.unwrap().path();
         if matches!(p.extension().and_then(|e| e.to_str()), Some("c" | "h")) {
             println!("cargo:rerun-if-changed={}", p.display());
@@ -25,10 +28,21 @@ fn main() {
         }
         Err(_) => {
             let dump = Command::new("bpftool")
-                .args(["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"])
+                .args([
+                    "btf",
+                    "dump",
+                    "file",
+                    "/sys/kernel/btf/vmlinux",
+                    "format",
+                    "c",
+                ])
                 .output()
                 .expect("bpftool not found: run `make deps` (needs bpftool to generate vmlinux.h)");
-            assert!(dump.status.success(), "bpftool btf dump failed: {}", String::from_utf8_lossy(&dump.stderr));
+            assert!(
+                dump.status.success(),
+                "bpftool btf dump failed: {}",
+                String::from_utf8_lossy(&dump.stderr)
+            );
             std::fs::write(&vmlinux, dump.stdout).unwrap();
         }
     }
@@ -37,11 +51,23 @@ fn main() {
     for prog in ["net"] {
         let obj = out.join(format!("{prog}.bpf.o"));
         let status = Command::new(&clang)
-            .args(["-target", "bpf", "-D__TARGET_ARCH_x86", "-O2", "-g", "-Wall", "-Werror"])
-            .arg("-I").arg(&vmlinux_dir)
-            .arg("-I").arg(src.join("include"))
-            .arg("-c").arg(src.join(format!("{prog}.bpf.c")))
-            .arg("-o").arg(&obj)
+            .args([
+                "-target",
+                "bpf",
+                "-D__TARGET_ARCH_x86",
+                "-O2",
+                "-g",
+                "-Wall",
+                "-Werror",
+            ])
+            .arg("-I")
+            .arg(&vmlinux_dir)
+            .arg("-I")
+            .arg(src.join("include"))
+            .arg("-c")
+            .arg(src.join(format!("{prog}.bpf.c")))
+            .arg("-o")
+            .arg(&obj)
             .status()
             .expect("clang not found: run `make deps`");
         assert!(status.success(), "clang failed on {prog}.bpf.c");

@@ -9,7 +9,11 @@ use otelcol_ebpf_core::spans::{Assembler, Clock};
 use otelcol_ebpf_core::stats::Stats;
 
 fn records(name: &str) -> Vec<Vec<u8>> {
-    let data = std::fs::read(format!("{}/../test/golden/{name}.rec", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let data = std::fs::read(format!(
+        "{}/../test/golden/{name}.rec",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let mut out = Vec::new();
     let mut off = 0;
     while off + 4 <= data.len() {
@@ -29,7 +33,12 @@ fn bench(c: &mut Criterion) {
         let recs = records(name);
         // Count the spans one replay yields, for the throughput figure.
         let spans = {
-            let mut a = Assembler::new(Arc::new(Config::default()), Arc::new(Stats::default()), Clock { offset_ns: 0 }).with_proc_reader(fake_proc);
+            let mut a = Assembler::new(
+                Arc::new(Config::default()),
+                Arc::new(Stats::default()),
+                Clock { offset_ns: 0 },
+            )
+            .with_proc_reader(fake_proc);
             for r in &recs {
                 a.handle(decode(r).unwrap());
             }
@@ -39,7 +48,12 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(spans));
         g.bench_function(format!("{name} ({spans} spans)"), |b| {
             b.iter(|| {
-                let mut a = Assembler::new(Arc::new(Config::default()), Arc::new(Stats::default()), Clock { offset_ns: 0 }).with_proc_reader(fake_proc);
+                let mut a = Assembler::new(
+                    Arc::new(Config::default()),
+                    Arc::new(Stats::default()),
+                    Clock { offset_ns: 0 },
+                )
+                .with_proc_reader(fake_proc);
                 for r in &recs {
                     let ev: Event = decode(r).unwrap();
                     a.handle(ev);

@@ -97,18 +97,22 @@ impl Config {
 
     /// True when the path must not produce spans.
     pub fn path_excluded(&self, path: &str) -> bool {
-        self.exclude_paths.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) if prefix.ends_with('/') => {
-                path.starts_with(prefix) || path == &prefix[..prefix.len() - 1]
-            }
-            _ => path == p,
-        })
+        self.exclude_paths
+            .iter()
+            .any(|p| match p.strip_suffix('*') {
+                Some(prefix) if prefix.ends_with('/') => {
+                    path.starts_with(prefix) || path == &prefix[..prefix.len() - 1]
+                }
+                _ => path == p,
+            })
     }
 }
 
 impl Selector {
     pub fn port_matches(&self, port: u16) -> bool {
-        self.open_ports.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+        self.open_ports
+            .iter()
+            .any(|&(lo, hi)| lo <= port && port <= hi)
     }
 }
 
@@ -170,15 +174,23 @@ mod tests {
     #[test]
     fn rejects_bad_values() {
         for (json, key) in [
-            (r#"{"discovery":{"instrument":[{}]}}"#, "discovery.instrument[0]"),
-            (r#"{"discovery":{"instrument":[{"open_ports":[[90,80]]}]}}"#, "discovery.instrument[0].open_ports"),
+            (
+                r#"{"discovery":{"instrument":[{}]}}"#,
+                "discovery.instrument[0]",
+            ),
+            (
+                r#"{"discovery":{"instrument":[{"open_ports":[[90,80]]}]}}"#,
+                "discovery.instrument[0].open_ports",
+            ),
             (r#"{"exclude_paths":["health"]}"#, "exclude_paths[0]"),
             (r#"{"exclude_ports":[0]}"#, "exclude_ports"),
         ] {
             let err = Config::from_json(json.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(key), "{json}: {err}");
         }
-        let err = Config::from_json(br#"{"bogus":1}"#).unwrap_err().to_string();
+        let err = Config::from_json(br#"{"bogus":1}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bogus"), "{err}");
     }
 }

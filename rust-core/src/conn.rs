@@ -53,6 +53,8 @@ pub struct Outcome {
     pub unknown_protocol: bool,
     pub parse_error: bool,
     pub orphan_responses: u64,
+    /// Uncaptured bytes hid a response's framing; its end is found by resynchronising.
+    pub framing_lost: bool,
 }
 
 #[derive(Debug)]
@@ -67,6 +69,17 @@ pub struct Conn {
     /// First bytes seen while too few to tell the protocol (a request line written a
     /// few bytes at a time), with their timestamps.
     sniffed: Vec<(Direction, Vec<u8>, u64)>,
+    /// Set when uncaptured bytes hid the response framing: the response's remaining
+    /// bytes are skipped until the next response starts (see `resync`).
+    draining: Option<Draining>,
+}
+
+/// A response whose end we can no longer find by framing.
+#[derive(Debug)]
+struct Draining {
+    /// The exchange, if its response head had been seen.
+    ex: Option<Exchange>,
+    last_ts: u64,
 }
 
 /// Longest start-of-message token `detect` needs ("OPTIONS " / "HTTP/1.").
@@ -92,25 +105,42 @@ impl Conn {
             last_ts: 0,
             scratch: Vec::new(),
             sniffed: Vec::new(),
+            draining: None,
         }
     }
 
     /// Feeds `data` (the captured part) plus `gap` uncaptured bytes seen at `ts`.
-    pub fn feed(&mut self, dir: Direction, data: &[u8], gap: u64, ts: u64, done: &mut Vec<Done>) -> Outcome {
+    pub fn feed(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        gap: u64,
+        ts: u64,
+        done: &mut Vec<Done>,
+    ) -> Outcome {
         let mut out = Outcome::default();
         self.last_ts = ts;
         if let Proto::Unknown = self.proto {
             if data.is_empty() {
                 return out;
             }
-            let mut head: Vec<u8> = self.sniffed.iter().filter(|s| s.0 == dir).flat_map(|s| s.1.clone()).collect();
+            let mut head: Vec<u8> = self
+                .sniffed
+                .iter()
+                .filter(|s| s.0 == dir)
+                .flat_map(|s| s.1.clone())
+                .collect();
             head.extend_from_slice(data);
             // The first bytes decide the protocol and, for HTTP, which end we are: a
             // process that reads a request is the server. Works for connections that
             // were open before we started, as long as we see a message start.
             match (http1::detect(&head), dir) {
                 (Some(http1::Role::Requests), d) => {
-                    self.side = Some(if d == Direction::Recv { Side::Server } else { Side::Client });
+                    self.side = Some(if d == Direction::Recv {
+                        Side::Server
+                    } else {
+                        Side::Client
+                    });
                     self.proto = Proto::Http1 {
                         requests: Http1Parser::new(http1::Role::Requests),
                         responses: Http1Parser::new(http1::Role::Responses),
@@ -140,18 +170,94 @@ impl Conn {
                 }
             }
         }
-        let (Proto::Http1 { requests, responses }, Some(side)) = (&mut self.proto, self.side) else {
+        let (
+            Proto::Http1 {
+                requests,
+                responses,
+            },
+            Some(side),
+        ) = (&mut self.proto, self.side)
+        else {
             return out;
         };
         let is_request_dir = (side == Side::Server) == (dir == Direction::Recv);
-        let parser = if is_request_dir { &mut *requests } else { &mut *responses };
+        if let Some(dr) = self.draining.as_mut() {
+            if is_request_dir {
+                // A client only sends its next request once the response is complete
+                // (pipelining aside): the drained response ended with its last bytes.
+                if side == Side::Client {
+                    if let Some(ex) = dr.ex.take() {
+                        done.push(Done {
+                            side,
+                            ex,
+                            resp_end: dr.last_ts,
+                            resp_body: None,
+                            error: None,
+                        });
+                    }
+                }
+            } else if data.starts_with(b"HTTP/1.") {
+                // The next response starts: restart the response parser here.
+                let dr = self.draining.take().unwrap();
+                if let Some(ex) = dr.ex {
+                    done.push(Done {
+                        side,
+                        ex,
+                        resp_end: dr.last_ts,
+                        resp_body: None,
+                        error: None,
+                    });
+                }
+                *responses = Http1Parser::new(http1::Role::Responses);
+                for ex in self.pending.iter().filter(|e| e.resp.is_none()) {
+                    responses.expect_response(ex.req.method == "HEAD");
+                }
+            } else {
+                dr.last_ts = ts;
+                if data.ends_with(b"0\r\n\r\n") && gap == 0 {
+                    // The last chunk: the response ends here.
+                    let dr = self.draining.take().unwrap();
+                    if let Some(ex) = dr.ex {
+                        done.push(Done {
+                            side,
+                            ex,
+                            resp_end: ts,
+                            resp_body: None,
+                            error: None,
+                        });
+                    }
+                    *responses = Http1Parser::new(http1::Role::Responses);
+                    for ex in self.pending.iter().filter(|e| e.resp.is_none()) {
+                        responses.expect_response(ex.req.method == "HEAD");
+                    }
+                }
+                return out;
+            }
+        }
+        let parser = if is_request_dir {
+            &mut *requests
+        } else {
+            &mut *responses
+        };
         self.scratch.clear();
         let mut failed = false;
-        if !data.is_empty() && parser.feed(Segment::Data(data), ts, &mut self.scratch).is_err() {
+        let mut lost_framing = false;
+        if !data.is_empty()
+            && parser
+                .feed(Segment::Data(data), ts, &mut self.scratch)
+                .is_err()
+        {
             failed = true;
         }
-        if !failed && gap > 0 && parser.feed(Segment::Gap(gap), ts, &mut self.scratch).is_err() {
-            failed = true;
+        if !failed && gap > 0 {
+            if let Err(e) = parser.feed(Segment::Gap(gap), ts, &mut self.scratch) {
+                failed = true;
+                lost_framing = !is_request_dir
+                    && matches!(
+                        e,
+                        http1::ParseError::GapInChunkFraming | http1::ParseError::GapInHead
+                    );
+            }
         }
         let mut upgraded = false;
         let events = std::mem::take(&mut self.scratch);
@@ -186,7 +292,13 @@ impl Conn {
                 Http1Event::ResponseEnd { end_ts, body_bytes } => {
                     if let Some(pos) = self.pending.iter().position(|e| e.resp.is_some()) {
                         let ex = self.pending.remove(pos).unwrap();
-                        done.push(Done { side, ex, resp_end: *end_ts, resp_body: Some(*body_bytes), error: None });
+                        done.push(Done {
+                            side,
+                            ex,
+                            resp_end: *end_ts,
+                            resp_body: Some(*body_bytes),
+                            error: None,
+                        });
                     }
                 }
                 Http1Event::Upgraded => upgraded = true,
@@ -198,9 +310,24 @@ impl Conn {
             if let Some(pos) = self.pending.iter().position(|e| e.resp.is_some()) {
                 let ex = self.pending.remove(pos).unwrap();
                 let end = ex.resp.as_ref().map(|r| r.1).unwrap_or(ts);
-                done.push(Done { side, ex, resp_end: end, resp_body: None, error: None });
+                done.push(Done {
+                    side,
+                    ex,
+                    resp_end: end,
+                    resp_body: None,
+                    error: None,
+                });
             }
             self.proto = Proto::Ignored;
+        } else if lost_framing {
+            // Keep the connection: skip to the next response instead of giving up.
+            out.framing_lost = true;
+            let ex = self
+                .pending
+                .iter()
+                .position(|e| e.resp.is_some())
+                .and_then(|p| self.pending.remove(p));
+            self.draining = Some(Draining { ex, last_ts: ts });
         } else if failed {
             out.parse_error = true;
             self.proto = Proto::Ignored;
@@ -212,6 +339,20 @@ impl Conn {
     /// The connection closed at `ts`: close-delimited responses end here, anything else
     /// still pending ended without a response.
     pub fn close(&mut self, ts: u64, done: &mut Vec<Done>) {
+        if let (Some(dr), Some(side)) = (self.draining.take(), self.side) {
+            if let Some(ex) = dr.ex {
+                done.push(Done {
+                    side,
+                    ex,
+                    resp_end: dr.last_ts,
+                    resp_body: None,
+                    error: None,
+                });
+            }
+            if let Proto::Http1 { responses, .. } = &mut self.proto {
+                *responses = Http1Parser::new(http1::Role::Responses);
+            }
+        }
         if let (Proto::Http1 { responses, .. }, Some(side)) = (&mut self.proto, self.side) {
             let mut evs = Vec::new();
             responses.close(&mut evs);
@@ -219,7 +360,13 @@ impl Conn {
                 if let Http1Event::ResponseEnd { end_ts, body_bytes } = ev {
                     if let Some(pos) = self.pending.iter().position(|e| e.resp.is_some()) {
                         let ex = self.pending.remove(pos).unwrap();
-                        done.push(Done { side, ex, resp_end: end_ts, resp_body: Some(body_bytes), error: None });
+                        done.push(Done {
+                            side,
+                            ex,
+                            resp_end: end_ts,
+                            resp_body: Some(body_bytes),
+                            error: None,
+                        });
                     }
                 }
             }
@@ -232,7 +379,13 @@ impl Conn {
             return;
         };
         for ex in self.pending.drain(..) {
-            done.push(Done { side, ex, resp_end: ts, resp_body: None, error: Some(why) });
+            done.push(Done {
+                side,
+                ex,
+                resp_end: ts,
+                resp_body: None,
+                error: Some(why),
+            });
         }
     }
 }

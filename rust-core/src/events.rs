@@ -165,7 +165,11 @@ pub fn decode(rec: &[u8]) -> Result<Event, Malformed> {
             Ok(Event::Data {
                 hdr,
                 tuple: head.tuple,
-                direction: if head.direction == 0 { Direction::Recv } else { Direction::Send },
+                direction: if head.direction == 0 {
+                    Direction::Recv
+                } else {
+                    Direction::Send
+                },
                 pending: head.flags & DATA_FLAG_PENDING != 0,
                 total_len: head.total_len,
                 comm: head.comm,
@@ -195,7 +199,15 @@ pub fn encode(ev: &Event) -> Vec<u8> {
         unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
     }
     match ev {
-        Event::Data { hdr, tuple, direction, pending, total_len, comm, data } => {
+        Event::Data {
+            hdr,
+            tuple,
+            direction,
+            pending,
+            total_len,
+            comm,
+            data,
+        } => {
             let head = DataEventHead {
                 hdr: *hdr,
                 tuple: *tuple,
@@ -211,7 +223,12 @@ pub fn encode(ev: &Event) -> Vec<u8> {
             v
         }
         Event::Close { hdr } | Event::Exit { hdr } => bytes(hdr).to_vec(),
-        Event::Exec { hdr, prev_state, comm, filename } => {
+        Event::Exec {
+            hdr,
+            prev_state,
+            comm,
+            filename,
+        } => {
             let mut raw = ExecEventRaw {
                 hdr: *hdr,
                 prev_state: *prev_state,
@@ -233,8 +250,20 @@ mod tests {
     #[test]
     fn data_roundtrip_and_bounds() {
         let ev = Event::Data {
-            hdr: EventHeader { kind: EVENT_DATA, pid: 7, tid: 8, fd: 3, ts_ns: 99, sock_id: 1 },
-            tuple: ConnTuple { family: 2, sport: 80, dport: 5000, ..Default::default() },
+            hdr: EventHeader {
+                kind: EVENT_DATA,
+                pid: 7,
+                tid: 8,
+                fd: 3,
+                ts_ns: 99,
+                sock_id: 1,
+            },
+            tuple: ConnTuple {
+                family: 2,
+                sport: 80,
+                dport: 5000,
+                ..Default::default()
+            },
             direction: Direction::Send,
             pending: false,
             total_len: 10,
@@ -243,7 +272,12 @@ mod tests {
         };
         let rec = encode(&ev);
         match decode(&rec).unwrap() {
-            Event::Data { data, total_len, direction, .. } => {
+            Event::Data {
+                data,
+                total_len,
+                direction,
+                ..
+            } => {
                 assert_eq!(data, b"HTTP/1.1 2");
                 assert_eq!(total_len, 10);
                 assert_eq!(direction, Direction::Send);

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 use prost::Message;
 
 use crate::process::ProcessInfo;
@@ -107,7 +109,10 @@ impl BatchBuilder {
                 schema_url: String::new(),
             })
             .collect();
-        (ExportTraceServiceRequest { resource_spans }.encode_to_vec(), n)
+        (
+            ExportTraceServiceRequest { resource_spans }.encode_to_vec(),
+            n,
+        )
     }
 }
 

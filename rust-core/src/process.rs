@@ -19,7 +19,11 @@ impl ProcessInfo {
     pub fn read(pid: u32, comm: &str, exec_path: Option<&str>) -> ProcessInfo {
         let exe_path = std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
-            .map(|p| p.to_string_lossy().trim_end_matches(" (deleted)").to_string())
+            .map(|p| {
+                p.to_string_lossy()
+                    .trim_end_matches(" (deleted)")
+                    .to_string()
+            })
             .or_else(|| exec_path.map(str::to_string))
             .unwrap_or_default();
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
@@ -44,7 +48,12 @@ impl ProcessInfo {
             }
         }
         let service_name = service_env
-            .or_else(|| attrs.iter().find(|(k, _)| k == "service.name").map(|(_, v)| v.clone()))
+            .or_else(|| {
+                attrs
+                    .iter()
+                    .find(|(k, _)| k == "service.name")
+                    .map(|(_, v)| v.clone())
+            })
             .unwrap_or_else(|| exe_name.clone());
         ProcessInfo {
             pid,
@@ -108,7 +117,11 @@ impl Default for ProcessTable {
 
 impl ProcessTable {
     pub fn with_reader(reader: ProcReader) -> Self {
-        ProcessTable { procs: HashMap::new(), exec_paths: HashMap::new(), reader }
+        ProcessTable {
+            procs: HashMap::new(),
+            exec_paths: HashMap::new(),
+            reader,
+        }
     }
 
     pub fn get(&mut self, pid: u32, comm: &str) -> Arc<ProcessInfo> {
@@ -143,10 +156,23 @@ mod tests {
 
     #[test]
     fn service_name_precedence() {
-        let p = ProcessInfo::from_parts(1, "python3", "/usr/bin/python3.11", b"A=1\0OTEL_RESOURCE_ATTRIBUTES=service.name=svc,deployment.environment=prod%20eu\0");
+        let p = ProcessInfo::from_parts(
+            1,
+            "python3",
+            "/usr/bin/python3.11",
+            b"A=1\0OTEL_RESOURCE_ATTRIBUTES=service.name=svc,deployment.environment=prod%20eu\0",
+        );
         assert_eq!(p.service_name, "svc");
-        assert_eq!(p.resource_attrs[1], ("deployment.environment".into(), "prod eu".into()));
-        let p = ProcessInfo::from_parts(1, "python3", "/usr/bin/python3.11", b"OTEL_SERVICE_NAME=orders\0OTEL_RESOURCE_ATTRIBUTES=service.name=svc\0");
+        assert_eq!(
+            p.resource_attrs[1],
+            ("deployment.environment".into(), "prod eu".into())
+        );
+        let p = ProcessInfo::from_parts(
+            1,
+            "python3",
+            "/usr/bin/python3.11",
+            b"OTEL_SERVICE_NAME=orders\0OTEL_RESOURCE_ATTRIBUTES=service.name=svc\0",
+        );
         assert_eq!(p.service_name, "orders");
         let p = ProcessInfo::from_parts(1, "python3", "/usr/bin/python3.11", b"");
         assert_eq!(p.service_name, "python3.11");

@@ -119,10 +119,18 @@ fn send(tx: &Sender<(Vec<u8>, u64)>, asm: &mut Assembler, stats: &Stats) {
 /// OTELCOL_EBPF_RECORD: the format of the recorded streams under test/golden.
 fn recorder() -> Option<std::io::BufWriter<std::fs::File>> {
     let path = std::env::var_os("OTELCOL_EBPF_RECORD")?;
-    std::fs::File::create(path).ok().map(std::io::BufWriter::new)
+    std::fs::File::create(path)
+        .ok()
+        .map(std::io::BufWriter::new)
 }
 
-fn pump(mut kernel: Kernel, mut asm: Assembler, tx: Sender<(Vec<u8>, u64)>, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+fn pump(
+    mut kernel: Kernel,
+    mut asm: Assembler,
+    tx: Sender<(Vec<u8>, u64)>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) {
     use std::io::Write;
     let mut record = recorder();
     let mut batch_started = Instant::now();
@@ -135,7 +143,9 @@ fn pump(mut kernel: Kernel, mut asm: Assembler, tx: Sender<(Vec<u8>, u64)>, stat
             n += 1;
             stats::inc(&stats.events_read);
             if let Some(w) = record.as_mut() {
-                let _ = w.write_all(&(item.len() as u32).to_le_bytes()).and_then(|_| w.write_all(&item));
+                let _ = w
+                    .write_all(&(item.len() as u32).to_le_bytes())
+                    .and_then(|_| w.write_all(&item));
             }
             let decoded = decode(&item);
             drop(item);
@@ -165,9 +175,18 @@ fn pump(mut kernel: Kernel, mut asm: Assembler, tx: Sender<(Vec<u8>, u64)>, stat
             batch_started = Instant::now();
         }
         if last_housekeeping.elapsed() >= Duration::from_secs(1) || stopping {
-            stats::set(&stats.events_lost, kernel.counter(events::COUNTER_RINGBUF_FULL));
-            stats::set(&stats.captures_truncated, kernel.counter(events::COUNTER_TRUNCATED));
-            stats::set(&stats.bytes_not_captured, kernel.counter(events::COUNTER_BYTES_NOT_CAPTURED));
+            stats::set(
+                &stats.events_lost,
+                kernel.counter(events::COUNTER_RINGBUF_FULL),
+            );
+            stats::set(
+                &stats.captures_truncated,
+                kernel.counter(events::COUNTER_TRUNCATED),
+            );
+            stats::set(
+                &stats.bytes_not_captured,
+                kernel.counter(events::COUNTER_BYTES_NOT_CAPTURED),
+            );
             asm.evict_idle(monotonic_ns(), false);
             last_housekeeping = Instant::now();
         }
@@ -186,7 +205,10 @@ fn pump(mut kernel: Kernel, mut asm: Assembler, tx: Sender<(Vec<u8>, u64)>, stat
 }
 
 fn monotonic_ns() -> u64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: writes one timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64

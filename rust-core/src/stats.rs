@@ -59,6 +59,9 @@ counters! {
     connections_tracked,
     /// Connections evicted because the tracking table was full or idle too long.
     connections_evicted,
+    /// Responses whose framing was hidden by uncaptured bytes; their end was found by
+    /// resynchronising on the next message (body size unknown).
+    responses_framing_lost,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

@@ -57,7 +57,8 @@ fn replay_with(name: &str, cfg: Config) -> (Vec<S>, HashMap<&'static str, u64>) 
     let path = format!("{}/../test/golden/{name}.rec", env!("CARGO_MANIFEST_DIR"));
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let stats = Arc::new(Stats::default());
-    let mut asm = Assembler::new(Arc::new(cfg), stats.clone(), Clock { offset_ns: 0 }).with_proc_reader(fake_proc);
+    let mut asm = Assembler::new(Arc::new(cfg), stats.clone(), Clock { offset_ns: 0 })
+        .with_proc_reader(fake_proc);
     let mut off = 0;
     while off + 4 <= data.len() {
         let n = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
@@ -94,7 +95,11 @@ fn replay_with(name: &str, cfg: Config) -> (Vec<S>, HashMap<&'static str, u64>) 
                     error: sp.status.map(|s| s.code == 2).unwrap_or(false),
                     start: sp.start_time_unix_nano,
                     end: sp.end_time_unix_nano,
-                    attrs: sp.attributes.into_iter().filter_map(|kv| Some((kv.key, kv.value?.value?))).collect(),
+                    attrs: sp
+                        .attributes
+                        .into_iter()
+                        .filter_map(|kv| Some((kv.key, kv.value?.value?)))
+                        .collect(),
                 });
             }
         }
@@ -131,9 +136,15 @@ fn keepalive_many_requests_on_one_connection() {
         assert!(s.end >= s.start);
         assert!(!s.error);
     }
-    assert!(servers.iter().all(|s| s.int("network.peer.port") == servers[0].int("network.peer.port")));
+    assert!(servers
+        .iter()
+        .all(|s| s.int("network.peer.port") == servers[0].int("network.peer.port")));
     for c in &clients {
-        assert!(c.str("url.full").starts_with("http://127.0.0.1:"), "{}", c.str("url.full"));
+        assert!(
+            c.str("url.full").starts_with("http://127.0.0.1:"),
+            "{}",
+            c.str("url.full")
+        );
         assert!(c.str("url.full").ends_with("?verbose=1"));
     }
     // Secrets never leave the parser.
@@ -144,7 +155,10 @@ fn keepalive_many_requests_on_one_connection() {
 #[test]
 fn pipelined_requests_in_one_write() {
     let (spans, _) = replay("pipelined");
-    let paths: Vec<_> = of_kind(&spans, true).iter().map(|s| s.str("url.path").to_string()).collect();
+    let paths: Vec<_> = of_kind(&spans, true)
+        .iter()
+        .map(|s| s.str("url.path").to_string())
+        .collect();
     assert_eq!(paths, ["/users/7", "/users/8", "/users/9"]);
     assert_eq!(of_kind(&spans, false).len(), 3);
 }
@@ -157,16 +171,47 @@ fn request_split_over_many_writes() {
     assert_eq!(servers[0].str("url.path"), "/users/42");
     assert_eq!(servers[0].str("user_agent.original"), "split/1");
     // The span starts at the first byte (the first of five writes 20 ms apart).
-    assert!(servers[0].end - servers[0].start >= 60_000_000, "{:?}", servers[0]);
+    assert!(
+        servers[0].end - servers[0].start >= 60_000_000,
+        "{:?}",
+        servers[0]
+    );
 }
 
 #[test]
 fn chunked_response_keeps_the_stream_in_sync() {
     let (spans, st) = replay("chunked");
     for server in [true, false] {
-        let names: Vec<_> = of_kind(&spans, server).iter().map(|s| s.name.clone()).collect();
-        assert_eq!(names, ["GET /chunked", "GET /users/{id}"], "server={server} {st:?}");
+        let names: Vec<_> = of_kind(&spans, server)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        assert_eq!(
+            names,
+            ["GET /chunked", "GET /users/{id}"],
+            "server={server} {st:?}"
+        );
     }
+}
+
+#[test]
+fn chunks_larger_than_the_capture_resynchronise() {
+    let (spans, st) = replay("chunkedbig");
+    for server in [true, false] {
+        let names: Vec<_> = of_kind(&spans, server)
+            .iter()
+            .map(|s| s.str("url.path").to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["/chunked-big", "/users/3", "/chunked-big", "/users/4"],
+            "server={server} {st:?}"
+        );
+        assert!(of_kind(&spans, server)
+            .iter()
+            .all(|s| !s.error && s.int("http.response.status_code") == 200));
+    }
+    assert_eq!(st["streams_unparsable"], 0);
 }
 
 #[test]
@@ -197,7 +242,10 @@ fn expect_100_continue() {
 fn head_has_no_body() {
     let (spans, _) = replay("head");
     for server in [true, false] {
-        let m: Vec<_> = of_kind(&spans, server).iter().map(|s| s.str("http.request.method").to_string()).collect();
+        let m: Vec<_> = of_kind(&spans, server)
+            .iter()
+            .map(|s| s.str("http.request.method").to_string())
+            .collect();
         assert_eq!(m, ["HEAD", "GET"]);
     }
 }
@@ -224,7 +272,10 @@ fn traceparent_is_honoured() {
     assert_eq!(servers[1].str("url.path"), "/users/7");
     assert_ne!(servers[1].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(servers[1].parent, "");
-    assert_eq!(st["traceparent_invalid"], 2, "server and client both saw the bad header");
+    assert_eq!(
+        st["traceparent_invalid"], 2,
+        "server and client both saw the bad header"
+    );
     assert_eq!(st["spans_unsampled"], 2);
 }
 
@@ -232,7 +283,10 @@ fn traceparent_is_honoured() {
 fn nginx_writev_and_sendfile() {
     let (spans, _) = replay("nginx");
     let servers = of_kind(&spans, true);
-    let paths: Vec<_> = servers.iter().map(|s| s.str("url.path").to_string()).collect();
+    let paths: Vec<_> = servers
+        .iter()
+        .map(|s| s.str("url.path").to_string())
+        .collect();
     assert_eq!(paths, ["/big.bin", "/small.txt", "/missing"]);
     assert_eq!(servers[0].int("http.response.body.size"), 100_000);
     assert_eq!(servers[0].service, "nginx");
@@ -245,7 +299,10 @@ fn nginx_writev_and_sendfile() {
 
 #[test]
 fn exclude_paths_and_ports() {
-    let cfg = Config { exclude_paths: vec!["/users/*".into()], ..Default::default() };
+    let cfg = Config {
+        exclude_paths: vec!["/users/*".into()],
+        ..Default::default()
+    };
     let (spans, st) = replay_with("keepalive", cfg);
     assert!(spans.is_empty());
     assert_eq!(st["spans_excluded"], 10);
@@ -263,8 +320,22 @@ fn dump() {
         let ev = decode(&data[off + 4..off + 4 + n]).unwrap();
         off += 4 + n;
         match ev {
-            otelcol_ebpf_core::events::Event::Data { hdr, direction, total_len, data, .. } => {
-                println!("{} sock={:x} {:?} total={} cap={} {:?}", hdr.pid, hdr.sock_id & 0xffff, direction, total_len, data.len(), String::from_utf8_lossy(&data[..data.len().min(80)]))
+            otelcol_ebpf_core::events::Event::Data {
+                hdr,
+                direction,
+                total_len,
+                data,
+                ..
+            } => {
+                println!(
+                    "{} sock={:x} {:?} total={} cap={} {:?}",
+                    hdr.pid,
+                    hdr.sock_id & 0xffff,
+                    direction,
+                    total_len,
+                    data.len(),
+                    String::from_utf8_lossy(&data[..data.len().min(80)])
+                )
             }
             other => println!("{other:?}"),
         }

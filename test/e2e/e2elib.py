@@ -527,7 +527,6 @@ def start_http_server(procs: Procs, port: int, root: Path):
     return p
 
 
-
 def require_tools(*tools: str) -> list[str]:
     return [t for t in tools if shutil.which(t) is None]
 

@@ -45,6 +45,33 @@ def test_twenty_requests_on_one_connection(collector, procs, app):
     assert len({s["trace_id"] for s in servers}) == 20
 
 
+def test_host_header_names_the_server(collector, procs, app):
+    _, port = app
+    _, res = run_client(procs, port, [{"path": "/users/9?x=1", "headers": {"Host": "shop.example:8443"}}])
+    assert res["responses"][0]["status"] == 200
+
+    servers = collector.spans.wait(server_on(port), 1)
+    clients = collector.spans.wait(client_to(port), 1)
+    assert len(servers) == 1, brief(servers)
+    assert len(clients) == 1, brief(clients)
+    for s in servers + clients:
+        assert s["attrs"]["server.address"] == "shop.example", s["attrs"]
+        assert s["attrs"]["server.port"] == 8443, s["attrs"]
+        assert s["attrs"]["url.path"] == "/users/9"
+    assert clients[0]["attrs"]["url.full"] == "http://shop.example:8443/users/9?x=1"
+    assert servers[0]["attrs"]["network.local.port"] == port  # the socket, not the header
+
+
+def test_http10_request(collector, procs, app):
+    _, port = app
+    run_curl(procs, "--http1.0", "-o", "/dev/null", f"http://127.0.0.1:{port}/users/10")
+    for pred in (server_on(port), client_to(port)):
+        spans = collector.spans.wait(pred, 1)
+        assert len(spans) == 1, brief(spans)
+        assert spans[0]["attrs"]["network.protocol.version"] == "1.0", spans[0]["attrs"]
+        assert spans[0]["attrs"]["http.response.status_code"] == 200
+
+
 def test_status_codes(collector, procs, app):
     _, port = app
     _, res = run_client(procs, port, [{"path": "/status/404"}, {"path": "/status/503"}, {"path": "/status/200"}])

@@ -84,6 +84,14 @@ def chunked(port):
     c.close()
 
 
+def chunkedbig(port):
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    for path in ("/chunked-big", "/users/3", "/chunked-big", "/users/4"):
+        c.request("GET", path)
+        c.getresponse().read()
+    c.close()
+
+
 def bigbody(port):
     c = http.client.HTTPConnection("127.0.0.1", port)
     for path in ("/big", "/users/1"):
@@ -162,7 +170,7 @@ def nginx(port, d):
                     f"http://127.0.0.1:{port}/missing"], check=True)
 
 
-SCENARIOS = [keepalive, pipelined, split, chunked, bigbody, expect100, head, noresponse, traceparent, nginx]
+SCENARIOS = [keepalive, pipelined, split, chunked, chunkedbig, bigbody, expect100, head, noresponse, traceparent, nginx]
 
 
 def main():

@@ -29,13 +29,22 @@ pub struct Kernel {
     pub info: String,
 }
 
-fn aya_err(what: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> LoadError {
+fn aya_err(
+    what: impl Into<String>,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> LoadError {
     let what = what.into();
     let text = format!("{e} {:?}", e.source().map(|s| s.to_string()));
-    if text.contains("Operation not permitted") || text.contains("EPERM") || text.contains("os error 1)") {
+    if text.contains("Operation not permitted")
+        || text.contains("EPERM")
+        || text.contains("os error 1)")
+    {
         LoadError::Permission { what }
     } else {
-        LoadError::Aya { what, source: Box::new(Short(e.to_string())) }
+        LoadError::Aya {
+            what,
+            source: Box::new(Short(e.to_string())),
+        }
     }
 }
 
@@ -49,14 +58,22 @@ impl std::fmt::Display for Short {
         if lines.len() <= 12 {
             return f.write_str(&self.0);
         }
-        write!(f, "{} [... {} verifier lines ...] {}", lines[0], lines.len() - 9, lines[lines.len() - 8..].join("\n"))
+        write!(
+            f,
+            "{} [... {} verifier lines ...] {}",
+            lines[0],
+            lines.len() - 9,
+            lines[lines.len() - 8..].join("\n")
+        )
     }
 }
 
 impl std::error::Error for Short {}
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Checks what start-up needs before touching bpf(2), so the error says what is missing.
@@ -64,7 +81,9 @@ pub fn preflight() -> Result<(), LoadError> {
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(LoadError::Unsupported {
             feature: "BTF".into(),
-            detail: "/sys/kernel/btf/vmlinux is missing (needs CONFIG_DEBUG_INFO_BTF=y, kernel 5.8+)".into(),
+            detail:
+                "/sys/kernel/btf/vmlinux is missing (needs CONFIG_DEBUG_INFO_BTF=y, kernel 5.8+)"
+                    .into(),
         });
     }
     // SAFETY: geteuid has no preconditions.
@@ -74,7 +93,10 @@ pub fn preflight() -> Result<(), LoadError> {
         });
     }
     // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones ignore it.
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain setrlimit; failure is fine on memcg-accounted kernels.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
     Ok(())
@@ -99,11 +121,12 @@ impl Kernel {
             detail: e.to_string(),
         })?;
         let trace_all: u8 = cfg.discovery.is_none() as u8;
-        let watch_exec: u8 = cfg
-            .discovery
-            .as_ref()
-            .is_some_and(|d| d.instrument.iter().chain(&d.exclude).any(|s| s.exe_path.is_some()))
-            as u8;
+        let watch_exec: u8 = cfg.discovery.as_ref().is_some_and(|d| {
+            d.instrument
+                .iter()
+                .chain(&d.exclude)
+                .any(|s| s.exe_path.is_some())
+        }) as u8;
         let mut bpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("trace_all", &trace_all, true)
@@ -115,46 +138,75 @@ impl Kernel {
         for (name, tp) in PROGRAMS {
             let prog: &mut BtfTracePoint = bpf
                 .program_mut(name)
-                .ok_or_else(|| LoadError::Unsupported { feature: format!("program {name}"), detail: "missing from object".into() })?
+                .ok_or_else(|| LoadError::Unsupported {
+                    feature: format!("program {name}"),
+                    detail: "missing from object".into(),
+                })?
                 .try_into()
                 .map_err(|e| aya_err(format!("program {name}"), e))?;
             prog.load(tp, &btf).map_err(|e| match e {
-                aya::programs::ProgramError::LoadError { .. } => aya_err(format!("loading tp_btf/{tp} (kernel 5.5+ with BTF)"), e),
+                aya::programs::ProgramError::LoadError { .. } => {
+                    aya_err(format!("loading tp_btf/{tp} (kernel 5.5+ with BTF)"), e)
+                }
                 e => aya_err(format!("loading tp_btf/{tp}"), e),
             })?;
-            prog.attach().map_err(|e| aya_err(format!("attaching tp_btf/{tp}"), e))?;
+            prog.attach()
+                .map_err(|e| aya_err(format!("attaching tp_btf/{tp}"), e))?;
         }
 
         let mut proc_state: HashMap<MapData, u32, u32> =
-            HashMap::try_from(bpf.take_map("proc_state").expect("proc_state map")).map_err(|e| aya_err("proc_state map", e))?;
+            HashMap::try_from(bpf.take_map("proc_state").expect("proc_state map"))
+                .map_err(|e| aya_err("proc_state map", e))?;
         // Never trace ourselves: our own exports would become spans, and so on.
         proc_state
             .insert(std::process::id(), PROC_EXCLUDED, 0)
             .map_err(|e| aya_err("proc_state insert", e))?;
 
         let mut ports: Array<MapData, u8> =
-            Array::try_from(bpf.take_map("port_flags").expect("port_flags map")).map_err(|e| aya_err("port_flags map", e))?;
+            Array::try_from(bpf.take_map("port_flags").expect("port_flags map"))
+                .map_err(|e| aya_err("port_flags map", e))?;
         for (port, flag) in port_flags(cfg) {
-            ports.set(port as u32, flag, 0).map_err(|e| aya_err("port_flags set", e))?;
+            ports
+                .set(port as u32, flag, 0)
+                .map_err(|e| aya_err("port_flags set", e))?;
         }
-        let counters = PerCpuArray::try_from(bpf.take_map("counters").expect("counters map")).map_err(|e| aya_err("counters map", e))?;
-        let ring = RingBuf::try_from(bpf.take_map("events").expect("events map")).map_err(|e| aya_err("events ring buffer", e))?;
+        let counters = PerCpuArray::try_from(bpf.take_map("counters").expect("counters map"))
+            .map_err(|e| aya_err("counters map", e))?;
+        let ring = RingBuf::try_from(bpf.take_map("events").expect("events map"))
+            .map_err(|e| aya_err("events ring buffer", e))?;
 
-        let mut info = format!("kernel {}; BTF yes; ring buffer {} MiB; hooks:", kernel_release(), ringbuf_bytes >> 20);
+        let mut info = format!(
+            "kernel {}; BTF yes; ring buffer {} MiB; hooks:",
+            kernel_release(),
+            ringbuf_bytes >> 20
+        );
         for (_, tp) in PROGRAMS {
             let _ = write!(info, " tp_btf/{tp}");
         }
         let _ = write!(
             info,
             "; selection: {}",
-            if trace_all == 1 { "every process except the collector" } else { "discovery selectors" }
+            if trace_all == 1 {
+                "every process except the collector"
+            } else {
+                "discovery selectors"
+            }
         );
-        Ok(Kernel { _bpf: bpf, ring, proc_state, counters, info })
+        Ok(Kernel {
+            _bpf: bpf,
+            ring,
+            proc_state,
+            counters,
+            info,
+        })
     }
 
     /// Kernel-side counter totals summed over CPUs, by `events::COUNTER_*` index.
     pub fn counter(&self, idx: u32) -> u64 {
-        self.counters.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0)
+        self.counters
+            .get(&idx, 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
     }
 
     pub fn set_proc_state(&mut self, pid: u32, state: Option<u32>) {

@@ -476,6 +476,27 @@ impl Http1Parser {
 
     // -- internals -----------------------------------------------------------
 
+    /// Skips `n` uncaptured bytes that must be the CRLF ending chunk data.
+    fn skip_data_crlf(&mut self, n: u64) -> Result<(), ParseError> {
+        let left = match self.state {
+            State::Chunked(ChunkPhase::DataCr) => 2,
+            State::Chunked(ChunkPhase::DataLf) => 1,
+            _ => 0,
+        };
+        match (left, n) {
+            (_, 0) => Ok(()),
+            (2, 1) => {
+                self.state = State::Chunked(ChunkPhase::DataLf);
+                Ok(())
+            }
+            (l, n) if l > 0 && n == l => {
+                self.state = State::Chunked(CHUNK_SIZE_START);
+                Ok(())
+            }
+            _ => Err(ParseError::GapInChunkFraming),
+        }
+    }
+
     fn feed_gap(&mut self, n: u64, ts: u64, out: &mut Vec<Http1Event>) -> Result<(), ParseError> {
         if n == 0 {
             return Ok(());
@@ -501,16 +522,16 @@ impl Http1Parser {
                 let k = n.min(rem);
                 self.body_bytes = self.body_bytes.saturating_add(k);
                 let rem = rem - k;
-                if n > k {
-                    return Err(ParseError::GapInChunkFraming);
-                }
                 self.state = State::Chunked(if rem == 0 {
                     ChunkPhase::DataCr
                 } else {
                     ChunkPhase::Data(rem)
                 });
-                Ok(())
+                // A write of chunk data longer than the capture usually ends with the
+                // chunk's CRLF: those bytes are fixed, so skipping them keeps framing.
+                self.skip_data_crlf(n - k)
             }
+            State::Chunked(ChunkPhase::DataCr | ChunkPhase::DataLf) => self.skip_data_crlf(n),
             State::Chunked(_) => Err(ParseError::GapInChunkFraming),
             State::UntilClose => {
                 self.body_bytes = self.body_bytes.saturating_add(n);
@@ -1757,16 +1778,36 @@ HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody";
             ],
         );
         assert_eq!(res, Err(GapInChunkFraming));
-        // Past the end of chunk data.
+        // Past the end of chunk data and its CRLF, into the next size line.
         let (_, res) = run(
             Role::Responses,
             &[
                 (Segment::Data(chunked), 1),
                 (Segment::Data(b"4\r\n"), 2),
-                (Segment::Gap(5), 3),
+                (Segment::Gap(7), 3),
             ],
         );
         assert_eq!(res, Err(GapInChunkFraming));
+        // Chunk data plus its CRLF uncaptured: framing survives.
+        for (gap, rest) in [(6u64, &b"0\r\n\r\n"[..]), (5, &b"\n0\r\n\r\n"[..])] {
+            let (ev, res) = run(
+                Role::Responses,
+                &[
+                    (Segment::Data(chunked), 1),
+                    (Segment::Data(b"4\r\n"), 2),
+                    (Segment::Gap(gap), 3),
+                    (Segment::Data(rest), 4),
+                ],
+            );
+            assert_eq!(res, Ok(()), "gap {gap}");
+            assert!(
+                matches!(
+                    ev.last(),
+                    Some(Http1Event::ResponseEnd { body_bytes: 4, .. })
+                ),
+                "{ev:?}"
+            );
+        }
         // In trailers.
         let (_, res) = run(
             Role::Responses,

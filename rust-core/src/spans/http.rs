@@ -30,7 +30,10 @@ fn split_host(h: &str) -> (String, Option<u16>) {
     let h = h.trim();
     if let Some(rest) = h.strip_prefix('[') {
         if let Some((addr, tail)) = rest.split_once(']') {
-            return (addr.to_string(), tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+            return (
+                addr.to_string(),
+                tail.strip_prefix(':').and_then(|p| p.parse().ok()),
+            );
         }
     }
     match h.rsplit_once(':') {
@@ -43,7 +46,14 @@ fn ip(a: IpAddr) -> String {
     a.to_string()
 }
 
-pub fn build(d: &Done, tuple: &ConnTuple, process: &Arc<ProcessInfo>, cfg: &Config, clock: &Clock, ids: &mut IdGen) -> Built {
+pub fn build(
+    d: &Done,
+    tuple: &ConnTuple,
+    process: &Arc<ProcessInfo>,
+    cfg: &Config,
+    clock: &Clock,
+    ids: &mut IdGen,
+) -> Built {
     let req = &d.ex.req;
     let path = path_of(&req.target);
     if cfg.path_excluded(path) {
@@ -77,11 +87,20 @@ pub fn build(d: &Done, tuple: &ConnTuple, process: &Arc<ProcessInfo>, cfg: &Conf
         Side::Client => SpanKind::Client,
     };
     let (trace_id, span_id, parent_span_id, flags) = match (kind, parent) {
-        (SpanKind::Server, Some(p)) => (p.trace_id, ids.span_id(), Some(p.span_id), HAS_IS_REMOTE | IS_REMOTE | p.flags as u32),
+        (SpanKind::Server, Some(p)) => (
+            p.trace_id,
+            ids.span_id(),
+            Some(p.span_id),
+            HAS_IS_REMOTE | IS_REMOTE | p.flags as u32,
+        ),
         (SpanKind::Client, Some(p)) => (p.trace_id, p.span_id, None, p.flags as u32),
         (_, None) => (ids.trace_id(), ids.span_id(), None, HAS_IS_REMOTE | 1),
     };
-    let trace_state = if parent.is_some() { req.tracestate.clone().unwrap_or_default() } else { String::new() };
+    let trace_state = if parent.is_some() {
+        req.tracestate.clone().unwrap_or_default()
+    } else {
+        String::new()
+    };
 
     let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(18);
     let s = |v: String| AttrValue::Str(v);
@@ -93,7 +112,15 @@ pub fn build(d: &Done, tuple: &ConnTuple, process: &Arc<ProcessInfo>, cfg: &Conf
         attrs.push(("http.response.status_code", AttrValue::Int(st as i64)));
     }
     attrs.push(("network.protocol.name", s("http".into())));
-    attrs.push(("network.protocol.version", s(if req.version == 10 { "1.0" } else { "1.1" }.into())));
+    // The version in use is the lower of the two ends' (an HTTP/1.0 server answers a 1.1 client in 1.0).
+    let version =
+        d.ex.resp
+            .as_ref()
+            .map_or(req.version, |(r, _)| r.version.min(req.version));
+    attrs.push((
+        "network.protocol.version",
+        s(if version == 10 { "1.0" } else { "1.1" }.into()),
+    ));
     attrs.push(("network.transport", s("tcp".into())));
     let host = req.host.as_deref().map(split_host);
     let (server_addr, server_port) = match kind {
@@ -139,7 +166,15 @@ pub fn build(d: &Done, tuple: &ConnTuple, process: &Arc<ProcessInfo>, cfg: &Conf
 
     let error = match (d.error, status) {
         (Some(why), _) => {
-            attrs.push(("error.type", s(if kind == SpanKind::Server { "no_response" } else { "connection_closed" }.into())));
+            attrs.push((
+                "error.type",
+                s(if kind == SpanKind::Server {
+                    "no_response"
+                } else {
+                    "connection_closed"
+                }
+                .into()),
+            ));
             Some(why.to_string())
         }
         (None, Some(st)) if st >= 500 || (kind == SpanKind::Client && st >= 400) => {
@@ -176,7 +211,10 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(split_host("example.com:8080"), ("example.com".into(), Some(8080)));
+        assert_eq!(
+            split_host("example.com:8080"),
+            ("example.com".into(), Some(8080))
+        );
         assert_eq!(split_host("example.com"), ("example.com".into(), None));
         assert_eq!(split_host("[::1]:80"), ("::1".into(), Some(80)));
         assert_eq!(split_host("::1"), ("::1".into(), None));

@@ -91,7 +91,10 @@ impl TraceParent {
             return None;
         }
         let version = hex_byte(&b[0..2])?;
-        if version == 0xff || (version == 0 && b.len() != 55) || (version > 0 && b.len() > 55 && b[55] != b'-') {
+        if version == 0xff
+            || (version == 0 && b.len() != 55)
+            || (version > 0 && b.len() > 55 && b[55] != b'-')
+        {
             return None;
         }
         if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
@@ -109,7 +112,11 @@ impl TraceParent {
         if trace_id == [0; 16] || span_id == [0; 8] {
             return None;
         }
-        Some(TraceParent { trace_id, span_id, flags })
+        Some(TraceParent {
+            trace_id,
+            span_id,
+            flags,
+        })
     }
 }
 
@@ -130,7 +137,8 @@ mod tests {
 
     #[test]
     fn parses_valid_and_rejects_invalid() {
-        let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let tp =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         assert_eq!(tp.trace_id[0], 0x4b);
         assert_eq!(tp.span_id[7], 0xb7);
         assert!(tp.sampled());
@@ -146,7 +154,10 @@ mod tests {
         ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");
         }
-        assert!(TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-later").is_some());
+        assert!(TraceParent::parse(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-later"
+        )
+        .is_some());
     }
 
     #[test]

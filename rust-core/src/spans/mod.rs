@@ -2,8 +2,8 @@
 //! Pure (no syscalls besides /proc reads), so recorded event streams drive it in tests.
 
 pub mod http;
-pub mod route;
 pub mod ids;
+pub mod route;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -60,7 +60,10 @@ pub struct Clock {
 
 impl Clock {
     pub fn now() -> Clock {
-        let mut mono = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut mono = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: writes one timespec.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut mono) };
         let real = std::time::SystemTime::now()
@@ -68,7 +71,9 @@ impl Clock {
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
         let mono = mono.tv_sec as i128 * 1_000_000_000 + mono.tv_nsec as i128;
-        Clock { offset_ns: real - mono }
+        Clock {
+            offset_ns: real - mono,
+        }
     }
 
     pub fn unix(&self, mono_ns: u64) -> u64 {
@@ -116,7 +121,15 @@ impl Assembler {
 
     pub fn handle(&mut self, ev: Event) -> Option<Decision> {
         match ev {
-            Event::Data { hdr, tuple, direction, pending, total_len, comm, data } => {
+            Event::Data {
+                hdr,
+                tuple,
+                direction,
+                pending,
+                total_len,
+                comm,
+                data,
+            } => {
                 if pending && self.untraced.contains(&hdr.pid) {
                     return None;
                 }
@@ -138,6 +151,9 @@ impl Assembler {
                 if out.parse_error {
                     stats::inc(&self.stats.streams_unparsable);
                 }
+                if out.framing_lost {
+                    stats::inc(&self.stats.responses_framing_lost);
+                }
                 stats::add(&self.stats.responses_without_request, out.orphan_responses);
                 if !self.done.is_empty() {
                     let tuple = conn.tuple;
@@ -154,7 +170,12 @@ impl Assembler {
                 None
             }
             Event::Exit { hdr } => {
-                let keys: Vec<_> = self.conns.keys().filter(|k| k.0 == hdr.pid).copied().collect();
+                let keys: Vec<_> = self
+                    .conns
+                    .keys()
+                    .filter(|k| k.0 == hdr.pid)
+                    .copied()
+                    .collect();
                 for k in keys {
                     let mut conn = self.conns.remove(&k).unwrap();
                     conn.close(hdr.ts_ns, &mut self.done);
@@ -164,7 +185,12 @@ impl Assembler {
                 self.untraced.remove(&hdr.pid);
                 None
             }
-            Event::Exec { hdr, prev_state, comm, filename } => {
+            Event::Exec {
+                hdr,
+                prev_state,
+                comm,
+                filename,
+            } => {
                 let exe = std::fs::read_link(format!("/proc/{}/exe", hdr.pid))
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or(filename.clone());
@@ -176,7 +202,10 @@ impl Assembler {
                 } else {
                     self.untraced.insert(hdr.pid);
                 }
-                Some(Decision { pid: hdr.pid, state })
+                Some(Decision {
+                    pid: hdr.pid,
+                    state,
+                })
             }
         }
     }
@@ -188,7 +217,8 @@ impl Assembler {
             return Some(PROC_TRACED);
         };
         let exe_match = |sels: &[crate::config::Selector]| {
-            sels.iter().any(|s| s.exe_path.as_deref().is_some_and(|g| glob_match(g, exe)))
+            sels.iter()
+                .any(|s| s.exe_path.as_deref().is_some_and(|g| glob_match(g, exe)))
         };
         if exe_match(&d.exclude) {
             Some(PROC_EXCLUDED)
@@ -235,9 +265,13 @@ impl Assembler {
             let cut = ts.get(ts.len() / 2).copied().unwrap_or(0);
             self.conns.retain(|_, c| c.last_ts > cut);
         } else {
-            self.conns.retain(|_, c| now_ns.saturating_sub(c.last_ts) < IDLE_NS);
+            self.conns
+                .retain(|_, c| now_ns.saturating_sub(c.last_ts) < IDLE_NS);
         }
-        stats::add(&self.stats.connections_evicted, (before - self.conns.len()) as u64);
+        stats::add(
+            &self.stats.connections_evicted,
+            (before - self.conns.len()) as u64,
+        );
         stats::set(&self.stats.connections_tracked, self.conns.len() as u64);
         stats::set(&self.stats.processes_traced, self.procs.len() as u64);
     }
