@@ -63,6 +63,15 @@ struct {
 	__type(value, __u8);
 } port_flags SEC(".maps");
 
+/* Processes that accepted/connected on a selected port while PENDING: if userspace then
+ * finds them ELIGIBLE (exe matched a selector that also names ports), they are traced. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} port_hits SEC(".maps");
+
 /* (pid, fd) -> struct sock address, for sockets we reported data on: close() needs it,
  * because at sys_exit the fd no longer resolves. LRU: processes that die keep no entries. */
 struct {
@@ -212,9 +221,18 @@ static __always_inline void select_by_port(__u32 pid, __u32 *state, __u32 fd, in
 			    : BPF_CORE_READ(sk, __sk_common.skc_num);
 	__u8 f = port_flag(port);
 	__u32 next;
+	if (state && *state == PROC_PENDING) {
+		if (f & (PORT_INSTRUMENT | PORT_INSTRUMENT_WITH_EXE)) {
+			__u8 one = 1;
+			bpf_map_update_elem(&port_hits, &pid, &one, BPF_ANY);
+		}
+		return;
+	}
 	if (f & PORT_DISCOVERY_EXCLUDE)
 		next = PROC_EXCLUDED;
 	else if ((f & PORT_INSTRUMENT) && !state)
+		next = PROC_TRACED;
+	else if ((f & (PORT_INSTRUMENT | PORT_INSTRUMENT_WITH_EXE)) && state && *state == PROC_ELIGIBLE)
 		next = PROC_TRACED;
 	else
 		return;
@@ -233,10 +251,15 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 pid = pid_tgid >> 32;
 	__u32 *state = bpf_map_lookup_elem(&proc_state, &pid);
-	int traced = state ? (*state == PROC_TRACED || *state == PROC_PENDING) : trace_all;
+	int traced = trace_all;
+	if (state) {
+		__u32 st = *state;
+		traced = st == PROC_TRACED || st == PROC_PENDING ||
+			 (st == PROC_ELIGIBLE && bpf_map_lookup_elem(&port_hits, &pid));
+	}
 
 	if (nr == NR_CONNECT || nr == NR_ACCEPT || nr == NR_ACCEPT4) {
-		if (!trace_all && (!state || *state == PROC_TRACED))
+		if (!trace_all && (!state || *state != PROC_EXCLUDED))
 			select_by_port(pid, state, nr == NR_CONNECT ? regs->di : ret, nr == NR_CONNECT);
 		return 0;
 	}
@@ -272,7 +295,9 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 
 	__u64 sid = (__u64)sk;
-	bpf_map_update_elem(&conns, &key, &sid, BPF_ANY);
+	__u64 *known = bpf_map_lookup_elem(&conns, &key);
+	if (!known || *known != sid) /* a lookup is much cheaper than an update */
+		bpf_map_update_elem(&conns, &key, &sid, BPF_ANY);
 	e->hdr.kind = EVENT_DATA;
 	e->hdr.pid = pid;
 	e->hdr.tid = (__u32)pid_tgid;
@@ -355,6 +380,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	const char *fname = BPF_CORE_READ(bprm, filename);
 	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), fname) < 0)
 		e->filename[0] = 0;
+	bpf_map_delete_elem(&port_hits, &pid);
 	if (!state || *state != PROC_EXCLUDED) {
 		__u32 pending = PROC_PENDING;
 		bpf_map_update_elem(&proc_state, &pid, &pending, BPF_ANY);

@@ -9,13 +9,17 @@ fn main() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf-programs");
     println!("cargo:rerun-if-env-changed=VMLINUX_H");
     println!("cargo:rerun-if-env-changed=CLANG");
-    for entry in std::fs::read_dir(&src)
-        .unwrap()
-        .chain(std::fs::read_dir(src.join("include")).unwrap())
-    {
-        let p = entry.unwrap().path();
-        if matches!(p.extension().and_then(|e| e.to_str()), Some("c" | "h")) {
-            println!("cargo:rerun-if-changed={}", p.display());
+    // Relative paths: the target dir is shared by clones (make's cache), and an absolute
+    // path would keep watching the clone that built first.
+    for dir in ["../ebpf-programs", "../ebpf-programs/include"] {
+        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap() {
+            let p = entry.unwrap().path();
+            if matches!(p.extension().and_then(|e| e.to_str()), Some("c" | "h")) {
+                println!(
+                    "cargo:rerun-if-changed={dir}/{}",
+                    p.file_name().unwrap().to_string_lossy()
+                );
+            }
         }
     }
 

@@ -27,6 +27,8 @@ enum proc_state {
 	PROC_TRACED = 1,
 	PROC_EXCLUDED = 2,
 	PROC_PENDING = 3, /* exec'd, waiting for userspace to match its exe path */
+	PROC_ELIGIBLE = 4, /* exe matched a selector that also names ports: traced once it
+			    * accepts or connects on one of them */
 };
 
 /* port_flags map value bits (array indexed by port). */
@@ -34,6 +36,7 @@ enum port_flag {
 	PORT_INSTRUMENT = 1, /* discovery.instrument open_ports */
 	PORT_DISCOVERY_EXCLUDE = 2, /* discovery.exclude open_ports */
 	PORT_NO_SPANS = 4, /* exclude_ports: capture nothing on such connections */
+	PORT_INSTRUMENT_WITH_EXE = 8, /* open_ports of a selector that also has exe_path */
 };
 
 /* Indexes of the per-CPU `counters` array. */

@@ -17,10 +17,12 @@ pub const DATA_FLAG_PENDING: u8 = 1;
 pub const PROC_TRACED: u32 = 1;
 pub const PROC_EXCLUDED: u32 = 2;
 pub const PROC_PENDING: u32 = 3;
+pub const PROC_ELIGIBLE: u32 = 4;
 
 pub const PORT_INSTRUMENT: u8 = 1;
 pub const PORT_DISCOVERY_EXCLUDE: u8 = 2;
 pub const PORT_NO_SPANS: u8 = 4;
+pub const PORT_INSTRUMENT_WITH_EXE: u8 = 8;
 
 pub const COUNTER_RINGBUF_FULL: u32 = 0;
 pub const COUNTER_TRUNCATED: u32 = 1;

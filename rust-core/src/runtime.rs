@@ -138,7 +138,6 @@ fn pump(
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let mut n = 0u32;
-        let mut decisions = Vec::new();
         while let Some(item) = kernel.ring.next() {
             n += 1;
             stats::inc(&stats.events_read);
@@ -156,7 +155,11 @@ fn pump(
                     None
                 }
             };
-            decisions.extend(decision);
+            if let Some(d) = decision {
+                // Applied at once: the process's next records may already be queued.
+                let now = kernel.maps.set_proc_state(d.pid, d.state);
+                asm.decided(d.pid, now);
+            }
             if asm.batch.len() >= BATCH_MAX_SPANS {
                 send(&tx, &mut asm, &stats);
                 batch_started = Instant::now();
@@ -164,9 +167,6 @@ fn pump(
             if n >= 65_536 {
                 break;
             }
-        }
-        for d in decisions {
-            kernel.set_proc_state(d.pid, d.state);
         }
         if asm.batch.is_empty() {
             batch_started = Instant::now();
@@ -177,15 +177,15 @@ fn pump(
         if last_housekeeping.elapsed() >= Duration::from_secs(1) || stopping {
             stats::set(
                 &stats.events_lost,
-                kernel.counter(events::COUNTER_RINGBUF_FULL),
+                kernel.maps.counter(events::COUNTER_RINGBUF_FULL),
             );
             stats::set(
                 &stats.captures_truncated,
-                kernel.counter(events::COUNTER_TRUNCATED),
+                kernel.maps.counter(events::COUNTER_TRUNCATED),
             );
             stats::set(
                 &stats.bytes_not_captured,
-                kernel.counter(events::COUNTER_BYTES_NOT_CAPTURED),
+                kernel.maps.counter(events::COUNTER_BYTES_NOT_CAPTURED),
             );
             asm.evict_idle(monotonic_ns(), false);
             last_housekeeping = Instant::now();

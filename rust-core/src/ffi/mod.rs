@@ -54,6 +54,21 @@ macro_rules! ffi_guard {
             Err(_) => OtelEbpfResult::ErrPanic,
         }
     };
+    // With an error buffer: the panic's message goes into it.
+    ($err:expr, $err_len:expr, $body:block) => {
+        match catch_unwind(AssertUnwindSafe(|| $body)) {
+            Ok(r) => r,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                write_err($err, $err_len, &format!("internal error (panic): {msg}"));
+                OtelEbpfResult::ErrPanic
+            }
+        }
+    };
 }
 
 fn write_err(buf: *mut c_char, len: usize, msg: &str) {
@@ -94,7 +109,7 @@ pub extern "C" fn otel_ebpf_receiver_new(
     err: *mut c_char,
     err_len: usize,
 ) -> OtelEbpfResult {
-    ffi_guard!({
+    ffi_guard!(err, err_len, {
         if config.is_null() || out.is_null() {
             write_err(err, err_len, "null argument");
             return OtelEbpfResult::ErrInvalidArgument;
@@ -122,7 +137,7 @@ pub extern "C" fn otel_ebpf_receiver_start(
     err: *mut c_char,
     err_len: usize,
 ) -> OtelEbpfResult {
-    ffi_guard!({
+    ffi_guard!(err, err_len, {
         // SAFETY: the caller passes a live handle or NULL.
         let Some(r) = (unsafe { r.as_mut() }) else {
             return OtelEbpfResult::ErrInvalidArgument;

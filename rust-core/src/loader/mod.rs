@@ -9,7 +9,10 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::config::Config;
 use crate::error::LoadError;
-use crate::events::{self, PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_NO_SPANS, PROC_EXCLUDED};
+use crate::events::{
+    self, PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_INSTRUMENT_WITH_EXE, PORT_NO_SPANS,
+    PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED,
+};
 
 static NET_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net.bpf.o"));
 
@@ -24,9 +27,15 @@ const PROGRAMS: &[(&str, &str)] = &[
 pub struct Kernel {
     _bpf: Ebpf,
     pub ring: RingBuf<MapData>,
-    pub proc_state: HashMap<MapData, u32, u32>,
-    counters: PerCpuArray<MapData, u64>,
+    /// Apart from `ring`, so decisions can be written while records are being read.
+    pub maps: Maps,
     pub info: String,
+}
+
+pub struct Maps {
+    proc_state: HashMap<MapData, u32, u32>,
+    port_hits: HashMap<MapData, u32, u8>,
+    counters: PerCpuArray<MapData, u64>,
 }
 
 fn aya_err(
@@ -46,6 +55,13 @@ fn aya_err(
             source: Box::new(Short(e.to_string())),
         }
     }
+}
+
+fn take_map(bpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, LoadError> {
+    bpf.take_map(name).ok_or_else(|| LoadError::Unsupported {
+        feature: format!("map {name}"),
+        detail: "missing from the eBPF object (build mismatch)".into(),
+    })
 }
 
 /// An error text cut to its last lines: verifier logs run to thousands of lines.
@@ -155,24 +171,25 @@ impl Kernel {
         }
 
         let mut proc_state: HashMap<MapData, u32, u32> =
-            HashMap::try_from(bpf.take_map("proc_state").expect("proc_state map"))
+            HashMap::try_from(take_map(&mut bpf, "proc_state")?)
                 .map_err(|e| aya_err("proc_state map", e))?;
         // Never trace ourselves: our own exports would become spans, and so on.
         proc_state
             .insert(std::process::id(), PROC_EXCLUDED, 0)
             .map_err(|e| aya_err("proc_state insert", e))?;
 
-        let mut ports: Array<MapData, u8> =
-            Array::try_from(bpf.take_map("port_flags").expect("port_flags map"))
-                .map_err(|e| aya_err("port_flags map", e))?;
+        let mut ports: Array<MapData, u8> = Array::try_from(take_map(&mut bpf, "port_flags")?)
+            .map_err(|e| aya_err("port_flags map", e))?;
         for (port, flag) in port_flags(cfg) {
             ports
                 .set(port as u32, flag, 0)
                 .map_err(|e| aya_err("port_flags set", e))?;
         }
-        let counters = PerCpuArray::try_from(bpf.take_map("counters").expect("counters map"))
+        let port_hits = HashMap::try_from(take_map(&mut bpf, "port_hits")?)
+            .map_err(|e| aya_err("port_hits map", e))?;
+        let counters = PerCpuArray::try_from(take_map(&mut bpf, "counters")?)
             .map_err(|e| aya_err("counters map", e))?;
-        let ring = RingBuf::try_from(bpf.take_map("events").expect("events map"))
+        let ring = RingBuf::try_from(take_map(&mut bpf, "events")?)
             .map_err(|e| aya_err("events ring buffer", e))?;
 
         let mut info = format!(
@@ -195,12 +212,17 @@ impl Kernel {
         Ok(Kernel {
             _bpf: bpf,
             ring,
-            proc_state,
-            counters,
+            maps: Maps {
+                proc_state,
+                port_hits,
+                counters,
+            },
             info,
         })
     }
+}
 
+impl Maps {
     /// Kernel-side counter totals summed over CPUs, by `events::COUNTER_*` index.
     pub fn counter(&self, idx: u32) -> u64 {
         self.counters
@@ -209,11 +231,28 @@ impl Kernel {
             .unwrap_or(0)
     }
 
-    pub fn set_proc_state(&mut self, pid: u32, state: Option<u32>) {
-        let _ = match state {
-            Some(s) => self.proc_state.insert(pid, s, 0),
-            None => self.proc_state.remove(&pid),
-        };
+    /// Writes userspace's exec decision. Returns the state in force afterwards: an
+    /// ELIGIBLE process that already used a selected port while PENDING becomes TRACED.
+    pub fn set_proc_state(&mut self, pid: u32, state: Option<u32>) -> Option<u32> {
+        match state {
+            Some(PROC_ELIGIBLE) => {
+                let _ = self.proc_state.insert(pid, PROC_ELIGIBLE, 0);
+                // Checked after the write: a connect after it is selected by the kernel.
+                if self.port_hits.get(&pid, 0).is_ok() {
+                    let _ = self.proc_state.insert(pid, PROC_TRACED, 0);
+                    return Some(PROC_TRACED);
+                }
+                Some(PROC_ELIGIBLE)
+            }
+            Some(s) => {
+                let _ = self.proc_state.insert(pid, s, 0);
+                Some(s)
+            }
+            None => {
+                let _ = self.proc_state.remove(&pid);
+                None
+            }
+        }
     }
 }
 
@@ -226,10 +265,16 @@ pub fn port_flags(cfg: &Config) -> Vec<(u16, u8)> {
         }
     };
     if let Some(d) = &cfg.discovery {
-        // Selectors that also name an exe are decided in userspace at exec.
-        for s in d.instrument.iter().filter(|s| s.exe_path.is_none()) {
+        // A selector that also names an exe selects only processes userspace marked
+        // ELIGIBLE at exec.
+        for s in &d.instrument {
+            let flag = if s.exe_path.is_some() {
+                PORT_INSTRUMENT_WITH_EXE
+            } else {
+                PORT_INSTRUMENT
+            };
             for &(lo, hi) in &s.open_ports {
-                mark(lo, hi, PORT_INSTRUMENT);
+                mark(lo, hi, flag);
             }
         }
         for s in d.exclude.iter().filter(|s| s.exe_path.is_none()) {

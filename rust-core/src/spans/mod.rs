@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::config::{glob_match, Config};
 use crate::conn::{Conn, Done};
-use crate::events::{cstr, Event, PROC_EXCLUDED, PROC_TRACED};
+use crate::events::{cstr, Event, PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED};
 use crate::otlp::BatchBuilder;
 use crate::process::{ProcReader, ProcessInfo, ProcessTable};
 use crate::stats::{self, Stats};
@@ -197,16 +197,22 @@ impl Assembler {
                 self.procs.exec(hdr.pid, &exe);
                 let _ = comm;
                 let state = self.decide_exec(&exe, prev_state);
-                if state == Some(PROC_TRACED) {
-                    self.untraced.remove(&hdr.pid);
-                } else {
-                    self.untraced.insert(hdr.pid);
-                }
+                self.decided(hdr.pid, state);
                 Some(Decision {
                     pid: hdr.pid,
                     state,
                 })
             }
+        }
+    }
+
+    /// The state now in force for `pid` after an exec decision: records it sent while
+    /// PENDING are kept only if it ended up traced.
+    pub fn decided(&mut self, pid: u32, state: Option<u32>) {
+        if state == Some(PROC_TRACED) {
+            self.untraced.remove(&pid);
+        } else {
+            self.untraced.insert(pid);
         }
     }
 
@@ -216,16 +222,21 @@ impl Assembler {
         let Some(d) = &self.cfg.discovery else {
             return Some(PROC_TRACED);
         };
-        let exe_match = |sels: &[crate::config::Selector]| {
-            sels.iter()
-                .any(|s| s.exe_path.as_deref().is_some_and(|g| glob_match(g, exe)))
-        };
-        if exe_match(&d.exclude) {
+        let exe_match =
+            |s: &crate::config::Selector| s.exe_path.as_deref().is_some_and(|g| glob_match(g, exe));
+        if d.exclude.iter().any(exe_match) {
             Some(PROC_EXCLUDED)
-        } else if exe_match(&d.instrument) {
+        } else if d
+            .instrument
+            .iter()
+            .any(|s| exe_match(s) && s.open_ports.is_empty())
+        {
             Some(PROC_TRACED)
         } else if prev_state == PROC_TRACED || prev_state == PROC_EXCLUDED {
             Some(prev_state)
+        } else if d.instrument.iter().any(exe_match) {
+            // exe_path and open_ports: traced from its first accept/connect on those ports.
+            Some(PROC_ELIGIBLE)
         } else {
             None
         }
@@ -274,5 +285,40 @@ impl Assembler {
         );
         stats::set(&self.stats.connections_tracked, self.conns.len() as u64);
         stats::set(&self.stats.processes_traced, self.procs.len() as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asm(json: &str) -> Assembler {
+        let cfg = Config::from_json(json.as_bytes()).unwrap();
+        Assembler::new(
+            Arc::new(cfg),
+            Arc::new(Stats::default()),
+            Clock { offset_ns: 0 },
+        )
+    }
+
+    #[test]
+    fn exec_decisions() {
+        let a = asm(
+            r#"{"discovery":{"instrument":[{"exe_path":"*/python3*"},{"exe_path":"*/nginx","open_ports":[[8080,8080]]}],
+                       "exclude":[{"exe_path":"*/python3-admin"}]}}"#,
+        );
+        assert_eq!(a.decide_exec("/usr/bin/python3.11", 0), Some(PROC_TRACED));
+        assert_eq!(
+            a.decide_exec("/usr/bin/python3-admin", PROC_TRACED),
+            Some(PROC_EXCLUDED)
+        );
+        assert_eq!(a.decide_exec("/usr/sbin/nginx", 0), Some(PROC_ELIGIBLE));
+        assert_eq!(a.decide_exec("/usr/bin/curl", 0), None);
+        // Inherited state survives an exec that matches nothing.
+        assert_eq!(
+            a.decide_exec("/usr/bin/curl", PROC_TRACED),
+            Some(PROC_TRACED)
+        );
+        assert_eq!(asm("{}").decide_exec("/usr/bin/curl", 0), Some(PROC_TRACED));
     }
 }
