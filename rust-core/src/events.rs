@@ -111,7 +111,7 @@ impl ConnTuple {
 }
 
 #[derive(Clone, Debug)]
-pub enum Event {
+pub enum Event<'a> {
     Data {
         hdr: EventHeader,
         tuple: ConnTuple,
@@ -121,7 +121,8 @@ pub enum Event {
         /// Bytes the syscall moved; `data` holds the first of them.
         total_len: u32,
         comm: [u8; COMM_LEN],
-        data: Vec<u8>,
+        /// Borrowed from the ring buffer record: no copy on the hot path.
+        data: &'a [u8],
     },
     Close {
         hdr: EventHeader,
@@ -154,7 +155,7 @@ pub fn cstr(b: &[u8]) -> String {
 }
 
 /// Decodes one ring buffer record.
-pub fn decode(rec: &[u8]) -> Result<Event, Malformed> {
+pub fn decode(rec: &[u8]) -> Result<Event<'_>, Malformed> {
     let hdr: EventHeader = read(rec)?;
     match hdr.kind {
         EVENT_DATA => {
@@ -175,7 +176,7 @@ pub fn decode(rec: &[u8]) -> Result<Event, Malformed> {
                 pending: head.flags & DATA_FLAG_PENDING != 0,
                 total_len: head.total_len,
                 comm: head.comm,
-                data: rec[start..start + n].to_vec(),
+                data: &rec[start..start + n],
             })
         }
         EVENT_CLOSE => Ok(Event::Close { hdr }),
@@ -195,7 +196,7 @@ pub fn decode(rec: &[u8]) -> Result<Event, Malformed> {
 
 /// Encodes an event back into the kernel's record layout: the format of the recorded
 /// streams under `test/` that drive the assembler tests without root.
-pub fn encode(ev: &Event) -> Vec<u8> {
+pub fn encode(ev: &Event<'_>) -> Vec<u8> {
     fn bytes<T: Copy>(v: &T) -> &[u8] {
         // SAFETY: T is a plain repr(C) struct without padding we care about.
         unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
@@ -270,7 +271,7 @@ mod tests {
             pending: false,
             total_len: 10,
             comm: [0; 16],
-            data: b"HTTP/1.1 2".to_vec(),
+            data: b"HTTP/1.1 2",
         };
         let rec = encode(&ev);
         match decode(&rec).unwrap() {

@@ -1,38 +1,115 @@
-//! Batches of finished spans → OTLP `ExportTraceServiceRequest` bytes (prost), one
-//! ResourceSpans per process.
+//! Batches of finished spans → OTLP `ExportTraceServiceRequest` protobuf bytes.
+//!
+//! Spans are encoded field by field (prost's varint helpers, the field numbers of
+//! opentelemetry-proto's trace.proto) straight into one buffer per process as they
+//! finish: building prost message structs cost an allocation per attribute key and value,
+//! which was a third of the core's time per span. The tests decode the output with the
+//! opentelemetry-proto types.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    span, status, ResourceSpans, ScopeSpans, Span, Status,
-};
-use prost::Message;
+use prost::encoding::{encode_varint, encoded_len_varint};
 
 use crate::process::ProcessInfo;
 use crate::spans::{AttrValue, SpanKind, SpanRecord};
 
 pub const SCOPE_NAME: &str = "otelcol-ebpf";
 
-pub struct BatchBuilder {
-    host_name: String,
-    by_pid: HashMap<u32, (Arc<ProcessInfo>, Vec<Span>)>,
-    spans: usize,
+const LEN: u64 = 2;
+const VARINT: u64 = 0;
+const FIXED64: u64 = 1;
+const FIXED32: u64 = 5;
+
+fn tag(buf: &mut Vec<u8>, field: u64, wire: u64) {
+    encode_varint(field << 3 | wire, buf);
 }
 
-fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
+fn bytes_field(buf: &mut Vec<u8>, field: u64, b: &[u8]) {
+    tag(buf, field, LEN);
+    encode_varint(b.len() as u64, buf);
+    buf.extend_from_slice(b);
+}
+
+fn varint_field(buf: &mut Vec<u8>, field: u64, v: u64) {
+    tag(buf, field, VARINT);
+    encode_varint(v, buf);
+}
+
+/// A length-prefixed field's size on the wire (tag of one byte: fields < 16).
+fn len_field_size(n: usize) -> usize {
+    1 + encoded_len_varint(n as u64) + n
+}
+
+/// KeyValue { key, value: AnyValue { string_value | int_value } } as field `field`.
+fn attr(buf: &mut Vec<u8>, field: u64, key: &str, value: &AttrValue) {
+    let any_len = match value {
+        AttrValue::Int(i) => 1 + encoded_len_varint(*i as u64),
+        s => len_field_size(s.as_str().map_or(0, str::len)),
+    };
+    let kv_len = len_field_size(key.len()) + len_field_size(any_len);
+    tag(buf, field, LEN);
+    encode_varint(kv_len as u64, buf);
+    bytes_field(buf, 1, key.as_bytes());
+    tag(buf, 2, LEN);
+    encode_varint(any_len as u64, buf);
+    match value {
+        AttrValue::Int(i) => varint_field(buf, 3, *i as u64),
+        s => bytes_field(buf, 1, s.as_str().unwrap_or("").as_bytes()),
     }
 }
 
-fn s(key: &str, v: impl Into<String>) -> KeyValue {
-    kv(key, any_value::Value::StringValue(v.into()))
+/// Encodes one Span message body (without its own tag and length).
+fn encode_span(buf: &mut Vec<u8>, rec: &SpanRecord) {
+    bytes_field(buf, 1, &rec.trace_id);
+    bytes_field(buf, 2, &rec.span_id);
+    if !rec.trace_state.is_empty() {
+        bytes_field(buf, 3, rec.trace_state.as_bytes());
+    }
+    if let Some(p) = &rec.parent_span_id {
+        bytes_field(buf, 4, p);
+    }
+    bytes_field(buf, 5, rec.name.as_bytes());
+    varint_field(
+        buf,
+        6,
+        match rec.kind {
+            SpanKind::Server => 2,
+            SpanKind::Client => 3,
+        },
+    );
+    tag(buf, 7, FIXED64);
+    buf.extend_from_slice(&rec.start_ns.to_le_bytes());
+    tag(buf, 8, FIXED64);
+    buf.extend_from_slice(&rec.end_ns.to_le_bytes());
+    for (k, v) in &rec.attrs {
+        attr(buf, 9, k, v);
+    }
+    if let Some(msg) = &rec.error {
+        // Status { message = 2, code = 3 (ERROR = 2) }
+        let len = if msg.is_empty() {
+            0
+        } else {
+            len_field_size(msg.len())
+        } + 2;
+        tag(buf, 15, LEN);
+        encode_varint(len as u64, buf);
+        if !msg.is_empty() {
+            bytes_field(buf, 2, msg.as_bytes());
+        }
+        varint_field(buf, 3, 2);
+    }
+    // fixed32 flags = 16: a two-byte tag.
+    tag(buf, 16, FIXED32);
+    buf.extend_from_slice(&rec.flags.to_le_bytes());
+}
+
+pub struct BatchBuilder {
+    host_name: String,
+    /// Per process: its info and its spans, each already encoded as ScopeSpans field 2.
+    by_pid: HashMap<u32, (Arc<ProcessInfo>, Vec<u8>)>,
+    spans: usize,
+    scratch: Vec<u8>,
 }
 
 impl BatchBuilder {
@@ -41,6 +118,7 @@ impl BatchBuilder {
             host_name: host_name(),
             by_pid: HashMap::new(),
             spans: 0,
+            scratch: Vec::with_capacity(1024),
         }
     }
 
@@ -53,38 +131,13 @@ impl BatchBuilder {
     }
 
     pub fn push(&mut self, rec: SpanRecord) {
-        let span = Span {
-            trace_id: rec.trace_id.to_vec(),
-            span_id: rec.span_id.to_vec(),
-            trace_state: rec.trace_state,
-            parent_span_id: rec.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
-            flags: rec.flags,
-            name: rec.name,
-            kind: match rec.kind {
-                SpanKind::Server => span::SpanKind::Server as i32,
-                SpanKind::Client => span::SpanKind::Client as i32,
-            },
-            start_time_unix_nano: rec.start_ns,
-            end_time_unix_nano: rec.end_ns,
-            attributes: rec
-                .attrs
-                .into_iter()
-                .map(|(k, v)| match v {
-                    AttrValue::Str(v) => s(k, v),
-                    AttrValue::Int(v) => kv(k, any_value::Value::IntValue(v)),
-                })
-                .collect(),
-            status: rec.error.map(|message| Status {
-                message,
-                code: status::StatusCode::Error as i32,
-            }),
-            ..Default::default()
-        };
-        self.by_pid
+        self.scratch.clear();
+        encode_span(&mut self.scratch, &rec);
+        let entry = self
+            .by_pid
             .entry(rec.process.pid)
-            .or_insert_with(|| (rec.process.clone(), Vec::new()))
-            .1
-            .push(span);
+            .or_insert_with(|| (rec.process.clone(), Vec::with_capacity(4096)));
+        bytes_field(&mut entry.1, 2, &self.scratch);
         self.spans += 1;
     }
 
@@ -92,27 +145,27 @@ impl BatchBuilder {
     pub fn take(&mut self) -> (Vec<u8>, u64) {
         let n = self.spans as u64;
         self.spans = 0;
-        let resource_spans = self
-            .by_pid
-            .drain()
-            .map(|(_, (p, spans))| ResourceSpans {
-                resource: Some(resource(&p, &self.host_name)),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: SCOPE_NAME.into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
-                    spans,
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            })
-            .collect();
-        (
-            ExportTraceServiceRequest { resource_spans }.encode_to_vec(),
-            n,
-        )
+        let mut out = Vec::new();
+        let mut rs = Vec::new();
+        let mut part = Vec::new();
+        for (_, (p, spans)) in self.by_pid.drain() {
+            rs.clear();
+            // ResourceSpans.resource = 1
+            part.clear();
+            encode_resource(&mut part, &p, &self.host_name);
+            bytes_field(&mut rs, 1, &part);
+            // ResourceSpans.scope_spans = 2: ScopeSpans { scope = 1, spans = 2... }
+            part.clear();
+            let mut scope = Vec::new();
+            bytes_field(&mut scope, 1, SCOPE_NAME.as_bytes());
+            bytes_field(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
+            bytes_field(&mut part, 1, &scope);
+            part.extend_from_slice(&spans);
+            bytes_field(&mut rs, 2, &part);
+            // ExportTraceServiceRequest.resource_spans = 1
+            bytes_field(&mut out, 1, &rs);
+        }
+        (out, n)
     }
 }
 
@@ -122,24 +175,21 @@ impl Default for BatchBuilder {
     }
 }
 
-fn resource(p: &ProcessInfo, host: &str) -> Resource {
-    let mut attributes = vec![s("service.name", p.service_name.clone())];
+fn encode_resource(buf: &mut Vec<u8>, p: &ProcessInfo, host: &str) {
+    let s = |v: &str| AttrValue::Str(v.to_string());
+    attr(buf, 1, "service.name", &s(&p.service_name));
     for (k, v) in &p.resource_attrs {
         if k != "service.name" {
-            attributes.push(s(k, v.clone()));
+            attr(buf, 1, k, &s(v));
         }
     }
-    attributes.push(kv("process.pid", any_value::Value::IntValue(p.pid as i64)));
-    attributes.push(s("process.executable.name", p.exe_name.clone()));
+    attr(buf, 1, "process.pid", &AttrValue::Int(p.pid as i64));
+    attr(buf, 1, "process.executable.name", &s(&p.exe_name));
     if !p.exe_path.is_empty() {
-        attributes.push(s("process.executable.path", p.exe_path.clone()));
+        attr(buf, 1, "process.executable.path", &s(&p.exe_path));
     }
-    attributes.push(s("host.name", host));
-    attributes.push(s("telemetry.distro.name", SCOPE_NAME));
-    Resource {
-        attributes,
-        ..Default::default()
-    }
+    attr(buf, 1, "host.name", &s(host));
+    attr(buf, 1, "telemetry.distro.name", &s(SCOPE_NAME));
 }
 
 fn host_name() -> String {
@@ -150,4 +200,89 @@ fn host_name() -> String {
         return String::new();
     }
     crate::events::cstr(&buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use prost::Message;
+
+    #[test]
+    fn decodes_as_otlp() {
+        let p = Arc::new(ProcessInfo::from_parts(
+            42,
+            "app",
+            "/usr/bin/app",
+            b"OTEL_RESOURCE_ATTRIBUTES=team=core\0",
+        ));
+        let mut b = BatchBuilder::new();
+        for (i, err) in [
+            (1u8, None),
+            (2, Some(String::new())),
+            (3, Some("closed".to_string())),
+        ] {
+            b.push(SpanRecord {
+                trace_id: [i; 16],
+                span_id: [i; 8],
+                parent_span_id: if i == 1 { None } else { Some([9; 8]) },
+                trace_state: if i == 1 { "a=b".into() } else { String::new() },
+                flags: 0x301,
+                name: format!("GET /{i}"),
+                kind: if i == 1 {
+                    SpanKind::Server
+                } else {
+                    SpanKind::Client
+                },
+                start_ns: 1_700_000_000_000_000_000,
+                end_ns: 1_700_000_000_000_000_123,
+                attrs: vec![
+                    ("http.request.method", AttrValue::Str("GET".into())),
+                    ("server.port", AttrValue::Int(-1)),
+                    ("long", AttrValue::Str("x".repeat(300))),
+                ],
+                error: err,
+                process: p.clone(),
+            });
+        }
+        let (bytes, n) = b.take();
+        assert_eq!(n, 3);
+        assert!(b.is_empty());
+        let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(req.resource_spans.len(), 1);
+        let rs = &req.resource_spans[0];
+        let res: Vec<_> = rs
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect();
+        assert_eq!(res[..3], ["service.name", "team", "process.pid"]);
+        let ss = &rs.scope_spans[0];
+        assert_eq!(ss.scope.as_ref().unwrap().name, SCOPE_NAME);
+        let s = &ss.spans;
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].trace_id, vec![1; 16]);
+        assert_eq!(s[0].trace_state, "a=b");
+        assert!(s[0].parent_span_id.is_empty());
+        assert_eq!(s[1].parent_span_id, vec![9; 8]);
+        assert_eq!(s[0].kind, 2);
+        assert_eq!(s[1].kind, 3);
+        assert_eq!(s[0].flags, 0x301);
+        assert_eq!(s[0].end_time_unix_nano - s[0].start_time_unix_nano, 123);
+        assert_eq!(
+            s[0].attributes[1].value.as_ref().unwrap().value,
+            Some(Value::IntValue(-1))
+        );
+        assert_eq!(
+            s[0].attributes[2].value.as_ref().unwrap().value,
+            Some(Value::StringValue("x".repeat(300)))
+        );
+        assert!(s[0].status.is_none());
+        assert_eq!(s[1].status.as_ref().unwrap().code, 2);
+        assert_eq!(s[2].status.as_ref().unwrap().message, "closed");
+    }
 }

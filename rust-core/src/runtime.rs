@@ -140,21 +140,20 @@ fn pump(
         let mut n = 0u32;
         while let Some(item) = kernel.ring.next() {
             n += 1;
-            stats::inc(&stats.events_read);
             if let Some(w) = record.as_mut() {
                 let _ = w
                     .write_all(&(item.len() as u32).to_le_bytes())
                     .and_then(|_| w.write_all(&item));
             }
-            let decoded = decode(&item);
-            drop(item);
-            let decision = match decoded {
+            // The record stays borrowed from the ring until handled: no copy.
+            let decision = match decode(&item) {
                 Ok(ev) => asm.handle(ev),
                 Err(_) => {
                     stats::inc(&stats.events_malformed);
                     None
                 }
             };
+            drop(item);
             if let Some(d) = decision {
                 // Applied at once: the process's next records may already be queued.
                 let now = kernel.maps.set_proc_state(d.pid, d.state);
@@ -168,6 +167,7 @@ fn pump(
                 break;
             }
         }
+        stats::add(&stats.events_read, n as u64);
         if asm.batch.is_empty() {
             batch_started = Instant::now();
         } else if batch_started.elapsed() >= BATCH_MAX_AGE || stopping {

@@ -1,13 +1,10 @@
 //! An HTTP/1 request/response pair → one span with the stable semantic-convention names.
 
-use std::net::IpAddr;
-
 use super::ids::{IdGen, TraceParent};
 use super::route::{path_of, route_of};
 use super::{AttrValue, Clock, SpanKind, SpanRecord};
 use crate::config::Config;
-use crate::conn::{Done, Side};
-use crate::events::ConnTuple;
+use crate::conn::{Done, Peer, Side};
 use crate::process::ProcessInfo;
 use std::sync::Arc;
 
@@ -42,13 +39,9 @@ fn split_host(h: &str) -> (String, Option<u16>) {
     }
 }
 
-fn ip(a: IpAddr) -> String {
-    a.to_string()
-}
-
 pub fn build(
     d: &Done,
-    tuple: &ConnTuple,
+    peer: &Peer,
     process: &Arc<ProcessInfo>,
     cfg: &Config,
     clock: &Clock,
@@ -59,8 +52,8 @@ pub fn build(
     if cfg.path_excluded(path) {
         return Built::Excluded;
     }
-    let (local, remote) = (tuple.local(), tuple.remote());
-    if cfg.exclude_ports.contains(&local.1) || cfg.exclude_ports.contains(&remote.1) {
+    if cfg.exclude_ports.contains(&peer.local_port) || cfg.exclude_ports.contains(&peer.remote_port)
+    {
         return Built::Excluded;
     }
     let route = route_of(&req.target);
@@ -102,16 +95,17 @@ pub fn build(
         String::new()
     };
 
-    let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(18);
-    let s = |v: String| AttrValue::Str(v);
+    let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(20);
+    let s = AttrValue::Str;
+    let shared = |v: &Arc<str>| AttrValue::Shared(v.clone());
     attrs.push(("http.request.method", s(req.method.clone())));
     attrs.push(("url.path", s(path.to_string())));
-    attrs.push(("url.scheme", s("http".into())));
+    attrs.push(("url.scheme", AttrValue::Static("http")));
     attrs.push(("http.route", s(route.clone())));
     if let Some(st) = status {
         attrs.push(("http.response.status_code", AttrValue::Int(st as i64)));
     }
-    attrs.push(("network.protocol.name", s("http".into())));
+    attrs.push(("network.protocol.name", AttrValue::Static("http")));
     // The version in use is the lower of the two ends' (an HTTP/1.0 server answers a 1.1 client in 1.0).
     let version =
         d.ex.resp
@@ -119,38 +113,42 @@ pub fn build(
             .map_or(req.version, |(r, _)| r.version.min(req.version));
     attrs.push((
         "network.protocol.version",
-        s(if version == 10 { "1.0" } else { "1.1" }.into()),
+        AttrValue::Static(if version == 10 { "1.0" } else { "1.1" }),
     ));
-    attrs.push(("network.transport", s("tcp".into())));
-    let host = req.host.as_deref().map(split_host);
-    let (server_addr, server_port) = match kind {
-        SpanKind::Server => {
-            let (h, p) = host.clone().unwrap_or_else(|| (ip(local.0), None));
-            (h, p.unwrap_or(local.1))
-        }
-        SpanKind::Client => {
-            let (h, p) = host.clone().unwrap_or_else(|| (ip(remote.0), None));
-            (h, p.unwrap_or(remote.1))
-        }
+    attrs.push(("network.transport", AttrValue::Static("tcp")));
+    // server.* names the server: from the Host header when there is one, else the socket.
+    let (ip, port) = match kind {
+        SpanKind::Server => (&peer.local_ip, peer.local_port),
+        SpanKind::Client => (&peer.remote_ip, peer.remote_port),
     };
-    attrs.push(("server.address", s(server_addr.clone())));
-    attrs.push(("server.port", AttrValue::Int(server_port as i64)));
-    attrs.push(("network.peer.address", s(ip(remote.0))));
-    attrs.push(("network.peer.port", AttrValue::Int(remote.1 as i64)));
-    attrs.push(("network.local.address", s(ip(local.0))));
-    attrs.push(("network.local.port", AttrValue::Int(local.1 as i64)));
+    match req.host.as_deref().map(split_host) {
+        Some((h, p)) => {
+            attrs.push(("server.address", s(h)));
+            attrs.push(("server.port", AttrValue::Int(p.unwrap_or(port) as i64)));
+        }
+        None => {
+            attrs.push(("server.address", shared(ip)));
+            attrs.push(("server.port", AttrValue::Int(port as i64)));
+        }
+    }
+    attrs.push(("network.peer.address", shared(&peer.remote_ip)));
+    attrs.push(("network.peer.port", AttrValue::Int(peer.remote_port as i64)));
+    attrs.push(("network.local.address", shared(&peer.local_ip)));
+    attrs.push(("network.local.port", AttrValue::Int(peer.local_port as i64)));
     if kind == SpanKind::Server {
-        attrs.push(("client.address", s(ip(remote.0))));
-        attrs.push(("client.port", AttrValue::Int(remote.1 as i64)));
+        attrs.push(("client.address", shared(&peer.remote_ip)));
+        attrs.push(("client.port", AttrValue::Int(peer.remote_port as i64)));
     } else {
-        let authority = match &req.host {
-            Some(h) => h.trim().to_string(),
-            None => format!("{}:{}", ip(remote.0), remote.1),
-        };
         let full = if req.target.starts_with("http://") || req.target.starts_with("https://") {
             req.target.clone()
         } else {
-            format!("http://{authority}{}", req.target)
+            match &req.host {
+                Some(h) => format!("http://{}{}", h.trim(), req.target),
+                None => format!(
+                    "http://{}:{}{}",
+                    peer.remote_ip, peer.remote_port, req.target
+                ),
+            }
         };
         attrs.push(("url.full", s(full)));
     }

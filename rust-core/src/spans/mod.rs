@@ -24,7 +24,21 @@ pub enum SpanKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
     Str(String),
+    /// A string shared by many spans (a connection's address).
+    Shared(Arc<str>),
+    Static(&'static str),
     Int(i64),
+}
+
+impl AttrValue {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::Str(s) => Some(s),
+            AttrValue::Shared(s) => Some(s),
+            AttrValue::Static(s) => Some(s),
+            AttrValue::Int(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -119,7 +133,7 @@ impl Assembler {
         self
     }
 
-    pub fn handle(&mut self, ev: Event) -> Option<Decision> {
+    pub fn handle(&mut self, ev: Event<'_>) -> Option<Decision> {
         match ev {
             Event::Data {
                 hdr,
@@ -144,7 +158,7 @@ impl Assembler {
                 }
                 let conn = self.conns.get_mut(&key).unwrap();
                 let gap = (total_len as u64).saturating_sub(data.len() as u64);
-                let out = conn.feed(direction, &data, gap, hdr.ts_ns, &mut self.done);
+                let out = conn.feed(direction, data, gap, hdr.ts_ns, &mut self.done);
                 if out.unknown_protocol {
                     stats::inc(&self.stats.streams_unknown_protocol);
                 }
@@ -156,16 +170,16 @@ impl Assembler {
                 }
                 stats::add(&self.stats.responses_without_request, out.orphan_responses);
                 if !self.done.is_empty() {
-                    let tuple = conn.tuple;
+                    let peer = conn.peer.clone();
                     let comm = cstr(&comm);
-                    self.finish(hdr.pid, &comm, tuple);
+                    self.finish(hdr.pid, &comm, &peer);
                 }
                 None
             }
             Event::Close { hdr } => {
                 if let Some(mut conn) = self.conns.remove(&(hdr.pid, hdr.sock_id)) {
                     conn.close(hdr.ts_ns, &mut self.done);
-                    self.finish(hdr.pid, "", conn.tuple);
+                    self.finish(hdr.pid, "", &conn.peer);
                 }
                 None
             }
@@ -179,7 +193,7 @@ impl Assembler {
                 for k in keys {
                     let mut conn = self.conns.remove(&k).unwrap();
                     conn.close(hdr.ts_ns, &mut self.done);
-                    self.finish(hdr.pid, "", conn.tuple);
+                    self.finish(hdr.pid, "", &conn.peer);
                 }
                 self.procs.exit(hdr.pid);
                 self.untraced.remove(&hdr.pid);
@@ -242,7 +256,7 @@ impl Assembler {
         }
     }
 
-    fn finish(&mut self, pid: u32, comm: &str, tuple: crate::events::ConnTuple) {
+    fn finish(&mut self, pid: u32, comm: &str, peer: &Arc<crate::conn::Peer>) {
         if self.done.is_empty() {
             return;
         }
@@ -251,7 +265,7 @@ impl Assembler {
             if d.error.is_some() {
                 stats::inc(&self.stats.requests_without_response);
             }
-            match http::build(&d, &tuple, &process, &self.cfg, &self.clock, &mut self.ids) {
+            match http::build(&d, peer, &process, &self.cfg, &self.clock, &mut self.ids) {
                 http::Built::Span(rec) => {
                     self.batch.push(*rec);
                     stats::inc(&self.stats.spans_emitted);
