@@ -39,6 +39,31 @@ fn split_host(h: &str) -> (String, Option<u16>) {
     }
 }
 
+/// Query parameters that carry credentials (semantic conventions, `url.full`): their
+/// values are replaced by `REDACTED`.
+const SECRET_PARAMS: &[&str] = &["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
+
+fn redact_query(target: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.into();
+    };
+    let secret = |p: &str| SECRET_PARAMS.iter().any(|k| p.split('=').next() == Some(k));
+    if !query.split('&').any(secret) {
+        return target.into();
+    }
+    let q: Vec<String> = query
+        .split('&')
+        .map(|p| {
+            if secret(p) {
+                format!("{}=REDACTED", p.split('=').next().unwrap_or(""))
+            } else {
+                p.to_string()
+            }
+        })
+        .collect();
+    format!("{path}?{}", q.join("&")).into()
+}
+
 pub fn build(
     d: &Done,
     peer: &Peer,
@@ -205,7 +230,18 @@ pub fn build(
 
 #[cfg(test)]
 mod tests {
-    use super::split_host;
+    use super::{redact_query, split_host};
+
+    #[test]
+    fn query_secrets_are_redacted() {
+        assert_eq!(
+            redact_query("/a?x=1&sig=abc&Signature=zz"),
+            "/a?x=1&sig=REDACTED&Signature=REDACTED"
+        );
+        assert_eq!(redact_query("/a?x=1"), "/a?x=1");
+        assert_eq!(redact_query("/a"), "/a");
+        assert_eq!(redact_query("/a?signal=1"), "/a?signal=1");
+    }
 
     #[test]
     fn hosts() {
