@@ -16,6 +16,7 @@ BIN = os.path.join(ROOT, "bin/otelcol-ebpf")
 PAIRS = int(os.environ.get("BENCH_PAIRS", "5"))
 SECS = int(os.environ.get("BENCH_SECS", "5"))
 CLK = os.sysconf("SC_CLK_TCK")
+NOTES_MARK = "<!-- notes: kept by make bench -->"
 
 
 def free_port():
@@ -138,8 +139,15 @@ the assembler and the OTLP encoder on one core:
 ```
 """ + "\n".join(core_lines) + "\n```\n"
     print(report)
-    with open(os.path.join(ROOT, "docs/benchmarks.md"), "w") as f:
-        f.write(report)
+    # Hand-written analysis below the marker survives a re-run.
+    path = os.path.join(ROOT, "docs/benchmarks.md")
+    notes = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        if NOTES_MARK in old:
+            notes = old[old.index(NOTES_MARK):]
+    with open(path, "w") as f:
+        f.write(report + ("\n" + notes if notes else ""))
 
 
 if __name__ == "__main__":

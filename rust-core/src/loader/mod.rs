@@ -286,6 +286,5 @@ pub fn port_flags(cfg: &Config) -> Vec<(u16, u8)> {
     for &p in &cfg.exclude_ports {
         mark(p, p, PORT_NO_SPANS);
     }
-    let _ = events::COUNTER_MAX;
     flags.into_iter().collect()
 }
