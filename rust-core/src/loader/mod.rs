@@ -10,7 +10,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use crate::config::Config;
 use crate::error::LoadError;
 use crate::events::{
-    self, PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_INSTRUMENT_WITH_EXE, PORT_NO_SPANS,
+    PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_INSTRUMENT_WITH_EXE, PORT_NO_SPANS,
     PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED,
 };
 

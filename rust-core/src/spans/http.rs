@@ -164,15 +164,13 @@ pub fn build(
         attrs.push(("client.address", shared(&peer.remote_ip)));
         attrs.push(("client.port", AttrValue::Int(peer.remote_port as i64)));
     } else {
-        let full = if req.target.starts_with("http://") || req.target.starts_with("https://") {
-            req.target.clone()
+        let target = redact_query(&req.target);
+        let full = if target.starts_with("http://") || target.starts_with("https://") {
+            target.into_owned()
         } else {
             match &req.host {
-                Some(h) => format!("http://{}{}", h.trim(), req.target),
-                None => format!(
-                    "http://{}:{}{}",
-                    peer.remote_ip, peer.remote_port, req.target
-                ),
+                Some(h) => format!("http://{}{target}", h.trim()),
+                None => format!("http://{}:{}{target}", peer.remote_ip, peer.remote_port),
             }
         };
         attrs.push(("url.full", s(full)));
