@@ -48,6 +48,19 @@ pub struct Done {
     pub error: Option<&'static str>,
 }
 
+impl Done {
+    /// A response whose end was found by resynchronising: its body size is unknown.
+    fn drained(side: Side, ex: Exchange, resp_end: u64) -> Done {
+        Done {
+            side,
+            ex,
+            resp_end,
+            resp_body: None,
+            error: None,
+        }
+    }
+}
+
 /// What feeding a segment found that the caller counts.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -195,70 +208,20 @@ impl Conn {
                 }
             }
         }
-        let (
-            Proto::Http1 {
-                requests,
-                responses,
-            },
-            Some(side),
-        ) = (&mut self.proto, self.side)
-        else {
+        let Some(side) = self.side else {
             return out;
         };
         let is_request_dir = (side == Side::Server) == (dir == Direction::Recv);
-        if let Some(dr) = self.draining.as_mut() {
-            if is_request_dir {
-                // A client only sends its next request once the response is complete
-                // (pipelining aside): the drained response ended with its last bytes.
-                if side == Side::Client {
-                    if let Some(ex) = dr.ex.take() {
-                        done.push(Done {
-                            side,
-                            ex,
-                            resp_end: dr.last_ts,
-                            resp_body: None,
-                            error: None,
-                        });
-                    }
-                }
-            } else if data.starts_with(b"HTTP/1.") {
-                // The next response starts: restart the response parser here.
-                let dr = self.draining.take().unwrap();
-                if let Some(ex) = dr.ex {
-                    done.push(Done {
-                        side,
-                        ex,
-                        resp_end: dr.last_ts,
-                        resp_body: None,
-                        error: None,
-                    });
-                }
-                *responses = Http1Parser::new(http1::Role::Responses);
-                for ex in self.pending.iter().filter(|e| e.resp.is_none()) {
-                    responses.expect_response(ex.req.method == "HEAD");
-                }
-            } else {
-                dr.last_ts = ts;
-                if data.ends_with(b"0\r\n\r\n") && gap == 0 {
-                    // The last chunk: the response ends here.
-                    let dr = self.draining.take().unwrap();
-                    if let Some(ex) = dr.ex {
-                        done.push(Done {
-                            side,
-                            ex,
-                            resp_end: ts,
-                            resp_body: None,
-                            error: None,
-                        });
-                    }
-                    *responses = Http1Parser::new(http1::Role::Responses);
-                    for ex in self.pending.iter().filter(|e| e.resp.is_none()) {
-                        responses.expect_response(ex.req.method == "HEAD");
-                    }
-                }
-                return out;
-            }
+        if self.drain(side, is_request_dir, data, gap, ts, done) {
+            return out;
         }
+        let Proto::Http1 {
+            requests,
+            responses,
+        } = &mut self.proto
+        else {
+            return out;
+        };
         let parser = if is_request_dir {
             &mut *requests
         } else {
@@ -361,23 +324,63 @@ impl Conn {
         out
     }
 
+    /// While a response is drained: returns true when the segment belongs to it.
+    fn drain(
+        &mut self,
+        side: Side,
+        is_request_dir: bool,
+        data: &[u8],
+        gap: u64,
+        ts: u64,
+        done: &mut Vec<Done>,
+    ) -> bool {
+        let Some(dr) = self.draining.as_mut() else {
+            return false;
+        };
+        if is_request_dir {
+            // A client only sends its next request once the response is complete
+            // (pipelining aside): the drained response ended with its last bytes.
+            if side == Side::Client {
+                if let Some(ex) = dr.ex.take() {
+                    done.push(Done::drained(side, ex, dr.last_ts));
+                }
+            }
+            return false;
+        }
+        if data.starts_with(b"HTTP/1.") {
+            // The next response starts: the parser restarts on it.
+            self.end_draining(done);
+            return false;
+        }
+        dr.last_ts = ts;
+        if data.ends_with(b"0\r\n\r\n") && gap == 0 {
+            // The last chunk: the response ends here.
+            self.end_draining(done);
+        }
+        true
+    }
+
+    /// Completes the drained response (if its exchange is still open) and restarts the
+    /// response parser, telling it again which pending requests were HEAD.
+    fn end_draining(&mut self, done: &mut Vec<Done>) {
+        let (Some(dr), Some(side)) = (self.draining.take(), self.side) else {
+            return;
+        };
+        if let Some(ex) = dr.ex {
+            done.push(Done::drained(side, ex, dr.last_ts));
+        }
+        if let Proto::Http1 { responses, .. } = &mut self.proto {
+            *responses = Http1Parser::new(http1::Role::Responses);
+            for ex in self.pending.iter().filter(|e| e.resp.is_none()) {
+                responses.expect_response(ex.req.method == "HEAD");
+            }
+        }
+    }
+
     /// The connection closed at `ts`: close-delimited responses end here, anything else
     /// still pending ended without a response.
     pub fn close(&mut self, ts: u64, done: &mut Vec<Done>) {
-        if let (Some(dr), Some(side)) = (self.draining.take(), self.side) {
-            if let Some(ex) = dr.ex {
-                done.push(Done {
-                    side,
-                    ex,
-                    resp_end: dr.last_ts,
-                    resp_body: None,
-                    error: None,
-                });
-            }
-            if let Proto::Http1 { responses, .. } = &mut self.proto {
-                *responses = Http1Parser::new(http1::Role::Responses);
-            }
-        }
+        self.end_draining(done);
         if let (Proto::Http1 { responses, .. }, Some(side)) = (&mut self.proto, self.side) {
             let mut evs = Vec::new();
             responses.close(&mut evs);
