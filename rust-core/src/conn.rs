@@ -31,6 +31,11 @@ pub enum Proto {
 #[derive(Debug)]
 pub struct Exchange {
     pub req: RequestHead,
+    /// The thread that read (server) or wrote (client) the request's first segment.
+    pub tid: u32,
+    /// Ids, given when the request is seen so that calls made while serving it can
+    /// name it as their parent before it ends.
+    pub ctx: Option<crate::spans::ids::SpanCtx>,
     pub req_start: u64,
     pub req_end: Option<u64>,
     pub req_body: Option<u64>,
@@ -105,7 +110,7 @@ pub struct Conn {
     scratch: Vec<Http1Event>,
     /// First bytes seen while too few to tell the protocol (a request line written a
     /// few bytes at a time), with their timestamps.
-    sniffed: Vec<(Direction, Vec<u8>, u64)>,
+    sniffed: Vec<(Direction, Vec<u8>, u64, u32)>,
     /// Set when uncaptured bytes hid the response framing: the response's remaining
     /// bytes are skipped until the next response starts (see `resync`).
     draining: Option<Draining>,
@@ -154,6 +159,7 @@ impl Conn {
         data: &[u8],
         gap: u64,
         ts: u64,
+        tid: u32,
         done: &mut Vec<Done>,
     ) -> Outcome {
         let mut out = Outcome::default();
@@ -183,9 +189,9 @@ impl Conn {
                         requests: Http1Parser::new(http1::Role::Requests),
                         responses: Http1Parser::new(http1::Role::Responses),
                     };
-                    for (d, bytes, t) in std::mem::take(&mut self.sniffed) {
+                    for (d, bytes, t, tid) in std::mem::take(&mut self.sniffed) {
                         if d == dir {
-                            let o = self.feed(d, &bytes, 0, t, done);
+                            let o = self.feed(d, &bytes, 0, t, tid, done);
                             out.parse_error |= o.parse_error;
                         }
                     }
@@ -197,7 +203,7 @@ impl Conn {
                     return out;
                 }
                 (None, _) if may_become_http(&head) && gap == 0 => {
-                    self.sniffed.push((dir, data.to_vec(), ts));
+                    self.sniffed.push((dir, data.to_vec(), ts, tid));
                     return out;
                 }
                 (None, _) => {
@@ -255,6 +261,8 @@ impl Conn {
                     responses.expect_response(head.method == "HEAD");
                     self.pending.push_back(Exchange {
                         req: head.clone(),
+                        tid,
+                        ctx: None,
                         req_start: *start_ts,
                         req_end: None,
                         req_body: None,

@@ -19,6 +19,7 @@ struct S {
     kind: i32,
     service: String,
     trace_id: String,
+    span_id: String,
     parent: String,
     trace_state: String,
     error: bool,
@@ -90,6 +91,7 @@ fn replay_with(name: &str, cfg: Config) -> (Vec<S>, HashMap<&'static str, u64>) 
                     kind: sp.kind,
                     service: service.clone(),
                     trace_id: hex(&sp.trace_id),
+                    span_id: hex(&sp.span_id),
                     parent: hex(&sp.parent_span_id),
                     trace_state: sp.trace_state,
                     error: sp.status.map(|s| s.code == 2).unwrap_or(false),
@@ -150,6 +152,40 @@ fn keepalive_many_requests_on_one_connection() {
     // Secrets never leave the parser.
     let dump = format!("{spans:?}");
     assert!(!dump.contains("SECRET-TOKEN"));
+}
+
+#[test]
+fn calls_made_while_serving_are_children_of_the_server_span() {
+    // 8 concurrent requests through a thread-per-request app to a backend.
+    let (spans, _) = replay("chain");
+    let proxy_servers: Vec<_> = spans
+        .iter()
+        .filter(|s| s.server() && s.str("url.path").starts_with("/proxy/"))
+        .collect();
+    let proxy_clients: Vec<_> = spans
+        .iter()
+        .filter(|s| !s.server() && !s.str("url.path").starts_with("/proxy/"))
+        .collect();
+    assert_eq!(proxy_servers.len(), 8);
+    assert_eq!(proxy_clients.len(), 8);
+    for srv in &proxy_servers {
+        let user = srv.str("url.path").rsplit('/').next().unwrap().to_string();
+        let kids: Vec<_> = proxy_clients
+            .iter()
+            .filter(|c| c.parent == srv.span_id)
+            .collect();
+        assert_eq!(kids.len(), 1, "{srv:?}");
+        assert_eq!(kids[0].trace_id, srv.trace_id);
+        assert_eq!(kids[0].str("url.path"), format!("/users/{user}"));
+        assert_eq!(kids[0].service, srv.service);
+        assert!(kids[0].start >= srv.start && kids[0].end <= srv.end);
+    }
+    // The outer clients and the servers they call start their own traces (no propagation
+    // across processes yet).
+    assert!(spans
+        .iter()
+        .filter(|s| s.str("url.path").starts_with("/proxy/") && !s.server())
+        .all(|s| s.parent.is_empty()));
 }
 
 #[test]

@@ -145,6 +145,23 @@ def traceparent(port):
     c.close()
 
 
+def chain(port, backend):
+    # 8 concurrent clients, each through the app on `port` to the app on `backend`.
+    import threading
+
+    def one(i):
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        c.request("GET", f"/proxy/{backend}/users/{i}")
+        c.getresponse().read()
+        c.close()
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(1, 9)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
@@ -170,7 +187,7 @@ def nginx(port, d):
                     f"http://127.0.0.1:{port}/missing"], check=True)
 
 
-SCENARIOS = [keepalive, pipelined, split, chunked, chunkedbig, bigbody, expect100, head, noresponse, traceparent, nginx]
+SCENARIOS = [chain, keepalive, pipelined, split, chunked, chunkedbig, bigbody, expect100, head, noresponse, traceparent, nginx]
 
 
 def main():
@@ -191,18 +208,31 @@ def main():
             server = subprocess.Popen(["nginx", "-c", f"{d}/nginx.conf"])
         else:
             server = subprocess.Popen([sys.executable, APP, str(port)])
+        backend = None
+        if sc is chain:
+            backend_port = free_port()
+            backend = subprocess.Popen([sys.executable, APP, str(backend_port)])
+            wait_port(backend_port)
         wait_port(port)
         rec = os.path.join(OUT, f"{sc.__name__}.rec")
-        cfg = '{"discovery":{"instrument":[{"open_ports":[[%d,%d]]}]}}' % (port, port)
+        ports = [port] + ([backend_port] if backend else [])
+        cfg = '{"discovery":{"instrument":[{"open_ports":[%s]}]}}' % ",".join(f"[{p},{p}]" for p in ports)
         env = dict(os.environ, OTELCOL_EBPF_RECORD=rec, QUIET="1")
         tracer = subprocess.Popen([TRACE, "4", cfg], env=env, stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)
         # The server was started before the tracer: selection happens at accept, as for
         # any server already running when the collector starts.
-        sc(port, d) if sc is nginx else sc(port)
+        if sc is nginx:
+            sc(port, d)
+        elif sc is chain:
+            sc(port, backend_port)
+        else:
+            sc(port)
         _, err = tracer.communicate()
-        server.terminate()
-        server.wait()
+        for p in (server, backend):
+            if p:
+                p.terminate()
+                p.wait()
         print(f"{sc.__name__}: {os.path.getsize(rec)} bytes; " + " ".join(l for l in err.splitlines() if l.startswith("spans")))
 
 

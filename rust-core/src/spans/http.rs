@@ -1,6 +1,5 @@
 //! An HTTP/1 request/response pair → one span with the stable semantic-convention names.
 
-use super::ids::{IdGen, TraceParent};
 use super::route::{path_of, route_of};
 use super::{AttrValue, Clock, SpanKind, SpanRecord};
 use crate::config::Config;
@@ -14,13 +13,7 @@ pub enum Built {
     Unsampled,
     /// Excluded by path or port.
     Excluded,
-    /// Built as a new trace because the incoming traceparent was malformed.
-    InvalidParent(Box<SpanRecord>),
 }
-
-/// OTLP span flags: bit 8 says whether the parent is known to be remote, bit 9 that it is.
-const HAS_IS_REMOTE: u32 = 0x100;
-const IS_REMOTE: u32 = 0x200;
 
 /// Splits a Host header into host and port.
 fn split_host(h: &str) -> (String, Option<u16>) {
@@ -70,7 +63,6 @@ pub fn build(
     process: &Arc<ProcessInfo>,
     cfg: &Config,
     clock: &Clock,
-    ids: &mut IdGen,
 ) -> Built {
     let req = &d.ex.req;
     let path = path_of(&req.target);
@@ -84,40 +76,15 @@ pub fn build(
     let route = route_of(&req.target);
     let status = d.ex.resp.as_ref().map(|(r, _)| r.status);
 
-    // Trace context: a server honours an incoming traceparent; a client whose app sent
-    // one already is that app's span (its id is the header's parent-id).
-    let mut invalid_parent = false;
-    let parent = match req.traceparent.as_deref() {
-        Some(v) => {
-            let tp = TraceParent::parse(v);
-            invalid_parent = tp.is_none();
-            tp
-        }
-        None => None,
+    let Some(ctx) = d.ex.ctx.clone() else {
+        return Built::Excluded;
     };
-    if let Some(p) = parent {
-        if !p.sampled() {
-            return Built::Unsampled;
-        }
+    if !ctx.sampled() {
+        return Built::Unsampled;
     }
     let kind = match d.side {
         Side::Server => SpanKind::Server,
         Side::Client => SpanKind::Client,
-    };
-    let (trace_id, span_id, parent_span_id, flags) = match (kind, parent) {
-        (SpanKind::Server, Some(p)) => (
-            p.trace_id,
-            ids.span_id(),
-            Some(p.span_id),
-            HAS_IS_REMOTE | IS_REMOTE | p.flags as u32,
-        ),
-        (SpanKind::Client, Some(p)) => (p.trace_id, p.span_id, None, p.flags as u32),
-        (_, None) => (ids.trace_id(), ids.span_id(), None, HAS_IS_REMOTE | 1),
-    };
-    let trace_state = if parent.is_some() {
-        req.tracestate.clone().unwrap_or_default()
-    } else {
-        String::new()
     };
 
     let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(20);
@@ -206,11 +173,11 @@ pub fn build(
     };
 
     let rec = SpanRecord {
-        trace_id,
-        span_id,
-        parent_span_id,
-        trace_state,
-        flags,
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
+        parent_span_id: ctx.parent_span_id,
+        trace_state: ctx.trace_state,
+        flags: ctx.flags,
         name: format!("{} {}", req.method, route),
         kind,
         start_ns: clock.unix(d.ex.req_start),
@@ -219,11 +186,7 @@ pub fn build(
         error,
         process: process.clone(),
     };
-    if invalid_parent {
-        Built::InvalidParent(Box::new(rec))
-    } else {
-        Built::Span(Box::new(rec))
-    }
+    Built::Span(Box::new(rec))
 }
 
 #[cfg(test)]

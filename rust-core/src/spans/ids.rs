@@ -69,6 +69,65 @@ impl Default for IdGen {
     }
 }
 
+/// OTLP span flags: bit 8 says whether the parent is known to be remote, bit 9 that it is.
+pub const HAS_IS_REMOTE: u32 = 0x100;
+pub const IS_REMOTE: u32 = 0x200;
+
+/// A span's identity, fixed when its request is seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanCtx {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    /// OTLP span flags: W3C trace flags plus the remote-parent bits.
+    pub flags: u32,
+    pub trace_state: String,
+    /// The request carried a traceparent that was malformed (and ignored).
+    pub invalid_parent: bool,
+}
+
+impl SpanCtx {
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+
+    /// A new trace.
+    pub fn root(ids: &mut IdGen) -> SpanCtx {
+        SpanCtx {
+            trace_id: ids.trace_id(),
+            span_id: ids.span_id(),
+            parent_span_id: None,
+            flags: HAS_IS_REMOTE | 1,
+            trace_state: String::new(),
+            invalid_parent: false,
+        }
+    }
+
+    /// A child of `parent`, in the same process.
+    pub fn child_of(parent: &SpanCtx, ids: &mut IdGen) -> SpanCtx {
+        SpanCtx {
+            trace_id: parent.trace_id,
+            span_id: ids.span_id(),
+            parent_span_id: Some(parent.span_id),
+            flags: HAS_IS_REMOTE | (parent.flags & 0xff),
+            trace_state: parent.trace_state.clone(),
+            invalid_parent: false,
+        }
+    }
+
+    /// A server span continuing the caller's trace.
+    pub fn from_remote(tp: &TraceParent, trace_state: Option<&str>, ids: &mut IdGen) -> SpanCtx {
+        SpanCtx {
+            trace_id: tp.trace_id,
+            span_id: ids.span_id(),
+            parent_span_id: Some(tp.span_id),
+            flags: HAS_IS_REMOTE | IS_REMOTE | tp.flags as u32,
+            trace_state: trace_state.unwrap_or_default().to_string(),
+            invalid_parent: false,
+        }
+    }
+}
+
 /// A parsed `traceparent` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {

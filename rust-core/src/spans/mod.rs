@@ -1,6 +1,7 @@
 //! Span assembly: events → connections → request/response pairs → spans → batches.
 //! Pure (no syscalls besides /proc reads), so recorded event streams drive it in tests.
 
+pub mod context;
 pub mod http;
 pub mod ids;
 pub mod route;
@@ -107,7 +108,7 @@ pub struct Assembler {
     procs: ProcessTable,
     /// Processes whose exec was matched as not traced: their pending-era events are dropped.
     untraced: HashSet<u32>,
-    ids: ids::IdGen,
+    contexts: context::Contexts,
     pub batch: BatchBuilder,
     done: Vec<Done>,
 }
@@ -121,7 +122,7 @@ impl Assembler {
             conns: HashMap::new(),
             procs: ProcessTable::default(),
             untraced: HashSet::new(),
-            ids: ids::IdGen::new(),
+            contexts: context::Contexts::default(),
             batch: BatchBuilder::new(),
             done: Vec::new(),
         }
@@ -158,7 +159,17 @@ impl Assembler {
                 }
                 let conn = self.conns.get_mut(&key).unwrap();
                 let gap = (total_len as u64).saturating_sub(data.len() as u64);
-                let out = conn.feed(direction, data, gap, hdr.ts_ns, &mut self.done);
+                let out = conn.feed(direction, data, gap, hdr.ts_ns, hdr.tid, &mut self.done);
+                if let Some(side) = conn.side {
+                    for ex in self
+                        .done
+                        .iter_mut()
+                        .map(|d| &mut d.ex)
+                        .chain(conn.pending.iter_mut())
+                    {
+                        self.contexts.assign(hdr.pid, side, ex, &self.stats);
+                    }
+                }
                 if out.unknown_protocol {
                     stats::inc(&self.stats.streams_unknown_protocol);
                 }
@@ -196,6 +207,7 @@ impl Assembler {
                     self.finish(hdr.pid, "", &conn.peer);
                 }
                 self.procs.exit(hdr.pid);
+                self.contexts.exited(hdr.pid);
                 self.untraced.remove(&hdr.pid);
                 None
             }
@@ -261,22 +273,19 @@ impl Assembler {
             return;
         }
         let process = self.procs.get(pid, comm);
-        for d in std::mem::take(&mut self.done) {
+        for mut d in std::mem::take(&mut self.done) {
+            self.contexts.assign(pid, d.side, &mut d.ex, &self.stats);
             if d.error.is_some() {
                 stats::inc(&self.stats.requests_without_response);
             }
-            match http::build(&d, peer, &process, &self.cfg, &self.clock, &mut self.ids) {
+            self.contexts.ended(pid, d.side, &d.ex);
+            match http::build(&d, peer, &process, &self.cfg, &self.clock) {
                 http::Built::Span(rec) => {
                     self.batch.push(*rec);
                     stats::inc(&self.stats.spans_emitted);
                 }
                 http::Built::Unsampled => stats::inc(&self.stats.spans_unsampled),
                 http::Built::Excluded => stats::inc(&self.stats.spans_excluded),
-                http::Built::InvalidParent(rec) => {
-                    stats::inc(&self.stats.traceparent_invalid);
-                    self.batch.push(*rec);
-                    stats::inc(&self.stats.spans_emitted);
-                }
             }
         }
     }

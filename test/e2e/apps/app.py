@@ -12,8 +12,11 @@ Routes (query strings are ignored):
   GET /internal/<x>   200
   GET /close          reads the request, closes the connection without responding
   HEAD <any>          the GET headers without the body
+  GET /proxy/<port>/<path>  calls GET /<path> on 127.0.0.1:<port> from this handler's
+                      thread (a new connection per call) and answers with its status
 """
 
+import http.client
 import json
 import sys
 import time
@@ -42,6 +45,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self):
         path = self.path.split("?", 1)[0]
+        if path.startswith("/proxy/"):
+            port, _, rest = path[len("/proxy/"):].partition("/")
+            c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+            c.request("GET", "/" + rest)
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            return self._send(r.status, body)
         if path.startswith("/users/"):
             uid = path[len("/users/"):]
             return self._send(200, json.dumps({"id": uid, "name": f"user {uid}"}).encode(), "application/json")
