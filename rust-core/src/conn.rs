@@ -2,6 +2,7 @@
 //! and the queue pairing requests with responses.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::events::{ConnTuple, Direction};
@@ -84,6 +85,39 @@ pub struct Peer {
     pub local_port: u16,
     pub remote_ip: Arc<str>,
     pub remote_port: u16,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub netns: u32,
+}
+
+/// A connection named from its client's end: (client, server, netns). Both processes of
+/// a connection on this host compute the same key. Loopback addresses are only equal
+/// within one network namespace, so the namespace is part of the key for them alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkKey {
+    pub client: (IpAddr, u16),
+    pub server: (IpAddr, u16),
+    pub netns: u32,
+}
+
+impl LinkKey {
+    pub fn new(peer: &Peer, side: Side) -> LinkKey {
+        let (l, r) = (
+            (peer.local, peer.local_port),
+            (peer.remote, peer.remote_port),
+        );
+        let (client, server) = if side == Side::Client { (l, r) } else { (r, l) };
+        let netns = if client.0.is_loopback() || server.0.is_loopback() {
+            peer.netns
+        } else {
+            0
+        };
+        LinkKey {
+            client,
+            server,
+            netns,
+        }
+    }
 }
 
 impl Peer {
@@ -94,6 +128,9 @@ impl Peer {
             local_port: lport,
             remote_ip: rip.to_string().into(),
             remote_port: rport,
+            local: lip,
+            remote: rip,
+            netns: t.netns,
         }
     }
 }

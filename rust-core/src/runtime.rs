@@ -168,6 +168,7 @@ fn pump(
             }
         }
         stats::add(&stats.events_read, n as u64);
+        asm.flush_waiting(if stopping { u64::MAX } else { monotonic_ns() });
         if asm.batch.is_empty() {
             batch_started = Instant::now();
         } else if batch_started.elapsed() >= BATCH_MAX_AGE || stopping {

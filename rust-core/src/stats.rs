@@ -62,6 +62,12 @@ counters! {
     /// Responses whose framing was hidden by uncaptured bytes; their end was found by
     /// resynchronising on the next message (body size unknown).
     responses_framing_lost,
+    /// Server spans linked to the client span of the same connection on this host.
+    links_made,
+    /// ... of which the server's read was seen before the client's write.
+    links_server_first,
+    /// Server spans that waited for a client on this host and went alone.
+    links_timed_out,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

@@ -68,6 +68,7 @@ fn replay_with(name: &str, cfg: Config) -> (Vec<S>, HashMap<&'static str, u64>) 
         asm.handle(decode(rec).expect("record decodes"));
     }
     assert_eq!(off, data.len(), "trailing bytes in {path}");
+    asm.flush_waiting(u64::MAX);
     let (bytes, count) = asm.batch.take();
     let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
     let mut spans = Vec::new();
@@ -180,12 +181,38 @@ fn calls_made_while_serving_are_children_of_the_server_span() {
         assert_eq!(kids[0].service, srv.service);
         assert!(kids[0].start >= srv.start && kids[0].end <= srv.end);
     }
-    // The outer clients and the servers they call start their own traces (no propagation
-    // across processes yet).
-    assert!(spans
+    // Same-node linking: both ends of every connection are traced here, so each request
+    // is one trace: outer CLIENT → proxy SERVER → proxy CLIENT → backend SERVER.
+    let outer: Vec<_> = spans
         .iter()
-        .filter(|s| s.str("url.path").starts_with("/proxy/") && !s.server())
-        .all(|s| s.parent.is_empty()));
+        .filter(|s| !s.server() && s.str("url.path").starts_with("/proxy/"))
+        .collect();
+    let backend: Vec<_> = spans
+        .iter()
+        .filter(|s| s.server() && !s.str("url.path").starts_with("/proxy/"))
+        .collect();
+    assert_eq!((outer.len(), backend.len()), (8, 8));
+    for srv in &proxy_servers {
+        let caller: Vec<_> = outer.iter().filter(|c| c.span_id == srv.parent).collect();
+        assert_eq!(caller.len(), 1, "{srv:?}");
+        assert!(
+            caller[0].parent.is_empty(),
+            "the outer client starts the trace"
+        );
+        assert_eq!(caller[0].trace_id, srv.trace_id);
+        assert_eq!(caller[0].str("url.path"), srv.str("url.path"));
+        let call = proxy_clients
+            .iter()
+            .find(|c| c.parent == srv.span_id)
+            .unwrap();
+        let answer: Vec<_> = backend
+            .iter()
+            .filter(|b| b.parent == call.span_id)
+            .collect();
+        assert_eq!(answer.len(), 1, "{call:?}");
+        assert_eq!(answer[0].trace_id, srv.trace_id);
+        assert_eq!(answer[0].str("url.path"), call.str("url.path"));
+    }
 }
 
 #[test]
@@ -307,7 +334,15 @@ fn traceparent_is_honoured() {
     assert_eq!(servers[0].trace_state, "vendor=abc");
     assert_eq!(servers[1].str("url.path"), "/users/7");
     assert_ne!(servers[1].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_eq!(servers[1].parent, "");
+    // The malformed header is ignored: the client span starts a new trace, and the server
+    // span (both ends traced here) is linked to it.
+    let bad_client = of_kind(&spans, false)
+        .into_iter()
+        .find(|c| c.str("url.path") == "/users/7")
+        .unwrap();
+    assert_eq!(bad_client.parent, "");
+    assert_eq!(servers[1].parent, bad_client.span_id);
+    assert_eq!(servers[1].trace_id, bad_client.trace_id);
     assert_eq!(
         st["traceparent_invalid"], 2,
         "server and client both saw the bad header"
@@ -359,14 +394,18 @@ fn dump() {
             otelcol_ebpf_core::events::Event::Data {
                 hdr,
                 direction,
+                tuple,
                 total_len,
                 data,
                 ..
             } => {
                 println!(
-                    "{} sock={:x} {:?} total={} cap={} {:?}",
+                    "{}/{} sock={:x} {}->{} {:?} total={} cap={} {:?}",
                     hdr.pid,
-                    hdr.sock_id & 0xffff,
+                    hdr.tid,
+                    hdr.sock_id,
+                    tuple.sport,
+                    tuple.dport,
                     direction,
                     total_len,
                     data.len(),
@@ -376,4 +415,24 @@ fn dump() {
             other => println!("{other:?}"),
         }
     }
+}
+
+#[test]
+#[ignore]
+fn dump_spans() {
+    let name = std::env::var("REC").unwrap();
+    let (spans, st) = replay(&name);
+    for s in &spans {
+        println!(
+            "{} kind={} svc={} trace={} span={} parent={} path={}",
+            s.name,
+            s.kind,
+            s.service,
+            s.trace_id,
+            s.span_id,
+            s.parent,
+            s.str("url.path")
+        );
+    }
+    println!("{st:?}");
 }

@@ -1,26 +1,95 @@
-//! Trace context for each exchange, fixed when its request is seen, and in-process
-//! parenting: a request a thread sends while it serves another becomes that one's child.
+//! Trace context for each exchange, fixed when its request is seen, and the two ways a
+//! span finds its parent without an SDK:
 //!
-//! Exact for thread-per-request servers (the thread that read the request makes the
-//! calls). An event-loop thread serves many requests at once: its calls are attributed to
-//! the request it read most recently, which is right only when requests do not overlap.
+//! - In-process parenting: a request a thread sends while it serves another becomes that
+//!   one's child. Exact for thread-per-request servers (the thread that read the request
+//!   makes the calls). An event-loop thread serves many requests at once: its calls are
+//!   attributed to the request it read most recently, right only when requests do not
+//!   overlap.
+//! - Same-node linking: when both ends of a connection are traced here, the n-th request
+//!   the server reads on it is the n-th the client wrote, so the SERVER span becomes the
+//!   CLIENT span's child. Either side may be seen first (the two syscalls exit on different
+//!   CPUs, and the writer may be preempted before its exit is recorded): a server seen
+//!   first, whose client may be on this host, starts a *provisional* trace. Spans of a
+//!   provisional trace (the server's and everything descending from it, in this process or
+//!   further down the chain) wait, at most `LINK_WAIT_NS`, until the client's request names
+//!   the real trace; then one alias re-labels them all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 
-use super::ids::{IdGen, SpanCtx, TraceParent};
-use crate::conn::{Exchange, Side};
+use super::ids::{IdGen, SpanCtx, TraceParent, HAS_IS_REMOTE, IS_REMOTE};
+use crate::conn::{Exchange, LinkKey, Peer, Side};
 use crate::stats::{self, Stats};
+
+/// Requests remembered per connection for linking; more means the other end is not
+/// traced here (or lags badly), and the oldest are dropped.
+const LINK_QUEUE: usize = 64;
+/// Bound on the connections remembered for linking.
+const LINK_KEYS: usize = 65_536;
+/// How long spans of a provisional trace wait for the client's side.
+pub const LINK_WAIT_NS: u64 = 200_000_000;
+/// Bound on the addresses remembered as this host's.
+const LOCAL_IPS: usize = 4096;
+
+/// What a provisional trace turned out to be.
+#[derive(Debug, Clone)]
+struct Alias {
+    /// The trace it belongs to (itself possibly provisional: follow the chain).
+    trace_id: [u8; 16],
+    /// The provisional root (the server span read first) and its real parent.
+    root_span_id: [u8; 8],
+    parent_span_id: [u8; 8],
+    flags: u32,
+    trace_state: String,
+}
+
+/// Whether a span can be built now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ready {
+    Now,
+    /// Its trace is provisional: ask again later.
+    Wait,
+}
 
 #[derive(Default)]
 pub struct Contexts {
     ids: IdGen,
     /// (pid, tid) → the server span that thread is serving.
     serving: HashMap<(u32, u32), SpanCtx>,
+    /// Client requests not yet matched by a server read, per connection.
+    clients: HashMap<LinkKey, VecDeque<SpanCtx>>,
+    /// Server requests read before the client's write was seen: (trace id, span id).
+    servers: HashMap<LinkKey, VecDeque<([u8; 16], [u8; 8])>>,
+    /// Provisional trace id → when its spans stop waiting (event time, ns).
+    provisional: HashMap<[u8; 16], u64>,
+    aliases: HashMap<[u8; 16], Alias>,
+    /// Addresses seen as the local end of traced sockets: this host's.
+    local_ips: HashSet<IpAddr>,
+}
+
+/// A server span answering `client`.
+fn linked_child(client: &SpanCtx, span_id: [u8; 8]) -> SpanCtx {
+    SpanCtx {
+        trace_id: client.trace_id,
+        span_id,
+        parent_span_id: Some(client.span_id),
+        flags: HAS_IS_REMOTE | IS_REMOTE | (client.flags & 0xff),
+        trace_state: client.trace_state.clone(),
+        invalid_parent: false,
+    }
+}
+
+fn push_bounded<T>(q: &mut VecDeque<T>, v: T) {
+    if q.len() >= LINK_QUEUE {
+        q.pop_front();
+    }
+    q.push_back(v);
 }
 
 impl Contexts {
     /// Gives `ex` its ids unless it has them.
-    pub fn assign(&mut self, pid: u32, side: Side, ex: &mut Exchange, stats: &Stats) {
+    pub fn assign(&mut self, pid: u32, side: Side, peer: &Peer, ex: &mut Exchange, stats: &Stats) {
         if ex.ctx.is_some() {
             return;
         }
@@ -29,8 +98,8 @@ impl Contexts {
         if invalid {
             stats::inc(&stats.traceparent_invalid);
         }
-        let tp = header.flatten();
-        let mut ctx = match (side, tp) {
+        let key = LinkKey::new(peer, side);
+        let mut ctx = match (side, header.flatten()) {
             (Side::Server, Some(tp)) => {
                 SpanCtx::from_remote(&tp, ex.req.tracestate.as_deref(), &mut self.ids)
             }
@@ -43,11 +112,15 @@ impl Contexts {
                 trace_state: ex.req.tracestate.clone().unwrap_or_default(),
                 invalid_parent: false,
             },
-            (Side::Client, None) => match self.serving.get(&(pid, ex.tid)) {
-                Some(parent) => SpanCtx::child_of(parent, &mut self.ids),
-                None => SpanCtx::root(&mut self.ids),
-            },
-            (Side::Server, None) => SpanCtx::root(&mut self.ids),
+            (Side::Client, None) => {
+                let ctx = match self.serving.get(&(pid, ex.tid)) {
+                    Some(parent) => SpanCtx::child_of(parent, &mut self.ids),
+                    None => SpanCtx::root(&mut self.ids),
+                };
+                self.offer_client(key, &ctx, stats);
+                ctx
+            }
+            (Side::Server, None) => self.server_root(key, ex.req_start, stats),
         };
         ctx.invalid_parent = invalid;
         if side == Side::Server {
@@ -56,14 +129,120 @@ impl Contexts {
         ex.ctx = Some(ctx);
     }
 
+    /// A server request without a header: the child of the client's request when that
+    /// was seen, else a trace of its own (provisional if the client may be on this host).
+    fn server_root(&mut self, key: LinkKey, start: u64, stats: &Stats) -> SpanCtx {
+        if let Some(client) = self.clients.get_mut(&key).and_then(VecDeque::pop_front) {
+            stats::inc(&stats.links_made);
+            return linked_child(&client, self.ids.span_id());
+        }
+        let ctx = SpanCtx::root(&mut self.ids);
+        let room = self.servers.len() < LINK_KEYS || self.servers.contains_key(&key);
+        if room && self.local_ips.contains(&key.client.0) {
+            push_bounded(
+                self.servers.entry(key).or_default(),
+                (ctx.trace_id, ctx.span_id),
+            );
+            self.provisional
+                .insert(ctx.trace_id, start.saturating_add(LINK_WAIT_NS));
+        }
+        ctx
+    }
+
+    /// A client request without a header: the server end, if traced here, is its child.
+    fn offer_client(&mut self, key: LinkKey, ctx: &SpanCtx, stats: &Stats) {
+        if let Some((trace_id, span_id)) = self.servers.get_mut(&key).and_then(VecDeque::pop_front)
+        {
+            // The server read it first: its provisional trace is this one.
+            if self.provisional.remove(&trace_id).is_some() {
+                stats::inc(&stats.links_made);
+                stats::inc(&stats.links_server_first);
+                self.aliases.insert(
+                    trace_id,
+                    Alias {
+                        trace_id: ctx.trace_id,
+                        root_span_id: span_id,
+                        parent_span_id: ctx.span_id,
+                        flags: ctx.flags & 0xff,
+                        trace_state: ctx.trace_state.clone(),
+                    },
+                );
+            }
+            return;
+        }
+        if self.clients.len() < LINK_KEYS || self.clients.contains_key(&key) {
+            push_bounded(self.clients.entry(key).or_default(), ctx.clone());
+        }
+    }
+
+    /// An address is the local end of a traced socket.
+    pub fn note_local(&mut self, ip: IpAddr) {
+        if self.local_ips.len() < LOCAL_IPS {
+            self.local_ips.insert(ip);
+        }
+    }
+
+    /// Re-labels `ctx` if its trace was provisional and has been linked since; says whether
+    /// the span must still wait (`now` is event time, ns).
+    pub fn resolve(&mut self, ctx: &mut SpanCtx, now: u64) -> Ready {
+        for _ in 0..16 {
+            if let Some(a) = self.aliases.get(&ctx.trace_id) {
+                if ctx.span_id == a.root_span_id {
+                    ctx.parent_span_id = Some(a.parent_span_id);
+                    ctx.flags = (ctx.flags & !0xff) | IS_REMOTE | HAS_IS_REMOTE | a.flags;
+                    ctx.trace_state = a.trace_state.clone();
+                } else {
+                    ctx.flags = (ctx.flags & !0xff) | a.flags;
+                }
+                ctx.trace_id = a.trace_id;
+                continue;
+            }
+            return match self.provisional.get(&ctx.trace_id) {
+                Some(&deadline) if now < deadline => Ready::Wait,
+                _ => Ready::Now,
+            };
+        }
+        Ready::Now
+    }
+
+    /// Forgets provisional traces past their wait; bounds the aliases.
+    pub fn expire(&mut self, now: u64, stats: &Stats) {
+        let before = self.provisional.len();
+        self.provisional.retain(|_, d| now < *d);
+        stats::add(
+            &stats.links_timed_out,
+            (before - self.provisional.len()) as u64,
+        );
+        if self.aliases.len() > LINK_KEYS {
+            self.aliases.clear();
+        }
+    }
+
     /// A server exchange ended: its thread no longer serves it.
     pub fn ended(&mut self, pid: u32, side: Side, ex: &Exchange) {
         if side != Side::Server {
             return;
         }
-        if let (Some(cur), Some(ctx)) = (self.serving.get(&(pid, ex.tid)), &ex.ctx) {
-            if cur.span_id == ctx.span_id {
+        if let Some(ctx) = &ex.ctx {
+            if self
+                .serving
+                .get(&(pid, ex.tid))
+                .is_some_and(|cur| cur.span_id == ctx.span_id)
+            {
                 self.serving.remove(&(pid, ex.tid));
+            }
+        }
+    }
+
+    /// A connection closed on one end: what it left unmatched will not be matched.
+    pub fn closed(&mut self, side: Side, peer: &Peer) {
+        let key = LinkKey::new(peer, side);
+        match side {
+            Side::Client => {
+                self.clients.remove(&key);
+            }
+            Side::Server => {
+                self.servers.remove(&key);
             }
         }
     }
@@ -71,5 +250,138 @@ impl Contexts {
     /// The process exited: forget its threads.
     pub fn exited(&mut self, pid: u32) {
         self.serving.retain(|k, _| k.0 != pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::ConnTuple;
+    use crate::protocols::http1::RequestHead;
+
+    fn ex(tid: u32) -> Exchange {
+        Exchange {
+            req: RequestHead {
+                method: "GET".into(),
+                target: "/".into(),
+                version: 11,
+                host: None,
+                user_agent: None,
+                traceparent: None,
+                tracestate: None,
+                content_length: None,
+                chunked: false,
+                expect_continue: false,
+                connection_close: false,
+            },
+            tid,
+            ctx: None,
+            req_start: 0,
+            req_end: None,
+            req_body: None,
+            resp: None,
+        }
+    }
+
+    fn tuple(sport: u16, dport: u16, netns: u32) -> ConnTuple {
+        let mut t = ConnTuple {
+            family: 2,
+            sport,
+            dport,
+            netns,
+            ..Default::default()
+        };
+        t.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        t.daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        t
+    }
+
+    /// The client's and the server's view of one loopback connection.
+    fn peers(netns_server: u32) -> (Peer, Peer) {
+        (
+            Peer::of(&tuple(40000, 8080, 7)),
+            Peer::of(&tuple(8080, 40000, netns_server)),
+        )
+    }
+
+    #[test]
+    fn links_in_either_order() {
+        let stats = Stats::default();
+        let (cp, sp) = peers(7);
+        let mut c = Contexts::default();
+        c.note_local(cp.local);
+        // Client first.
+        let (mut cl, mut sv) = (ex(1), ex(2));
+        c.assign(10, Side::Client, &cp, &mut cl, &stats);
+        c.assign(20, Side::Server, &sp, &mut sv, &stats);
+        let (clc, svc) = (cl.ctx.unwrap(), sv.ctx.unwrap());
+        assert_eq!(svc.trace_id, clc.trace_id);
+        assert_eq!(svc.parent_span_id, Some(clc.span_id));
+        // Server first: the server's trace is provisional; what its thread calls meanwhile
+        // belongs to it; the client's request re-labels both.
+        let (mut cl, mut sv, mut call) = (ex(1), ex(2), ex(2));
+        c.assign(20, Side::Server, &sp, &mut sv, &stats);
+        let mut svc = sv.ctx.clone().unwrap();
+        assert_eq!(c.resolve(&mut svc.clone(), 0), Ready::Wait);
+        c.assign(
+            20,
+            Side::Client,
+            &Peer::of(&tuple(41000, 9090, 7)),
+            &mut call,
+            &stats,
+        );
+        c.assign(10, Side::Client, &cp, &mut cl, &stats);
+        c.ended(20, Side::Server, &sv);
+        let clc = cl.ctx.unwrap();
+        let mut callc = call.ctx.unwrap();
+        assert_eq!(c.resolve(&mut svc, 0), Ready::Now);
+        assert_eq!(c.resolve(&mut callc, 0), Ready::Now);
+        assert_eq!(svc.trace_id, clc.trace_id);
+        assert_eq!(svc.parent_span_id, Some(clc.span_id));
+        assert_eq!(callc.parent_span_id, Some(svc.span_id));
+        assert_eq!(callc.trace_id, clc.trace_id);
+        assert_eq!(
+            stats.links_made.load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        assert_eq!(
+            stats
+                .links_server_first
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn an_unlinked_server_waits_then_goes_alone() {
+        let stats = Stats::default();
+        let (cp, sp) = peers(7);
+        let mut c = Contexts::default();
+        c.note_local(cp.local);
+        let mut sv = ex(2);
+        sv.req_start = 1_000;
+        c.assign(20, Side::Server, &sp, &mut sv, &stats);
+        let mut ctx = sv.ctx.unwrap();
+        assert_eq!(c.resolve(&mut ctx, 2_000), Ready::Wait);
+        assert_eq!(c.resolve(&mut ctx, 1_000 + LINK_WAIT_NS), Ready::Now);
+        assert_eq!(ctx.parent_span_id, None);
+        c.expire(1_000 + LINK_WAIT_NS, &stats);
+        assert_eq!(
+            stats
+                .links_timed_out
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn loopback_in_another_namespace_is_another_connection() {
+        let stats = Stats::default();
+        let (cp, sp) = peers(8);
+        let mut c = Contexts::default();
+        let (mut cl, mut sv) = (ex(1), ex(2));
+        c.assign(10, Side::Client, &cp, &mut cl, &stats);
+        c.assign(20, Side::Server, &sp, &mut sv, &stats);
+        assert_eq!(sv.ctx.unwrap().parent_span_id, None);
     }
 }

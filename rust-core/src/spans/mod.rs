@@ -59,6 +59,13 @@ pub struct SpanRecord {
     pub process: Arc<ProcessInfo>,
 }
 
+/// A finished exchange and what its span needs, while it waits.
+struct Pending {
+    done: Done,
+    peer: Arc<crate::conn::Peer>,
+    process: Arc<ProcessInfo>,
+}
+
 /// What userspace decided about a process after its exec; the runtime writes it into
 /// the kernel's `proc_state` map (None = remove the entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +116,8 @@ pub struct Assembler {
     /// Processes whose exec was matched as not traced: their pending-era events are dropped.
     untraced: HashSet<u32>,
     contexts: context::Contexts,
+    /// Spans of provisional traces, waiting for a same-node link.
+    waiting: Vec<Pending>,
     pub batch: BatchBuilder,
     done: Vec<Done>,
 }
@@ -123,6 +132,7 @@ impl Assembler {
             procs: ProcessTable::default(),
             untraced: HashSet::new(),
             contexts: context::Contexts::default(),
+            waiting: Vec::new(),
             batch: BatchBuilder::new(),
             done: Vec::new(),
         }
@@ -153,7 +163,9 @@ impl Assembler {
                     if self.conns.len() >= MAX_CONNS {
                         self.evict_idle(hdr.ts_ns, true);
                     }
-                    self.conns.insert(key, Conn::new(tuple));
+                    let conn = Conn::new(tuple);
+                    self.contexts.note_local(conn.peer.local);
+                    self.conns.insert(key, conn);
                     // Read /proc now: short-lived clients are often gone when their span ends.
                     self.procs.get(hdr.pid, &cstr(&comm));
                 }
@@ -167,7 +179,8 @@ impl Assembler {
                         .map(|d| &mut d.ex)
                         .chain(conn.pending.iter_mut())
                     {
-                        self.contexts.assign(hdr.pid, side, ex, &self.stats);
+                        self.contexts
+                            .assign(hdr.pid, side, &conn.peer, ex, &self.stats);
                     }
                 }
                 if out.unknown_protocol {
@@ -191,6 +204,9 @@ impl Assembler {
                 if let Some(mut conn) = self.conns.remove(&(hdr.pid, hdr.sock_id)) {
                     conn.close(hdr.ts_ns, &mut self.done);
                     self.finish(hdr.pid, "", &conn.peer);
+                    if let Some(side) = conn.side {
+                        self.contexts.closed(side, &conn.peer);
+                    }
                 }
                 None
             }
@@ -274,19 +290,52 @@ impl Assembler {
         }
         let process = self.procs.get(pid, comm);
         for mut d in std::mem::take(&mut self.done) {
-            self.contexts.assign(pid, d.side, &mut d.ex, &self.stats);
+            self.contexts
+                .assign(pid, d.side, peer, &mut d.ex, &self.stats);
             if d.error.is_some() {
                 stats::inc(&self.stats.requests_without_response);
             }
             self.contexts.ended(pid, d.side, &d.ex);
-            match http::build(&d, peer, &process, &self.cfg, &self.clock) {
-                http::Built::Span(rec) => {
-                    self.batch.push(*rec);
-                    stats::inc(&self.stats.spans_emitted);
-                }
-                http::Built::Unsampled => stats::inc(&self.stats.spans_unsampled),
-                http::Built::Excluded => stats::inc(&self.stats.spans_excluded),
+            self.emit(
+                Pending {
+                    done: d,
+                    peer: peer.clone(),
+                    process: process.clone(),
+                },
+                None,
+            );
+        }
+    }
+
+    /// Builds the span, unless its trace is provisional and still waits for the client's
+    /// side of a same-node link (then it is kept; `now` None: the end's own time).
+    fn emit(&mut self, mut p: Pending, now: Option<u64>) {
+        let now = now.unwrap_or(p.done.resp_end);
+        if let Some(ctx) = p.done.ex.ctx.as_mut() {
+            if self.contexts.resolve(ctx, now) == context::Ready::Wait {
+                self.waiting.push(p);
+                return;
             }
+        }
+        match http::build(&p.done, &p.peer, &p.process, &self.cfg, &self.clock) {
+            http::Built::Span(rec) => {
+                self.batch.push(*rec);
+                stats::inc(&self.stats.spans_emitted);
+            }
+            http::Built::Unsampled => stats::inc(&self.stats.spans_unsampled),
+            http::Built::Excluded => stats::inc(&self.stats.spans_excluded),
+        }
+    }
+
+    /// Emits the waiting spans whose trace got linked or whose wait is over (`now`:
+    /// monotonic ns, the clock of the kernel's timestamps).
+    pub fn flush_waiting(&mut self, now: u64) {
+        self.contexts.expire(now, &self.stats);
+        if self.waiting.is_empty() {
+            return;
+        }
+        for p in std::mem::take(&mut self.waiting) {
+            self.emit(p, Some(now));
         }
     }
 

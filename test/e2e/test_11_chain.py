@@ -1,0 +1,52 @@
+"""A request through three services (separate processes), many at once: one connected
+trace per request, by same-node linking and in-process parenting, without any SDK."""
+
+import concurrent.futures
+
+from e2elib import brief, free_port, run_curl, start_app
+
+
+def test_three_service_chain_is_one_trace_per_request(collector, procs):
+    gateway, orders, payments = free_port(), free_port(), free_port()
+    for port, name in ((gateway, "gateway"), (orders, "orders"), (payments, "payments")):
+        start_app(procs, port, env_extra={"OTEL_SERVICE_NAME": name})
+    n = 16
+
+    def call(i):
+        p, _ = run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{gateway}/proxy/{orders}/proxy/{payments}/users/{i}")
+        return p.pid
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+        curl_pids = list(pool.map(call, range(1, n + 1)))
+
+    ports = {gateway, orders, payments}
+
+    def mine(s):
+        a = s["attrs"]
+        port = a.get("network.local.port") if s["kind"] == 2 else a.get("network.peer.port")
+        return port in ports
+
+    spans = collector.spans.wait(mine, 6 * n)
+    links = {k: collector.ebpf_counter(k) for k in ("links_made", "links_server_first", "links_timed_out")}
+    assert len(spans) == 6 * n, brief(spans)
+    by_id = {s["span_id"]: s for s in spans}
+    connected = 0
+    for s in spans:
+        if s["kind"] != 2 or s["resource"]["service.name"] != "payments":
+            continue
+        # Walk up from the innermost span to the root.
+        chain = [s]
+        while chain[-1]["parent_span_id"]:
+            parent = by_id.get(chain[-1]["parent_span_id"])
+            assert parent is not None, brief(chain) + f" {links}"
+            chain.append(parent)
+        got = [(x["resource"]["service.name"], x["kind"]) for x in reversed(chain)]
+        assert got == [("curl", 3), ("gateway", 2), ("gateway", 3), ("orders", 2), ("orders", 3), ("payments", 2)], \
+            brief(chain) + f" {links}"
+        assert len({x["trace_id"] for x in chain}) == 1, brief(chain)
+        user = s["attrs"]["url.path"]
+        assert all(x["attrs"]["url.path"].endswith(user) for x in chain), brief(chain)
+        assert chain[-1]["resource"]["process.pid"] in curl_pids
+        connected += 1
+    assert connected == n
+    assert len({s["trace_id"] for s in spans}) == n
