@@ -23,7 +23,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define NR_READ 0
 #define NR_WRITE 1
-#define NR_CLOSE 3
 #define NR_READV 19
 #define NR_WRITEV 20
 #define NR_SENDFILE 40
@@ -36,7 +35,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_ACCEPT4 288
 
 #define BIT(n) (1ULL << (n))
-#define SYSCALL_MASK (BIT(NR_READ) | BIT(NR_WRITE) | BIT(NR_CLOSE) | BIT(NR_READV) | \
+#define SYSCALL_MASK (BIT(NR_READ) | BIT(NR_WRITE) | BIT(NR_READV) | \
 	BIT(NR_WRITEV) | BIT(NR_SENDFILE) | BIT(NR_CONNECT) | BIT(NR_ACCEPT) | BIT(NR_SENDTO) | \
 	BIT(NR_RECVFROM) | BIT(NR_SENDMSG) | BIT(NR_RECVMSG))
 
@@ -72,14 +71,15 @@ struct {
 	__type(value, __u8);
 } port_hits SEC(".maps");
 
-/* (pid, fd) -> struct sock address, for sockets we reported data on: close() needs it,
- * because at sys_exit the fd no longer resolves. LRU: processes that die keep no entries. */
+/* Sockets we reported data on. Their close is taken from the TCP state change to
+ * TCP_CLOSE, which names the socket itself: at close(2)'s exit the fd is released and may
+ * already belong to a socket another thread just accepted. LRU: bounded, self-cleaning. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct conn_key);
-	__type(value, __u64);
-} conns SEC(".maps");
+	__type(key, __u64);
+	__type(value, __u8);
+} socks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -267,15 +267,6 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 
 	__u32 fd = regs->di; /* out_fd for sendfile */
-	struct conn_key key = { .pid = pid, .fd = fd };
-	if (nr == NR_CLOSE) {
-		__u64 *sid = bpf_map_lookup_elem(&conns, &key);
-		if (sid) {
-			emit_simple(EVENT_CLOSE, pid, (__u32)pid_tgid, fd, *sid);
-			bpf_map_delete_elem(&conns, &key);
-		}
-		return 0;
-	}
 	if (ret == 0)
 		return 0;
 	if (nr == NR_RECVFROM && (regs->r10 & MSG_PEEK))
@@ -295,9 +286,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 
 	__u64 sid = (__u64)sk;
-	__u64 *known = bpf_map_lookup_elem(&conns, &key);
-	if (!known || *known != sid) /* a lookup is much cheaper than an update */
-		bpf_map_update_elem(&conns, &key, &sid, BPF_ANY);
+	if (!bpf_map_lookup_elem(&socks, &sid)) { /* a lookup is much cheaper than an update */
+		__u8 one = 1;
+		bpf_map_update_elem(&socks, &sid, &one, BPF_ANY);
+	}
 	e->hdr.kind = EVENT_DATA;
 	e->hdr.pid = pid;
 	e->hdr.tid = (__u32)pid_tgid;
@@ -399,5 +391,21 @@ int BPF_PROG(on_exit, struct task_struct *p)
 		return 0;
 	bpf_map_delete_elem(&proc_state, &pid);
 	emit_simple(EVENT_EXIT, pid, BPF_CORE_READ(p, pid), 0, 0);
+	return 0;
+}
+
+#define TCP_CLOSE 7
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_sock_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (newstate != TCP_CLOSE)
+		return 0;
+	__u64 sid = (__u64)sk;
+	if (!bpf_map_lookup_elem(&socks, &sid))
+		return 0;
+	bpf_map_delete_elem(&socks, &sid);
+	/* Runs in whatever context moved the socket (often softirq): no pid. */
+	emit_simple(EVENT_CLOSE, 0, 0, 0, sid);
 	return 0;
 }

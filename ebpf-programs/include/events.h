@@ -12,7 +12,7 @@
 
 enum event_kind {
 	EVENT_DATA = 1,  /* bytes read from or written to a TCP socket */
-	EVENT_CLOSE = 2, /* a tracked socket fd was closed */
+	EVENT_CLOSE = 2, /* a socket we reported data on reached TCP_CLOSE (pid is 0) */
 	EVENT_EXEC = 3,  /* a process exec'd (only when exe selectors are configured) */
 	EVENT_EXIT = 4,  /* a traced process exited */
 };
@@ -99,9 +99,5 @@ struct exit_event {
 	struct event_header hdr;
 };
 
-struct conn_key {
-	__u32 pid;
-	__u32 fd;
-};
 
 #endif

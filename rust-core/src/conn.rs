@@ -138,6 +138,10 @@ impl Peer {
 #[derive(Debug)]
 pub struct Conn {
     pub tuple: ConnTuple,
+    /// The process that last used the socket, and its command name (for spans built
+    /// after it exited).
+    pub pid: u32,
+    pub comm: String,
     pub peer: Arc<Peer>,
     pub proto: Proto,
     /// Known once the first request is seen.
@@ -175,9 +179,11 @@ fn may_become_http(b: &[u8]) -> bool {
 }
 
 impl Conn {
-    pub fn new(tuple: ConnTuple) -> Self {
+    pub fn new(tuple: ConnTuple, pid: u32, comm: String) -> Self {
         Conn {
             tuple,
+            pid,
+            comm,
             peer: Arc::new(Peer::of(&tuple)),
             proto: Proto::Unknown,
             side: None,

@@ -55,10 +55,10 @@ def test_http_server_and_curl(collector, procs, port, tmp_path):
     assert sa["user_agent.original"].startswith("curl/")
     assert "http.request.body.size" not in sa  # no body sent
     assert s["status_code"] == 0
-    # No traceparent came in: a new trace, no parent.
+    # No traceparent came in, but curl is traced on this host too: same-node linking
+    # makes the server span the child of curl's client span (checked below).
     assert is_trace_id(s["trace_id"]), s["trace_id"]
     assert is_span_id(s["span_id"]), s["span_id"]
-    assert s["parent_span_id"] == ""
 
     # The client span, in curl.
     assert c["kind"] == CLIENT
@@ -76,6 +76,8 @@ def test_http_server_and_curl(collector, procs, port, tmp_path):
     assert ca["network.peer.port"] == port
     assert c["status_code"] == 0
     assert is_trace_id(c["trace_id"]) and is_span_id(c["span_id"])
+    assert c["parent_span_id"] == "", "curl starts the trace"
+    assert s["trace_id"] == c["trace_id"] and s["parent_span_id"] == c["span_id"], brief([c, s])
 
     # Both ends of one connection.
     assert sa["client.port"] == ca["network.local.port"]

@@ -22,6 +22,7 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("on_fork", "sched_process_fork"),
     ("on_exec", "sched_process_exec"),
     ("on_exit", "sched_process_exit"),
+    ("on_sock_state", "inet_sock_set_state"),
 ];
 
 pub struct Kernel {

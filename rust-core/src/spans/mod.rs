@@ -111,7 +111,9 @@ pub struct Assembler {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     clock: Clock,
-    conns: HashMap<(u32, u64), Conn>,
+    /// By socket: the byte stream belongs to the socket, whichever process (after a
+    /// fork) reads or writes it.
+    conns: HashMap<u64, Conn>,
     procs: ProcessTable,
     /// Processes whose exec was matched as not traced: their pending-era events are dropped.
     untraced: HashSet<u32>,
@@ -158,18 +160,22 @@ impl Assembler {
                 if pending && self.untraced.contains(&hdr.pid) {
                     return None;
                 }
-                let key = (hdr.pid, hdr.sock_id);
+                let key = hdr.sock_id;
                 if !self.conns.contains_key(&key) {
                     if self.conns.len() >= MAX_CONNS {
                         self.evict_idle(hdr.ts_ns, true);
                     }
-                    let conn = Conn::new(tuple);
+                    let conn = Conn::new(tuple, hdr.pid, cstr(&comm));
                     self.contexts.note_local(conn.peer.local);
-                    self.conns.insert(key, conn);
                     // Read /proc now: short-lived clients are often gone when their span ends.
-                    self.procs.get(hdr.pid, &cstr(&comm));
+                    self.procs.get(hdr.pid, &conn.comm);
+                    self.conns.insert(key, conn);
                 }
                 let conn = self.conns.get_mut(&key).unwrap();
+                if conn.pid != hdr.pid {
+                    conn.pid = hdr.pid;
+                    conn.comm = cstr(&comm);
+                }
                 let gap = (total_len as u64).saturating_sub(data.len() as u64);
                 let out = conn.feed(direction, data, gap, hdr.ts_ns, hdr.tid, &mut self.done);
                 if let Some(side) = conn.side {
@@ -194,33 +200,27 @@ impl Assembler {
                 }
                 stats::add(&self.stats.responses_without_request, out.orphan_responses);
                 if !self.done.is_empty() {
-                    let peer = conn.peer.clone();
-                    let comm = cstr(&comm);
+                    let (peer, comm) = (conn.peer.clone(), conn.comm.clone());
                     self.finish(hdr.pid, &comm, &peer);
                 }
                 None
             }
             Event::Close { hdr } => {
-                if let Some(mut conn) = self.conns.remove(&(hdr.pid, hdr.sock_id)) {
-                    conn.close(hdr.ts_ns, &mut self.done);
-                    self.finish(hdr.pid, "", &conn.peer);
-                    if let Some(side) = conn.side {
-                        self.contexts.closed(side, &conn.peer);
-                    }
+                if let Some(conn) = self.conns.remove(&hdr.sock_id) {
+                    self.close(conn, hdr.ts_ns);
                 }
                 None
             }
             Event::Exit { hdr } => {
-                let keys: Vec<_> = self
+                let keys: Vec<u64> = self
                     .conns
-                    .keys()
-                    .filter(|k| k.0 == hdr.pid)
-                    .copied()
+                    .iter()
+                    .filter(|(_, c)| c.pid == hdr.pid)
+                    .map(|(k, _)| *k)
                     .collect();
                 for k in keys {
-                    let mut conn = self.conns.remove(&k).unwrap();
-                    conn.close(hdr.ts_ns, &mut self.done);
-                    self.finish(hdr.pid, "", &conn.peer);
+                    let conn = self.conns.remove(&k).unwrap();
+                    self.close(conn, hdr.ts_ns);
                 }
                 self.procs.exit(hdr.pid);
                 self.contexts.exited(hdr.pid);
@@ -281,6 +281,14 @@ impl Assembler {
             Some(PROC_ELIGIBLE)
         } else {
             None
+        }
+    }
+
+    fn close(&mut self, mut conn: Conn, ts: u64) {
+        conn.close(ts, &mut self.done);
+        self.finish(conn.pid, &conn.comm, &conn.peer);
+        if let Some(side) = conn.side {
+            self.contexts.closed(side, &conn.peer);
         }
     }
 
