@@ -1,4 +1,4 @@
-"""Keep-alive, thread-per-request HTTP/1.1 test server: python3 app.py PORT.
+"""Keep-alive, thread-per-request HTTP/1.1 test server: python3 app.py PORT [BIND_ADDR].
 
 Routes (query strings are ignored):
   GET /users/<id>     200 JSON with Content-Length
@@ -12,7 +12,7 @@ Routes (query strings are ignored):
   GET /internal/<x>   200
   GET /close          reads the request, closes the connection without responding
   HEAD <any>          the GET headers without the body
-  GET /proxy/<port>/<path>  calls GET /<path> on 127.0.0.1:<port> from this handler's
+  GET /proxy/[<host>:]<port>/<path>  calls GET /<path> on host (127.0.0.1):port from this handler's
                       thread (a new connection per call) and answers with its status
 """
 
@@ -46,8 +46,9 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self):
         path = self.path.split("?", 1)[0]
         if path.startswith("/proxy/"):
-            port, _, rest = path[len("/proxy/"):].partition("/")
-            c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+            where, _, rest = path[len("/proxy/"):].partition("/")
+            host, _, port = where.rpartition(":")
+            c = http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=10)
             c.request("GET", "/" + rest)
             r = c.getresponse()
             body = r.read()
@@ -108,4 +109,4 @@ class Server(ThreadingHTTPServer):
 
 
 if __name__ == "__main__":
-    Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    Server((sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
