@@ -35,6 +35,25 @@ def wait_port(port):
     raise SystemExit(f"port {port} never opened")
 
 
+def write_config(path, exporter, metrics_port):
+    """A collector config: the ebpf receiver (every process), one exporter, own metrics."""
+    name = exporter.split(":", 1)[0]
+    with open(path, "w") as f:
+        f.write(f"""receivers:
+  ebpf: {{}}
+exporters:
+  {exporter}
+service:
+  telemetry:
+    logs: {{level: warn}}
+    metrics:
+      readers:
+        - pull: {{exporter: {{prometheus: {{host: 127.0.0.1, port: {metrics_port}, without_type_suffix: true, without_units: true, without_scope_info: true}}}}}}
+  pipelines:
+    traces: {{receivers: [ebpf], exporters: [{name}]}}
+""")
+
+
 def cpu_us(pid):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) * 1e6 / CLK
@@ -57,6 +76,71 @@ def wrk(port):
     return reqs, rps
 
 
+CHAIN_N, CHAIN_CONC = 400, 16
+
+
+def measure_chain(d):
+    """Share of requests through three local services that end up as one connected trace."""
+    import concurrent.futures
+    import http.client
+    import json
+    ports = [free_port() for _ in range(3)]
+    mport = free_port()
+    traces = f"{d}/chain.jsonl"
+    write_config(f"{d}/chain.yaml", f"file: {{path: {traces}, flush_interval: 100ms}}", mport)
+    col = subprocess.Popen([BIN, "--config", f"{d}/chain.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    apps = []
+    try:
+        wait_port(mport)
+        for port, name in zip(ports, ("gateway", "orders", "payments")):
+            apps.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "test/e2e/apps/app.py"), str(port)],
+                                         env=dict(os.environ, OTEL_SERVICE_NAME=name)))
+            wait_port(port)
+        # wait_port connected to the apps: this process is traced anyway (ebpf: {}).
+
+        def one(i):
+            c = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=30)
+            c.request("GET", f"/proxy/{ports[1]}/proxy/{ports[2]}/users/{i}")
+            c.getresponse().read()
+            c.close()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=CHAIN_CONC) as pool:
+            list(pool.map(one, range(CHAIN_N)))
+        time.sleep(2)
+        counters = {k: metric(mport, f"otelcol_ebpf_{k}") for k in ("links_made", "links_server_first", "links_timed_out")}
+    finally:
+        for p in apps:
+            p.terminate()
+            p.wait()
+        col.terminate()
+        col.wait(30)
+    spans = {}
+    for line in open(traces):
+        for rs in json.loads(line)["resourceSpans"]:
+            svc = next(a["value"]["stringValue"] for a in rs["resource"]["attributes"] if a["key"] == "service.name")
+            for ss in rs["scopeSpans"]:
+                for sp in ss["spans"]:
+                    attrs = {a["key"]: a["value"] for a in sp.get("attributes", [])}
+                    port = attrs.get("network.local.port" if sp["kind"] == 2 else "network.peer.port", {}).get("intValue")
+                    if port is not None and int(port) in ports:
+                        spans[sp["spanId"]] = (svc, sp["kind"], sp.get("parentSpanId", ""), sp["traceId"])
+    connected = 0
+    want = [("gateway", 2), ("gateway", 3), ("orders", 2), ("orders", 3), ("payments", 2)]
+    for sid, (svc, kind, parent, trace) in spans.items():
+        if (svc, kind) != ("payments", 2):
+            continue
+        chain, cur = [], sid
+        while cur in spans:
+            chain.append(spans[cur])
+            cur = spans[cur][2]
+        chain.reverse()
+        # The root is the driver's CLIENT span (python), then the five service spans.
+        if len(chain) == 6 and chain[0][1] == 3 and [(c[0], c[1]) for c in chain[1:]] == want \
+                and len({c[3] for c in chain}) == 1:
+            connected += 1
+    return dict(requests=CHAIN_N, connected=connected, **counters)
+
+
 def main():
     d = tempfile.mkdtemp()
     port, mport = free_port(), free_port()
@@ -71,20 +155,7 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
   client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
   server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}
 """)
-    with open(f"{d}/otel.yaml", "w") as f:
-        f.write(f"""receivers:
-  ebpf: {{}}
-exporters:
-  debug: {{verbosity: basic}}
-service:
-  telemetry:
-    logs: {{level: warn}}
-    metrics:
-      readers:
-        - pull: {{exporter: {{prometheus: {{host: 127.0.0.1, port: {mport}, without_type_suffix: true, without_units: true, without_scope_info: true}}}}}}
-  pipelines:
-    traces: {{receivers: [ebpf], exporters: [debug]}}
-""")
+    write_config(f"{d}/otel.yaml", "debug: {verbosity: basic}", mport)
     nginx = subprocess.Popen(["nginx", "-c", f"{d}/nginx.conf"])
     wait_port(port)
     rows = []
@@ -109,6 +180,8 @@ service:
         nginx.terminate()
         nginx.wait()
 
+    chain = measure_chain(d)
+
     ratios = sorted(r[1] / r[0] for r in rows)
     med = lambda xs: sorted(xs)[len(xs) // 2]
     core = subprocess.run(["cargo", "bench", "--quiet", "-p", "otelcol-ebpf-core", "--bench", "assemble", "--", "--noplot"],
@@ -130,6 +203,16 @@ alternated in one run. The collector's CPU is utime+stime of its process during 
 
 Median ratio traced/untraced: **{med(ratios):.2f}**; median collector CPU: **{med([r[2] for r in rows]):.1f} µs per request**
 (two spans); median spans exported per request: **{med([r[3] for r in rows]):.2f}**.
+
+## Connected traces: three services on one node
+
+{CHAIN_N} requests, {CHAIN_CONC} at a time, from a Python client through gateway → orders → payments
+(thread-per-request apps on loopback), collector with `ebpf: {{}}` (no header injection:
+same-node linking and in-process parenting only).
+
+| requests | fully connected traces (6 spans, one trace id) | share | links made | links where the server's read was seen first | links timed out |
+|---|---|---|---|---|---|
+| {chain['requests']} | {chain['connected']} | {chain['connected'] / chain['requests']:.1%} | {chain['links_made']:.0f} | {chain['links_server_first']:.0f} | {chain['links_timed_out']:.0f} |
 
 ## Core: events → spans → OTLP bytes (criterion)
 

@@ -28,38 +28,31 @@ fn fake_proc(pid: u32, comm: &str, _: Option<&str>) -> ProcessInfo {
     ProcessInfo::from_parts(pid, comm, "/usr/bin/app", b"")
 }
 
+/// Replays the records through a new assembler; returns it with its batch filled.
+fn replay(recs: &[Vec<u8>]) -> Assembler {
+    let mut a = Assembler::new(
+        Arc::new(Config::default()),
+        Arc::new(Stats::default()),
+        Clock { offset_ns: 0 },
+    )
+    .with_proc_reader(fake_proc);
+    for r in recs {
+        let ev: Event = decode(r).unwrap();
+        a.handle(ev);
+    }
+    a.flush_waiting(u64::MAX);
+    a
+}
+
 fn bench(c: &mut Criterion) {
     for name in ["keepalive", "nginx"] {
         let recs = records(name);
-        // Count the spans one replay yields, for the throughput figure.
-        let spans = {
-            let mut a = Assembler::new(
-                Arc::new(Config::default()),
-                Arc::new(Stats::default()),
-                Clock { offset_ns: 0 },
-            )
-            .with_proc_reader(fake_proc);
-            for r in &recs {
-                a.handle(decode(r).unwrap());
-            }
-            a.batch.len() as u64
-        };
+        // The spans one replay yields, for the throughput figure.
+        let spans = replay(&recs).batch.len() as u64;
         let mut g = c.benchmark_group("assemble");
         g.throughput(Throughput::Elements(spans));
         g.bench_function(format!("{name} ({spans} spans)"), |b| {
-            b.iter(|| {
-                let mut a = Assembler::new(
-                    Arc::new(Config::default()),
-                    Arc::new(Stats::default()),
-                    Clock { offset_ns: 0 },
-                )
-                .with_proc_reader(fake_proc);
-                for r in &recs {
-                    let ev: Event = decode(r).unwrap();
-                    a.handle(ev);
-                }
-                a.batch.take().0.len()
-            })
+            b.iter(|| replay(&recs).batch.take().0.len())
         });
         g.finish();
     }

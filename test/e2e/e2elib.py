@@ -563,3 +563,18 @@ def duration_ms(span: dict) -> float:
 
 def by_start(spans: list[dict]) -> list[dict]:
     return sorted(spans, key=lambda s: (s["start"], s["end"]))
+
+
+def chain_up(span: dict, by_id: dict) -> list[dict]:
+    """The span and its ancestors among by_id (span id → span), root first."""
+    chain = [span]
+    while chain[-1]["parent_span_id"] in by_id:
+        chain.append(by_id[chain[-1]["parent_span_id"]])
+    return list(reversed(chain))
+
+
+CHAIN_SHAPE = [("curl", 3), ("gateway", 2), ("gateway", 3), ("orders", 2), ("orders", 3), ("payments", 2)]
+
+
+def shape(chain: list[dict]) -> list[tuple[str, int]]:
+    return [(x["resource"]["service.name"], x["kind"]) for x in chain]

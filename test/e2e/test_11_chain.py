@@ -3,7 +3,7 @@ trace per request, by same-node linking and in-process parenting, without any SD
 
 import concurrent.futures
 
-from e2elib import brief, free_port, run_curl, start_app
+from e2elib import CHAIN_SHAPE, brief, chain_up, free_port, run_curl, shape, start_app
 
 
 def test_three_service_chain_is_one_trace_per_request(collector, procs):
@@ -34,19 +34,12 @@ def test_three_service_chain_is_one_trace_per_request(collector, procs):
     for s in spans:
         if s["kind"] != 2 or s["resource"]["service.name"] != "payments":
             continue
-        # Walk up from the innermost span to the root.
-        chain = [s]
-        while chain[-1]["parent_span_id"]:
-            parent = by_id.get(chain[-1]["parent_span_id"])
-            assert parent is not None, brief(chain) + f" {links}"
-            chain.append(parent)
-        got = [(x["resource"]["service.name"], x["kind"]) for x in reversed(chain)]
-        assert got == [("curl", 3), ("gateway", 2), ("gateway", 3), ("orders", 2), ("orders", 3), ("payments", 2)], \
-            brief(chain) + f" {links}"
+        chain = chain_up(s, by_id)
+        assert shape(chain) == CHAIN_SHAPE, brief(chain) + f" {links}"
         assert len({x["trace_id"] for x in chain}) == 1, brief(chain)
         user = s["attrs"]["url.path"]
         assert all(x["attrs"]["url.path"].endswith(user) for x in chain), brief(chain)
-        assert chain[-1]["resource"]["process.pid"] in curl_pids
+        assert chain[0]["resource"]["process.pid"] in curl_pids
         connected += 1
     assert connected == n
     assert len({s["trace_id"] for s in spans}) == n
