@@ -87,6 +87,9 @@ pub fn build(
         Side::Client => SpanKind::Client,
     };
 
+    // Opt-in attributes that say nothing here (network.transport "tcp", network.protocol.name
+    // "http", network.local.address) are left out: each one costs in the core and again
+    // when the collector decodes the batch.
     let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(20);
     let s = AttrValue::Str;
     let shared = |v: &Arc<str>| AttrValue::Shared(v.clone());
@@ -97,7 +100,6 @@ pub fn build(
     if let Some(st) = status {
         attrs.push(("http.response.status_code", AttrValue::Int(st as i64)));
     }
-    attrs.push(("network.protocol.name", AttrValue::Static("http")));
     // The version in use is the lower of the two ends' (an HTTP/1.0 server answers a 1.1 client in 1.0).
     let version =
         d.ex.resp
@@ -107,7 +109,6 @@ pub fn build(
         "network.protocol.version",
         AttrValue::Static(if version == 10 { "1.0" } else { "1.1" }),
     ));
-    attrs.push(("network.transport", AttrValue::Static("tcp")));
     // server.* names the server: from the Host header when there is one, else the socket.
     let (ip, port) = match kind {
         SpanKind::Server => (&peer.local_ip, peer.local_port),
@@ -125,7 +126,6 @@ pub fn build(
     }
     attrs.push(("network.peer.address", shared(&peer.remote_ip)));
     attrs.push(("network.peer.port", AttrValue::Int(peer.remote_port as i64)));
-    attrs.push(("network.local.address", shared(&peer.local_ip)));
     attrs.push(("network.local.port", AttrValue::Int(peer.local_port as i64)));
     if kind == SpanKind::Server {
         attrs.push(("client.address", shared(&peer.remote_ip)));
