@@ -387,10 +387,14 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	__u32 pid = BPF_CORE_READ(p, tgid);
 	if (BPF_CORE_READ(p, signal, live.counter) != 0) /* other threads live on */
 		return 0;
-	if (!bpf_map_lookup_elem(&proc_state, &pid))
-		return 0;
-	bpf_map_delete_elem(&proc_state, &pid);
-	emit_simple(EVENT_EXIT, pid, BPF_CORE_READ(p, pid), 0, 0);
+	__u32 *state = bpf_map_lookup_elem(&proc_state, &pid);
+	/* Without discovery every process without an entry was traced: userspace must hear
+	 * of its exit too (its connections and /proc details go, and the pid may be reused). */
+	int report = state ? *state != PROC_EXCLUDED : trace_all;
+	if (state)
+		bpf_map_delete_elem(&proc_state, &pid);
+	if (report)
+		emit_simple(EVENT_EXIT, pid, BPF_CORE_READ(p, pid), 0, 0);
 	return 0;
 }
 

@@ -1,18 +1,21 @@
 //! Compiles the C eBPF programs with clang (CO-RE, BTF from `-g`) into OUT_DIR, where
 //! `loader` embeds them. vmlinux.h comes from the build machine's BTF unless
 //! `VMLINUX_H` points at one.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf-programs");
+    // Read at run time, not with env!(): the compiled build script is reused across clones
+    // sharing a target dir, and a baked-in path would compile another clone's sources.
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let src = manifest_dir.join("../ebpf-programs");
     println!("cargo:rerun-if-env-changed=VMLINUX_H");
     println!("cargo:rerun-if-env-changed=CLANG");
     // Relative paths: the target dir is shared by clones (make's cache), and an absolute
     // path would keep watching the clone that built first.
     for dir in ["../ebpf-programs", "../ebpf-programs/include"] {
-        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap() {
+        for entry in std::fs::read_dir(manifest_dir.join(dir)).unwrap() {
             let p = entry.unwrap().path();
             if matches!(p.extension().and_then(|e| e.to_str()), Some("c" | "h")) {
                 println!(

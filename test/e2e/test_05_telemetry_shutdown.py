@@ -25,6 +25,19 @@ def test_telemetry_metrics(collector, procs, app):
     assert accepted >= len([s for s in collector.spans.refresh() if s["kind"] == SERVER and s["attrs"].get("network.local.port") == port])
 
 
+def test_exited_processes_are_forgotten(collector, procs, app):
+    # 40 short-lived clients: each is traced while it lives and forgotten when it exits
+    # (the gauge would only grow if exits were not reported).
+    _, port = app
+    before = collector.ebpf_counter("processes_traced")
+    for i in range(40):
+        run_client(procs, port, [{"path": f"/users/{i}"}])
+    assert len(collector.spans.wait(server_on(port), 40)) >= 40
+    time.sleep(2.5)  # the gauge is refreshed every second
+    after = collector.ebpf_counter("processes_traced")
+    assert after is not None and after < before + 20, (before, after)
+
+
 def test_shutdown_leaves_no_programs(collectors):
     c = collectors.get({})
     held = prog_ids_held_by(c.pid)
