@@ -141,6 +141,57 @@ def measure_chain(d):
     return dict(requests=CHAIN_N, connected=connected, **counters)
 
 
+def measure_event_loop(d):
+    """Share of an asyncio proxy's calls that get the right parent under concurrency."""
+    import concurrent.futures
+    import http.client
+    import json
+    front, back, mport = free_port(), free_port(), free_port()
+    traces = f"{d}/loop.jsonl"
+    write_config(f"{d}/loop.yaml", f"file: {{path: {traces}, flush_interval: 100ms}}", mport)
+    col = subprocess.Popen([BIN, "--config", f"{d}/loop.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    apps = []
+    try:
+        wait_port(mport)
+        apps.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "test/e2e/apps/async_app.py"), str(front)]))
+        apps.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "test/e2e/apps/app.py"), str(back)]))
+        wait_port(front)
+        wait_port(back)
+
+        def one(i):
+            c = http.client.HTTPConnection("127.0.0.1", front, timeout=30)
+            c.request("GET", f"/proxy/{back}/users/{i}")
+            c.getresponse().read()
+            c.close()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=CHAIN_CONC) as pool:
+            list(pool.map(one, range(CHAIN_N // 2)))
+        time.sleep(2)
+    finally:
+        for p in apps:
+            p.terminate()
+            p.wait()
+        col.terminate()
+        col.wait(30)
+    servers, calls = {}, []
+    for line in open(traces):
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                for sp in ss["spans"]:
+                    attrs = {a["key"]: a["value"] for a in sp.get("attributes", [])}
+                    path = attrs.get("url.path", {}).get("stringValue", "")
+                    local = int(attrs.get("network.local.port", {}).get("intValue", 0))
+                    peer = int(attrs.get("network.peer.port", {}).get("intValue", 0))
+                    if sp["kind"] == 2 and local == front:
+                        servers[sp["spanId"]] = path
+                    elif sp["kind"] == 3 and peer == back:
+                        calls.append((sp.get("parentSpanId", ""), path))
+    # Right: the call's parent is the proxy request for the same user.
+    right = sum(1 for parent, path in calls if parent in servers and servers[parent].endswith(path))
+    wrong = sum(1 for parent, path in calls if parent in servers and not servers[parent].endswith(path))
+    return dict(requests=CHAIN_N // 2, right=right, wrong=wrong, none=len(calls) - right - wrong)
+
+
 def main():
     d = tempfile.mkdtemp()
     port, mport = free_port(), free_port()
@@ -181,6 +232,7 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
         nginx.wait()
 
     chain = measure_chain(d)
+    loop = measure_event_loop(d)
 
     ratios = sorted(r[1] / r[0] for r in rows)
     med = lambda xs: sorted(xs)[len(xs) // 2]
@@ -213,6 +265,18 @@ same-node linking and in-process parenting only).
 | requests | fully connected traces (6 spans, one trace id) | share | links made | links where the server's read was seen first | links timed out |
 |---|---|---|---|---|---|
 | {chain['requests']} | {chain['connected']} | {chain['connected'] / chain['requests']:.1%} | {chain['links_made']:.0f} | {chain['links_server_first']:.0f} | {chain['links_timed_out']:.0f} |
+
+## In-process parenting on an event loop
+
+{loop['requests']} requests, {CHAIN_CONC} at a time, through an asyncio proxy (one thread serving all of them)
+to a backend. A call made while its thread has exactly one request in flight is that
+request's child; while it has several (overlapping requests on the loop) the call gets no
+parent rather than a possibly wrong one (`parents_ambiguous`). Thread-per-request servers
+are exact (the chain above, and the e2e tests).
+
+| requests | calls with the right parent | with a wrong parent | without parent |
+|---|---|---|---|
+| {loop['requests']} | {loop['right']} ({loop['right'] / loop['requests']:.0%}) | {loop['wrong']} | {loop['none']} |
 
 ## Core: events → spans → OTLP bytes (criterion)
 

@@ -68,6 +68,9 @@ counters! {
     links_server_first,
     /// Server spans that waited for a client on this host and went alone.
     links_timed_out,
+    /// Calls made by a thread serving several requests at once (an event loop): left
+    /// without a parent rather than given a possibly wrong one.
+    parents_ambiguous,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

@@ -55,8 +55,11 @@ pub enum Ready {
 #[derive(Default)]
 pub struct Contexts {
     ids: IdGen,
-    /// (pid, tid) → the server span that thread is serving.
-    serving: HashMap<(u32, u32), SpanCtx>,
+    /// (pid, tid) → the server requests that thread has read and not yet answered. One:
+    /// its calls are that request's children. More (an event loop with overlapping
+    /// requests): which request a call belongs to is unknown, and a wrong parent is worse
+    /// than none, so the call starts its own trace (`parents_ambiguous`).
+    serving: HashMap<(u32, u32), Vec<SpanCtx>>,
     /// Client requests not yet matched by a server read, per connection.
     clients: HashMap<LinkKey, VecDeque<SpanCtx>>,
     /// Server requests read before the client's write was seen: (trace id, span id).
@@ -113,9 +116,13 @@ impl Contexts {
                 invalid_parent: false,
             },
             (Side::Client, None) => {
-                let ctx = match self.serving.get(&(pid, ex.tid)) {
-                    Some(parent) => SpanCtx::child_of(parent, &mut self.ids),
-                    None => SpanCtx::root(&mut self.ids),
+                let ctx = match self.serving.get(&(pid, ex.tid)).map(Vec::as_slice) {
+                    Some([parent]) => SpanCtx::child_of(parent, &mut self.ids),
+                    Some([_, _, ..]) => {
+                        stats::inc(&stats.parents_ambiguous);
+                        SpanCtx::root(&mut self.ids)
+                    }
+                    _ => SpanCtx::root(&mut self.ids),
                 };
                 self.offer_client(key, &ctx, stats);
                 ctx
@@ -124,7 +131,11 @@ impl Contexts {
         };
         ctx.invalid_parent = invalid;
         if side == Side::Server {
-            self.serving.insert((pid, ex.tid), ctx.clone());
+            let reading = self.serving.entry((pid, ex.tid)).or_default();
+            if reading.len() >= LINK_QUEUE {
+                reading.remove(0);
+            }
+            reading.push(ctx.clone());
         }
         ex.ctx = Some(ctx);
     }
@@ -223,14 +234,12 @@ impl Contexts {
         if side != Side::Server {
             return;
         }
-        if let Some(ctx) = &ex.ctx {
-            if self
-                .serving
-                .get(&(pid, ex.tid))
-                .is_some_and(|cur| cur.span_id == ctx.span_id)
-            {
-                self.serving.remove(&(pid, ex.tid));
-            }
+        let (Some(ctx), Some(reading)) = (&ex.ctx, self.serving.get_mut(&(pid, ex.tid))) else {
+            return;
+        };
+        reading.retain(|r| r.span_id != ctx.span_id);
+        if reading.is_empty() {
+            self.serving.remove(&(pid, ex.tid));
         }
     }
 
@@ -314,6 +323,7 @@ mod tests {
         let (mut cl, mut sv) = (ex(1), ex(2));
         c.assign(10, Side::Client, &cp, &mut cl, &stats);
         c.assign(20, Side::Server, &sp, &mut sv, &stats);
+        c.ended(20, Side::Server, &sv);
         let (clc, svc) = (cl.ctx.unwrap(), sv.ctx.unwrap());
         assert_eq!(svc.trace_id, clc.trace_id);
         assert_eq!(svc.parent_span_id, Some(clc.span_id));
@@ -349,6 +359,44 @@ mod tests {
                 .links_server_first
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
+        );
+    }
+
+    #[test]
+    fn a_thread_serving_several_requests_gives_no_parent() {
+        let stats = Stats::default();
+        let (_, sp) = peers(7);
+        let mut c = Contexts::default();
+        let (mut a, mut b, mut call) = (ex(3), ex(3), ex(3));
+        c.assign(20, Side::Server, &sp, &mut a, &stats);
+        c.assign(20, Side::Server, &sp, &mut b, &stats);
+        c.assign(
+            20,
+            Side::Client,
+            &Peer::of(&tuple(41000, 9090, 7)),
+            &mut call,
+            &stats,
+        );
+        assert_eq!(call.ctx.unwrap().parent_span_id, None);
+        assert_eq!(
+            stats
+                .parents_ambiguous
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // Once only one is left, calls are its children again.
+        c.ended(20, Side::Server, &a);
+        let mut call = ex(3);
+        c.assign(
+            20,
+            Side::Client,
+            &Peer::of(&tuple(41001, 9090, 7)),
+            &mut call,
+            &stats,
+        );
+        assert_eq!(
+            call.ctx.unwrap().parent_span_id,
+            Some(b.ctx.unwrap().span_id)
         );
     }
 

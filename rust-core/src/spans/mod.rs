@@ -349,20 +349,25 @@ impl Assembler {
 
     /// Drops connections idle for too long (or the oldest half when `force`).
     pub fn evict_idle(&mut self, now_ns: u64, force: bool) {
-        let before = self.conns.len();
-        if force {
+        let cut = if force {
             let mut ts: Vec<u64> = self.conns.values().map(|c| c.last_ts).collect();
             ts.sort_unstable();
-            let cut = ts.get(ts.len() / 2).copied().unwrap_or(0);
-            self.conns.retain(|_, c| c.last_ts > cut);
+            ts.get(ts.len() / 2).copied().unwrap_or(0).saturating_add(1)
         } else {
-            self.conns
-                .retain(|_, c| now_ns.saturating_sub(c.last_ts) < IDLE_NS);
+            now_ns.saturating_sub(IDLE_NS)
+        };
+        let old: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.last_ts < cut)
+            .map(|(k, _)| *k)
+            .collect();
+        stats::add(&self.stats.connections_evicted, old.len() as u64);
+        // Closed like any connection, so what they left pending is reported and forgotten.
+        for k in old {
+            let conn = self.conns.remove(&k).unwrap();
+            self.close(conn, now_ns);
         }
-        stats::add(
-            &self.stats.connections_evicted,
-            (before - self.conns.len()) as u64,
-        );
         stats::set(&self.stats.connections_tracked, self.conns.len() as u64);
         stats::set(&self.stats.processes_traced, self.procs.len() as u64);
     }
