@@ -3,9 +3,8 @@
 //!
 //! - In-process parenting: a request a thread sends while it serves another becomes that
 //!   one's child. Exact for thread-per-request servers (the thread that read the request
-//!   makes the calls). An event-loop thread serves many requests at once: its calls are
-//!   attributed to the request it read most recently, right only when requests do not
-//!   overlap.
+//!   makes the calls). An event-loop thread may serve several requests at once: then a
+//!   call's request is unknown and it gets no parent rather than a wrong one.
 //! - Same-node linking: when both ends of a connection are traced here, the n-th request
 //!   the server reads on it is the n-th the client wrote, so the SERVER span becomes the
 //!   CLIENT span's child. Either side may be seen first (the two syscalls exit on different
