@@ -79,51 +79,67 @@ def wrk(port):
 CHAIN_N, CHAIN_CONC = 400, 16
 
 
-def measure_chain(d):
-    """Share of requests through three local services that end up as one connected trace."""
+def app_cmd(name, port):
+    return [sys.executable, os.path.join(ROOT, "test/e2e/apps", name), str(port)]
+
+
+def traced_run(d, tag, apps, drive, requests):
+    """Starts a collector (file exporter) and the apps [(cmd, env, port)], sends `requests`
+    calls of drive(i), CHAIN_CONC at a time; returns (spans, counters): spans as
+    (service.name, span dict, attributes) from the exported file."""
     import concurrent.futures
-    import http.client
     import json
-    ports = [free_port() for _ in range(3)]
     mport = free_port()
-    traces = f"{d}/chain.jsonl"
-    write_config(f"{d}/chain.yaml", f"file: {{path: {traces}, flush_interval: 100ms}}", mport)
-    col = subprocess.Popen([BIN, "--config", f"{d}/chain.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    apps = []
+    traces = f"{d}/{tag}.jsonl"
+    write_config(f"{d}/{tag}.yaml", f"file: {{path: {traces}, flush_interval: 100ms}}", mport)
+    col = subprocess.Popen([BIN, "--config", f"{d}/{tag}.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = []
     try:
         wait_port(mport)
-        for port, name in zip(ports, ("gateway", "orders", "payments")):
-            apps.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "test/e2e/apps/app.py"), str(port)],
-                                         env=dict(os.environ, OTEL_SERVICE_NAME=name)))
-            wait_port(port)
-        # wait_port connected to the apps: this process is traced anyway (ebpf: {}).
-
-        def one(i):
-            c = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=30)
-            c.request("GET", f"/proxy/{ports[1]}/proxy/{ports[2]}/users/{i}")
-            c.getresponse().read()
-            c.close()
-
+        for cmd, env, port in apps:
+            procs.append(subprocess.Popen(cmd, env=dict(os.environ, **env)))
+            wait_port(port)  # this process is traced anyway (ebpf: {})
         with concurrent.futures.ThreadPoolExecutor(max_workers=CHAIN_CONC) as pool:
-            list(pool.map(one, range(CHAIN_N)))
+            list(pool.map(drive, range(requests)))
         time.sleep(2)
         counters = {k: metric(mport, f"otelcol_ebpf_{k}") for k in ("links_made", "links_server_first", "links_timed_out")}
     finally:
-        for p in apps:
+        for p in procs:
             p.terminate()
             p.wait()
         col.terminate()
         col.wait(30)
-    spans = {}
+    spans = []
     for line in open(traces):
         for rs in json.loads(line)["resourceSpans"]:
             svc = next(a["value"]["stringValue"] for a in rs["resource"]["attributes"] if a["key"] == "service.name")
             for ss in rs["scopeSpans"]:
                 for sp in ss["spans"]:
-                    attrs = {a["key"]: a["value"] for a in sp.get("attributes", [])}
-                    port = attrs.get("network.local.port" if sp["kind"] == 2 else "network.peer.port", {}).get("intValue")
-                    if port is not None and int(port) in ports:
-                        spans[sp["spanId"]] = (svc, sp["kind"], sp.get("parentSpanId", ""), sp["traceId"])
+                    spans.append((svc, sp, {a["key"]: a["value"] for a in sp.get("attributes", [])}))
+    return spans, counters
+
+
+def get(port, path):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", path)
+    c.getresponse().read()
+    c.close()
+
+
+def port_of(attrs, key):
+    return int(attrs.get(key, {}).get("intValue", 0))
+
+
+def measure_chain(d):
+    """Share of requests through three local services that end up as one connected trace."""
+    ports = [free_port() for _ in range(3)]
+    apps = [(app_cmd("app.py", p), {"OTEL_SERVICE_NAME": n}, p) for p, n in zip(ports, ("gateway", "orders", "payments"))]
+    got, counters = traced_run(d, "chain", apps, lambda i: get(ports[0], f"/proxy/{ports[1]}/proxy/{ports[2]}/users/{i}"), CHAIN_N)
+    spans = {}
+    for svc, sp, attrs in got:
+        if port_of(attrs, "network.local.port" if sp["kind"] == 2 else "network.peer.port") in ports:
+            spans[sp["spanId"]] = (svc, sp["kind"], sp.get("parentSpanId", ""), sp["traceId"])
     connected = 0
     want = [("gateway", 2), ("gateway", 3), ("orders", 2), ("orders", 3), ("payments", 2)]
     for sid, (svc, kind, parent, trace) in spans.items():
@@ -143,49 +159,16 @@ def measure_chain(d):
 
 def measure_event_loop(d):
     """Share of an asyncio proxy's calls that get the right parent under concurrency."""
-    import concurrent.futures
-    import http.client
-    import json
-    front, back, mport = free_port(), free_port(), free_port()
-    traces = f"{d}/loop.jsonl"
-    write_config(f"{d}/loop.yaml", f"file: {{path: {traces}, flush_interval: 100ms}}", mport)
-    col = subprocess.Popen([BIN, "--config", f"{d}/loop.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    apps = []
-    try:
-        wait_port(mport)
-        apps.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "test/e2e/apps/async_app.py"), str(front)]))
-        apps.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "test/e2e/apps/app.py"), str(back)]))
-        wait_port(front)
-        wait_port(back)
-
-        def one(i):
-            c = http.client.HTTPConnection("127.0.0.1", front, timeout=30)
-            c.request("GET", f"/proxy/{back}/users/{i}")
-            c.getresponse().read()
-            c.close()
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=CHAIN_CONC) as pool:
-            list(pool.map(one, range(CHAIN_N // 2)))
-        time.sleep(2)
-    finally:
-        for p in apps:
-            p.terminate()
-            p.wait()
-        col.terminate()
-        col.wait(30)
+    front, back = free_port(), free_port()
+    apps = [(app_cmd("async_app.py", front), {}, front), (app_cmd("app.py", back), {}, back)]
+    got, _ = traced_run(d, "loop", apps, lambda i: get(front, f"/proxy/{back}/users/{i}"), CHAIN_N // 2)
     servers, calls = {}, []
-    for line in open(traces):
-        for rs in json.loads(line)["resourceSpans"]:
-            for ss in rs["scopeSpans"]:
-                for sp in ss["spans"]:
-                    attrs = {a["key"]: a["value"] for a in sp.get("attributes", [])}
-                    path = attrs.get("url.path", {}).get("stringValue", "")
-                    local = int(attrs.get("network.local.port", {}).get("intValue", 0))
-                    peer = int(attrs.get("network.peer.port", {}).get("intValue", 0))
-                    if sp["kind"] == 2 and local == front:
-                        servers[sp["spanId"]] = path
-                    elif sp["kind"] == 3 and peer == back:
-                        calls.append((sp.get("parentSpanId", ""), path))
+    for _, sp, attrs in got:
+        path = attrs.get("url.path", {}).get("stringValue", "")
+        if sp["kind"] == 2 and port_of(attrs, "network.local.port") == front:
+            servers[sp["spanId"]] = path
+        elif sp["kind"] == 3 and port_of(attrs, "network.peer.port") == back:
+            calls.append((sp.get("parentSpanId", ""), path))
     # Right: the call's parent is the proxy request for the same user.
     right = sum(1 for parent, path in calls if parent in servers and servers[parent].endswith(path))
     wrong = sum(1 for parent, path in calls if parent in servers and not servers[parent].endswith(path))

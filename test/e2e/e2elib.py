@@ -578,3 +578,17 @@ CHAIN_SHAPE = [("curl", 3), ("gateway", 2), ("gateway", 3), ("orders", 2), ("ord
 
 def shape(chain: list[dict]) -> list[tuple[str, int]]:
     return [(x["resource"]["service.name"], x["kind"]) for x in chain]
+
+
+def touches(ports) -> "callable":
+    """Spans of a server on one of `ports`, or of a client calling one."""
+    def pred(s):
+        a = s["attrs"]
+        return (a.get("network.local.port") if s["kind"] == 2 else a.get("network.peer.port")) in ports
+    return pred
+
+
+def payment_chains(spans: list[dict]) -> list[list[dict]]:
+    """For each payments SERVER span, its chain of ancestors among `spans`, root first."""
+    by_id = {s["span_id"]: s for s in spans}
+    return [chain_up(s, by_id) for s in spans if s["kind"] == 2 and s["resource"]["service.name"] == "payments"]

@@ -3,7 +3,7 @@ trace per request, by same-node linking and in-process parenting, without any SD
 
 import concurrent.futures
 
-from e2elib import CHAIN_SHAPE, brief, chain_up, free_port, run_curl, shape, start_app
+from e2elib import CHAIN_SHAPE, brief, free_port, payment_chains, run_curl, shape, start_app, touches
 
 
 def test_three_service_chain_is_one_trace_per_request(collector, procs):
@@ -19,25 +19,14 @@ def test_three_service_chain_is_one_trace_per_request(collector, procs):
     with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
         curl_pids = list(pool.map(call, range(1, n + 1)))
 
-    ports = {gateway, orders, payments}
-
-    def mine(s):
-        a = s["attrs"]
-        port = a.get("network.local.port") if s["kind"] == 2 else a.get("network.peer.port")
-        return port in ports
-
-    spans = collector.spans.wait(mine, 6 * n)
+    spans = collector.spans.wait(touches({gateway, orders, payments}), 6 * n)
     links = {k: collector.ebpf_counter(k) for k in ("links_made", "links_server_first", "links_timed_out")}
     assert len(spans) == 6 * n, brief(spans)
-    by_id = {s["span_id"]: s for s in spans}
     connected = 0
-    for s in spans:
-        if s["kind"] != 2 or s["resource"]["service.name"] != "payments":
-            continue
-        chain = chain_up(s, by_id)
+    for chain in payment_chains(spans):
         assert shape(chain) == CHAIN_SHAPE, brief(chain) + f" {links}"
         assert len({x["trace_id"] for x in chain}) == 1, brief(chain)
-        user = s["attrs"]["url.path"]
+        user = chain[-1]["attrs"]["url.path"]
         assert all(x["attrs"]["url.path"].endswith(user) for x in chain), brief(chain)
         assert chain[0]["resource"]["process.pid"] in curl_pids
         connected += 1

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from e2elib import APPS, CHAIN_SHAPE, brief, chain_up, free_port, shape
+from e2elib import APPS, CHAIN_SHAPE, brief, free_port, payment_chains, shape, touches
 
 NS_A, NS_B = "otelebpf-e2e-a", "otelebpf-e2e-b"
 # Addresses of the test's own veth pair, inside its own namespaces only.
@@ -71,22 +71,10 @@ def test_chain_across_namespaces(namespaces, collector, procs):
     with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
         list(pool.map(call, range(1, n + 1)))
 
-    services = {"gateway", "orders", "payments"}
-    ports = {gateway, orders, payments}
-
-    def mine(s):
-        a = s["attrs"]
-        port = a.get("network.local.port") if s["kind"] == 2 else a.get("network.peer.port")
-        return port in ports and (s["resource"]["service.name"] in services or s["resource"]["service.name"] == "curl")
-
-    spans = collector.spans.wait(mine, 6 * n)
+    spans = collector.spans.wait(touches({gateway, orders, payments}), 6 * n)
     assert len(spans) == 6 * n, brief(spans)
-    by_id = {s["span_id"]: s for s in spans}
     connected = 0
-    for s in spans:
-        if s["kind"] != 2 or s["resource"]["service.name"] != "payments":
-            continue
-        chain = chain_up(s, by_id)
+    for chain in payment_chains(spans):
         assert shape(chain) == CHAIN_SHAPE, brief(chain)
         assert len({x["trace_id"] for x in chain}) == 1, brief(chain)
         connected += 1
