@@ -155,9 +155,12 @@ static __always_inline void read_tuple(struct sock *sk, struct conn_tuple *t)
 	}
 }
 
+#include "context.h"
+
 /* Copies up to CAPTURE_MAX - 1 bytes of one user buffer into a record. `e` holds the
- * header and tuple already. */
-static __noinline int emit_data(struct data_event *e, const void *buf, __u32 len)
+ * header and tuple already. `ctx_tid`: the reading thread when the bytes may start a
+ * request whose trace context the kernel keeps (context.h), else 0. */
+static __noinline int emit_data(struct data_event *e, const void *buf, __u32 len, __u64 ctx_tid)
 {
 	__u32 n = len;
 	if (n > CAPTURE_MAX - 1) {
@@ -171,13 +174,16 @@ static __noinline int emit_data(struct data_event *e, const void *buf, __u32 len
 	e->captured_len = 0;
 	if (buf && n && !bpf_probe_read_user(e->data, n, buf))
 		e->captured_len = n;
+	if (ctx_tid && e->captured_len)
+		server_request(e, ctx_tid);
 	__u64 size = offsetof(struct data_event, data) + (e->captured_len & (CAPTURE_MAX - 1));
 	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
 		count(COUNTER_RINGBUF_FULL, 1);
 	return 0;
 }
 
-static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __u64 iovcnt, __u32 total)
+static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __u64 iovcnt, __u32 total,
+			       __u64 ctx_tid)
 {
 	__u32 left = total;
 	for (int i = 0; i < MAX_IOV; i++) {
@@ -187,13 +193,13 @@ static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __
 		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
 			break;
 		__u32 len = v.iov_len < left ? v.iov_len : left;
-		emit_data(e, v.iov_base, len);
+		emit_data(e, v.iov_base, len, i == 0 ? ctx_tid : 0);
 		left -= len;
 	}
 	if (left) { /* more iovecs than we walk: report the rest as uncaptured bytes */
 		count(COUNTER_TRUNCATED, 1);
 		count(COUNTER_BYTES_NOT_CAPTURED, left);
-		emit_data(e, NULL, left);
+		emit_data(e, NULL, left, 0);
 	}
 	return 0;
 }
@@ -299,35 +305,40 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	e->flags = state && *state == PROC_PENDING ? DATA_FLAG_PENDING : 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 
+	int recv = nr == NR_READ || nr == NR_RECVFROM || nr == NR_READV || nr == NR_RECVMSG;
+	__u64 ctx_tid = propagate && recv ? pid_tgid : 0;
+	if (propagate && !recv)
+		answered(sid);
+
 	switch (nr) {
 	case NR_READ:
 	case NR_RECVFROM:
 		e->direction = DIR_RECV;
-		emit_data(e, (const void *)regs->si, ret);
+		emit_data(e, (const void *)regs->si, ret, ctx_tid);
 		break;
 	case NR_WRITE:
 	case NR_SENDTO:
 		e->direction = DIR_SEND;
-		emit_data(e, (const void *)regs->si, ret);
+		emit_data(e, (const void *)regs->si, ret, 0);
 		break;
 	case NR_READV:
 	case NR_WRITEV:
 		e->direction = nr == NR_READV ? DIR_RECV : DIR_SEND;
-		emit_iov(e, (const struct iovec *)regs->si, regs->dx, ret);
+		emit_iov(e, (const struct iovec *)regs->si, regs->dx, ret, ctx_tid);
 		break;
 	case NR_RECVMSG:
 	case NR_SENDMSG: {
 		struct user_msghdr m = {};
 		e->direction = nr == NR_RECVMSG ? DIR_RECV : DIR_SEND;
 		if (bpf_probe_read_user(&m, sizeof(m), (const void *)regs->si))
-			emit_data(e, NULL, ret);
+			emit_data(e, NULL, ret, 0);
 		else
-			emit_iov(e, m.msg_iov, m.msg_iovlen, ret);
+			emit_iov(e, m.msg_iov, m.msg_iovlen, ret, ctx_tid);
 		break;
 	}
 	case NR_SENDFILE: /* file bytes: only their count matters for framing */
 		e->direction = DIR_SEND;
-		emit_data(e, NULL, ret);
+		emit_data(e, NULL, ret, 0);
 		break;
 	}
 	return 0;
@@ -406,6 +417,8 @@ int BPF_PROG(on_sock_state, const struct sock *sk, int oldstate, int newstate)
 	if (newstate != TCP_CLOSE)
 		return 0;
 	__u64 sid = (__u64)sk;
+	if (propagate)
+		answered(sid); /* closed unanswered: the thread no longer serves it */
 	if (!bpf_map_lookup_elem(&socks, &sid))
 		return 0;
 	bpf_map_delete_elem(&socks, &sid);

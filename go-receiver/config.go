@@ -20,6 +20,9 @@ type Config struct {
 	ExcludePaths []string `mapstructure:"exclude_paths"`
 	// ExcludePorts are ports whose connections (at either end) produce no spans.
 	ExcludePorts []int `mapstructure:"exclude_ports"`
+	// ContextPropagation is "headers" (insert traceparent into outgoing plaintext
+	// HTTP/1 requests of traced processes) or "off" (never touch traffic).
+	ContextPropagation string `mapstructure:"context_propagation"`
 }
 
 // DiscoveryConfig picks processes: one matching any Instrument selector is traced,
@@ -64,6 +67,11 @@ func (c *Config) Validate() error {
 		if p < 1 || p > 65535 {
 			errs = append(errs, fmt.Errorf("exclude_ports[%d]: port %d is outside 1-65535", i, p))
 		}
+	}
+	switch c.ContextPropagation {
+	case "headers", "off":
+	default:
+		errs = append(errs, fmt.Errorf("context_propagation: %q is not one of \"headers\", \"off\"", c.ContextPropagation))
 	}
 	return errors.Join(errs...)
 }
@@ -138,6 +146,7 @@ type nativeConfig struct {
 	Discovery    *nativeDiscovery `json:"discovery,omitempty"`
 	ExcludePaths []string         `json:"exclude_paths"`
 	ExcludePorts []int            `json:"exclude_ports"`
+	Propagation  string           `json:"context_propagation"`
 }
 
 type nativeDiscovery struct {
@@ -158,6 +167,7 @@ func (c *Config) nativeJSON() ([]byte, error) {
 	nc := nativeConfig{
 		ExcludePaths: append([]string{}, c.ExcludePaths...),
 		ExcludePorts: append([]int{}, c.ExcludePorts...),
+		Propagation:  c.ContextPropagation,
 	}
 	if d := c.Discovery; d != nil {
 		nc.Discovery = &nativeDiscovery{Instrument: nativeSelectors(d.Instrument), Exclude: nativeSelectors(d.Exclude)}

@@ -48,8 +48,9 @@ func TestLoadConfig(t *testing.T) {
 			},
 			Exclude: []Selector{{ExePath: ptr("*/sshd")}},
 		},
-		ExcludePaths: []string{"/health", "/metrics", "/static/*"},
-		ExcludePorts: []int{22},
+		ExcludePaths:       []string{"/health", "/metrics", "/static/*"},
+		ExcludePorts:       []int{22},
+		ContextPropagation: "off",
 	}, cfg)
 	assert.NoError(t, confmap.Validate(cfg))
 }
@@ -75,6 +76,7 @@ func TestValidate(t *testing.T) {
 		{"path_no_slash.yaml", []string{`exclude_paths[1]: "metrics" must start with "/"`}},
 		{"bad_glob_path.yaml", []string{`exclude_paths[0]: "/api/*/users": "*" is only allowed as a trailing "/*"`}},
 		{"bad_exclude_port.yaml", []string{`exclude_ports[1]: port 0 is outside 1-65535`}},
+		{"bad_propagation.yaml", []string{`context_propagation: "inject" is not one of "headers", "off"`}},
 		{"many_errors.yaml", []string{
 			`discovery.instrument[0].open_ports: invalid port range "90-80"`,
 			`discovery.exclude[0]: empty selector`,
@@ -113,22 +115,23 @@ func TestNativeJSON(t *testing.T) {
 			Instrument: []Selector{{OpenPorts: ptr("8080-8089,9090"), ExePath: ptr("*/python3*")}},
 			Exclude:    []Selector{{ExePath: ptr("*/sshd")}},
 		},
-		ExcludePaths: []string{"/health"},
-		ExcludePorts: []int{22},
+		ExcludePaths:       []string{"/health"},
+		ExcludePorts:       []int{22},
+		ContextPropagation: "off",
 	}
 	b, err := cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22]}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22],"context_propagation":"off"}`, string(b))
 
 	// No discovery: the key is left out and lists are empty, never null.
 	b, err = createDefaultConfig().(*Config).nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[]}`, string(b))
+	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers"}`, string(b))
 
-	cfg = &Config{Discovery: &DiscoveryConfig{Instrument: []Selector{{OpenPorts: ptr("443")}}}}
+	cfg = &Config{Discovery: &DiscoveryConfig{Instrument: []Selector{{OpenPorts: ptr("443")}}}, ContextPropagation: "headers"}
 	b, err = cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[]}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers"}`, string(b))
 
 	cfg.ExcludePorts = []int{0}
 	_, err = cfg.nativeJSON()

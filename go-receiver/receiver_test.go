@@ -169,7 +169,7 @@ func newTestReceiver(t *testing.T, fake *fakeNative, next consumer.Traces) testE
 	set.TelemetrySettings = tel.NewTelemetrySettings()
 	set.Logger = zap.New(core)
 	r, err := newReceiver(createDefaultConfig().(*Config), set, next, func(cfgJSON []byte) (native, error) {
-		assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[]}`, string(cfgJSON))
+		assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers"}`, string(cfgJSON))
 		return fake, nil
 	})
 	require.NoError(t, err)

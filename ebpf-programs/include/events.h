@@ -15,6 +15,7 @@ enum event_kind {
 	EVENT_CLOSE = 2, /* a socket we reported data on reached TCP_CLOSE (pid is 0) */
 	EVENT_EXEC = 3,  /* a process exec'd (only when exe selectors are configured) */
 	EVENT_EXIT = 4,  /* a traced process exited */
+	EVENT_CTX = 5,   /* trace context the kernel gave a request (context_propagation) */
 };
 
 enum direction {
@@ -44,7 +45,14 @@ enum counter {
 	COUNTER_RINGBUF_FULL = 0,
 	COUNTER_TRUNCATED = 1,
 	COUNTER_BYTES_NOT_CAPTURED = 2,
-	COUNTER_MAX = 4,
+	COUNTER_INJECTED = 3, /* traceparent headers inserted into outgoing requests */
+	COUNTER_INJECT_HAS_HEADER = 4, /* requests that carried their own traceparent: untouched */
+	COUNTER_INJECT_SPLIT = 5, /* header block not complete in one send: not touched */
+	COUNTER_INJECT_FAILED = 6, /* the kernel refused to grow the message: not touched */
+	COUNTER_HEAD_SPLIT = 7, /* server read a request head in pieces: its incoming
+				 * traceparent may have been missed by the kernel */
+	COUNTER_TRACESTATE_DROPPED = 8, /* tracestate too long to carry: traceparent only */
+	COUNTER_MAX = 16,
 };
 
 struct event_header {
@@ -97,6 +105,30 @@ struct exec_event {
 
 struct exit_event {
 	struct event_header hdr;
+};
+
+/* ctx_event.ctx_kind */
+enum ctx_kind {
+	CTX_SERVER = 1, /* ids for the request a server thread just read; hdr.ts_ns equals
+			 * the ts_ns of the data event that carried the request's first bytes */
+	CTX_INJECTED = 2, /* traceparent inserted into a request this thread is sending;
+			   * precedes the data event of that send */
+};
+
+/* ctx_event.ctx_flags */
+#define CTX_FLAG_HEADER 1 /* CTX_SERVER: trace id and flags came from the request's traceparent */
+#define CTX_FLAG_AMBIGUOUS 2 /* the thread served several requests at once: no parent */
+#define CTX_FLAG_TRACESTATE 4 /* CTX_INJECTED: tracestate was inserted too */
+
+struct ctx_event {
+	struct event_header hdr;
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 parent_span_id[8]; /* CTX_INJECTED: the server span the thread serves, or zeros */
+	__u8 ctx_kind;
+	__u8 trace_flags; /* W3C trace-flags */
+	__u8 ctx_flags;
+	__u8 _pad[5];
 };
 
 

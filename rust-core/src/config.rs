@@ -17,6 +17,19 @@ pub struct Config {
     /// No spans for connections with one of these ports at either end.
     #[serde(default)]
     pub exclude_ports: Vec<u16>,
+    /// How trace context crosses process boundaries.
+    #[serde(default)]
+    pub context_propagation: Propagation,
+}
+
+/// `headers`: insert `traceparent` into outgoing plaintext HTTP/1 requests of traced
+/// processes (sock_ops + sk_msg); `off`: never touch traffic (same-node linking only).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    #[default]
+    Headers,
+    Off,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -24,6 +24,15 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    pub fn from_io(e: std::io::Error) -> LoadError {
+        LoadError::Aya {
+            what: "duplicating a map descriptor".into(),
+            source: Box::new(e),
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]

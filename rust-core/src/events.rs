@@ -11,6 +11,13 @@ pub const EVENT_DATA: u32 = 1;
 pub const EVENT_CLOSE: u32 = 2;
 pub const EVENT_EXEC: u32 = 3;
 pub const EVENT_EXIT: u32 = 4;
+pub const EVENT_CTX: u32 = 5;
+
+pub const CTX_SERVER: u8 = 1;
+pub const CTX_INJECTED: u8 = 2;
+pub const CTX_FLAG_HEADER: u8 = 1;
+pub const CTX_FLAG_AMBIGUOUS: u8 = 2;
+pub const CTX_FLAG_TRACESTATE: u8 = 4;
 
 pub const DATA_FLAG_PENDING: u8 = 1;
 
@@ -27,12 +34,18 @@ pub const PORT_INSTRUMENT_WITH_EXE: u8 = 8;
 pub const COUNTER_RINGBUF_FULL: u32 = 0;
 pub const COUNTER_TRUNCATED: u32 = 1;
 pub const COUNTER_BYTES_NOT_CAPTURED: u32 = 2;
-pub const COUNTER_MAX: u32 = 4;
+pub const COUNTER_INJECTED: u32 = 3;
+pub const COUNTER_INJECT_HAS_HEADER: u32 = 4;
+pub const COUNTER_INJECT_SPLIT: u32 = 5;
+pub const COUNTER_INJECT_FAILED: u32 = 6;
+pub const COUNTER_HEAD_SPLIT: u32 = 7;
+pub const COUNTER_TRACESTATE_DROPPED: u32 = 8;
+pub const COUNTER_MAX: u32 = 16;
 
 const AF_INET: u16 = 2;
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventHeader {
     pub kind: u32,
     pub pid: u32,
@@ -79,7 +92,23 @@ pub struct ExecEventRaw {
     pub filename: [u8; FILENAME_LEN],
 }
 
+/// `struct ctx_event`: ids the kernel gave a request (context_propagation: headers).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtxEvent {
+    pub hdr: EventHeader,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// CTX_INJECTED: the server span the thread serves; zeros when none.
+    pub parent_span_id: [u8; 8],
+    pub ctx_kind: u8,
+    pub trace_flags: u8,
+    pub ctx_flags: u8,
+    pub _pad: [u8; 5],
+}
+
 const _: () = assert!(std::mem::size_of::<EventHeader>() == 32);
+const _: () = assert!(std::mem::size_of::<CtxEvent>() == 32 + 40);
 const _: () = assert!(std::mem::size_of::<ConnTuple>() == 48);
 const _: () = assert!(std::mem::size_of::<DataEventHead>() == 32 + 48 + 16 + 16);
 const _: () = assert!(std::mem::size_of::<ExecEventRaw>() == 32 + 8 + 16 + 256);
@@ -136,6 +165,7 @@ pub enum Event<'a> {
     Exit {
         hdr: EventHeader,
     },
+    Ctx(CtxEvent),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +211,13 @@ pub fn decode(rec: &[u8]) -> Result<Event<'_>, Malformed> {
         }
         EVENT_CLOSE => Ok(Event::Close { hdr }),
         EVENT_EXIT => Ok(Event::Exit { hdr }),
+        EVENT_CTX => {
+            let c: CtxEvent = read(rec)?;
+            if c.ctx_kind != CTX_SERVER && c.ctx_kind != CTX_INJECTED {
+                return Err(Malformed);
+            }
+            Ok(Event::Ctx(c))
+        }
         EVENT_EXEC => {
             let e: ExecEventRaw = read(rec)?;
             Ok(Event::Exec {
@@ -226,6 +263,7 @@ pub fn encode(ev: &Event<'_>) -> Vec<u8> {
             v
         }
         Event::Close { hdr } | Event::Exit { hdr } => bytes(hdr).to_vec(),
+        Event::Ctx(c) => bytes(c).to_vec(),
         Event::Exec {
             hdr,
             prev_state,
@@ -291,6 +329,33 @@ mod tests {
         assert_eq!(decode(&rec[..10]).unwrap_err(), Malformed);
         let mut bad = rec.clone();
         bad[0] = 77;
+        assert_eq!(decode(&bad).unwrap_err(), Malformed);
+    }
+
+    #[test]
+    fn ctx_roundtrip_and_bounds() {
+        let c = CtxEvent {
+            hdr: EventHeader {
+                kind: EVENT_CTX,
+                pid: 7,
+                tid: 8,
+                ts_ns: 5,
+                sock_id: 9,
+                ..Default::default()
+            },
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: [3; 8],
+            ctx_kind: CTX_INJECTED,
+            trace_flags: 1,
+            ctx_flags: CTX_FLAG_TRACESTATE,
+            _pad: [0; 5],
+        };
+        let rec = encode(&Event::Ctx(c));
+        assert!(matches!(decode(&rec), Ok(Event::Ctx(d)) if d == c));
+        assert_eq!(decode(&rec[..rec.len() - 1]).unwrap_err(), Malformed);
+        let mut bad = rec.clone();
+        bad[64] = 9; // ctx_kind
         assert_eq!(decode(&bad).unwrap_err(), Malformed);
     }
 }

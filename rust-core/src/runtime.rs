@@ -58,7 +58,8 @@ impl Receiver {
         let kernel = Kernel::load(&self.cfg, RINGBUF_BYTES)?;
         *self.info.lock() = kernel.info.clone();
         let (tx, rx) = bounded(QUEUE_BATCHES);
-        let asm = Assembler::new(self.cfg.clone(), self.stats.clone(), Clock::now());
+        let mut asm = Assembler::new(self.cfg.clone(), self.stats.clone(), Clock::now());
+        asm.set_propagating(kernel.propagating);
         let (stats, stop) = (self.stats.clone(), self.stop.clone());
         let thread = std::thread::Builder::new()
             .name("otelcol-ebpf-pump".into())
@@ -176,18 +177,31 @@ fn pump(
             batch_started = Instant::now();
         }
         if last_housekeeping.elapsed() >= Duration::from_secs(1) || stopping {
-            stats::set(
-                &stats.events_lost,
-                kernel.maps.counter(events::COUNTER_RINGBUF_FULL),
-            );
-            stats::set(
-                &stats.captures_truncated,
-                kernel.maps.counter(events::COUNTER_TRUNCATED),
-            );
-            stats::set(
-                &stats.bytes_not_captured,
-                kernel.maps.counter(events::COUNTER_BYTES_NOT_CAPTURED),
-            );
+            for (idx, c) in [
+                (events::COUNTER_RINGBUF_FULL, &stats.events_lost),
+                (events::COUNTER_TRUNCATED, &stats.captures_truncated),
+                (
+                    events::COUNTER_BYTES_NOT_CAPTURED,
+                    &stats.bytes_not_captured,
+                ),
+                (events::COUNTER_INJECTED, &stats.context_injected),
+                (
+                    events::COUNTER_INJECT_HAS_HEADER,
+                    &stats.inject_skipped_own_header,
+                ),
+                (
+                    events::COUNTER_INJECT_SPLIT,
+                    &stats.inject_skipped_split_head,
+                ),
+                (events::COUNTER_INJECT_FAILED, &stats.inject_failed),
+                (events::COUNTER_HEAD_SPLIT, &stats.server_head_split),
+                (
+                    events::COUNTER_TRACESTATE_DROPPED,
+                    &stats.tracestate_dropped,
+                ),
+            ] {
+                stats::set(c, kernel.maps.counter(idx));
+            }
             asm.evict_idle(monotonic_ns(), false);
             last_housekeeping = Instant::now();
         }

@@ -71,6 +71,24 @@ counters! {
     /// Calls made by a thread serving several requests at once (an event loop): left
     /// without a parent rather than given a possibly wrong one.
     parents_ambiguous,
+    /// traceparent headers the kernel inserted into outgoing requests.
+    context_injected,
+    /// Outgoing requests that carried their own traceparent: left untouched.
+    inject_skipped_own_header,
+    /// Outgoing requests whose header block did not fit in one send: left untouched.
+    inject_skipped_split_head,
+    /// Outgoing requests the kernel could not grow: left untouched.
+    inject_failed,
+    /// Client requests of traced processes sent without an inserted header (sockets
+    /// opened before the collector or before the process was traced, and every skip above).
+    requests_not_injected,
+    /// Server requests whose head arrived in several reads: the kernel may have missed
+    /// their traceparent.
+    server_head_split,
+    /// ... and did: the calls made while serving them went out in another trace.
+    context_mismatch,
+    /// Incoming tracestate values too long to carry on (traceparent still is).
+    tracestate_dropped,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

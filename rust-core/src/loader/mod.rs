@@ -3,11 +3,11 @@
 
 use std::fmt::Write as _;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::BtfTracePoint;
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, SockHash};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, SkMsg, SockOps};
 use aya::{Btf, Ebpf, EbpfLoader};
 
-use crate::config::Config;
+use crate::config::{Config, Propagation};
 use crate::error::LoadError;
 use crate::events::{
     PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_INSTRUMENT_WITH_EXE, PORT_NO_SPANS,
@@ -27,10 +27,14 @@ const PROGRAMS: &[(&str, &str)] = &[
 
 pub struct Kernel {
     _bpf: Ebpf,
+    /// The sockets on_msg may rewrite (kept: the sk_msg link refers to it).
+    _inject_socks: Option<SockHash<MapData, u64>>,
     pub ring: RingBuf<MapData>,
     /// Apart from `ring`, so decisions can be written while records are being read.
     pub maps: Maps,
     pub info: String,
+    /// The kernel inserts traceparent headers.
+    pub propagating: bool,
 }
 
 pub struct Maps {
@@ -119,6 +123,54 @@ pub fn preflight() -> Result<(), LoadError> {
     Ok(())
 }
 
+/// Where the cgroup v2 hierarchy is mounted (sock_ops attaches to its root, which covers
+/// every socket of the host, in every container).
+fn cgroup2_root() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_, path, kind) = (f.next()?, f.next()?, f.next()?);
+        (kind == "cgroup2").then(|| path.to_string())
+    })
+}
+
+/// sock_ops marks the client sockets of traced processes, sk_msg inserts the headers.
+fn attach_propagation(bpf: &mut Ebpf, cgroup: &str) -> Result<SockHash<MapData, u64>, LoadError> {
+    let why = "context_propagation: headers (set context_propagation: off to run without)";
+    let socks: SockHash<MapData, u64> = SockHash::try_from(take_map(bpf, "inject_socks")?)
+        .map_err(|e| aya_err("inject_socks map", e))?;
+    let ops: &mut SockOps = bpf
+        .program_mut("on_sockops")
+        .ok_or_else(|| LoadError::Unsupported {
+            feature: "program on_sockops".into(),
+            detail: "missing from object".into(),
+        })?
+        .try_into()
+        .map_err(|e| aya_err("program on_sockops", e))?;
+    ops.load()
+        .map_err(|e| aya_err(format!("loading sock_ops for {why}"), e))?;
+    let dir = std::fs::File::open(cgroup).map_err(|e| LoadError::Unsupported {
+        feature: "cgroup v2".into(),
+        detail: format!("{cgroup}: {e}"),
+    })?;
+    ops.attach(&dir, CgroupAttachMode::Single)
+        .map_err(|e| aya_err(format!("attaching sock_ops to {cgroup} for {why}"), e))?;
+    let msg: &mut SkMsg = bpf
+        .program_mut("on_msg")
+        .ok_or_else(|| LoadError::Unsupported {
+            feature: "program on_msg".into(),
+            detail: "missing from object".into(),
+        })?
+        .try_into()
+        .map_err(|e| aya_err("program on_msg", e))?;
+    msg.load()
+        .map_err(|e| aya_err(format!("loading sk_msg for {why}"), e))?;
+    let fd = socks.fd().try_clone().map_err(LoadError::from_io)?;
+    msg.attach(&fd)
+        .map_err(|e| aya_err(format!("attaching sk_msg for {why}"), e))?;
+    Ok(socks)
+}
+
 fn has_bpf_caps() -> bool {
     // CapEff bits: CAP_SYS_ADMIN 21, CAP_PERFMON 38, CAP_BPF 39.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -138,6 +190,13 @@ impl Kernel {
             detail: e.to_string(),
         })?;
         let trace_all: u8 = cfg.discovery.is_none() as u8;
+        // Without a cgroup v2 mount there is nowhere to attach sock_ops: spans still flow,
+        // linked on this node only, and the start-up info says why.
+        let cgroup = match cfg.context_propagation {
+            Propagation::Headers => cgroup2_root().ok_or("no cgroup v2 mount"),
+            Propagation::Off => Err("off in the configuration"),
+        };
+        let propagate: u8 = cgroup.is_ok() as u8;
         let watch_exec: u8 = cfg.discovery.as_ref().is_some_and(|d| {
             d.instrument
                 .iter()
@@ -148,6 +207,7 @@ impl Kernel {
             .btf(Some(&btf))
             .override_global("trace_all", &trace_all, true)
             .override_global("watch_exec", &watch_exec, true)
+            .override_global("propagate", &propagate, true)
             .map_max_entries("events", ringbuf_bytes)
             .load(NET_OBJ)
             .map_err(|e| aya_err("loading net.bpf.o", e))?;
@@ -170,6 +230,11 @@ impl Kernel {
             prog.attach()
                 .map_err(|e| aya_err(format!("attaching tp_btf/{tp}"), e))?;
         }
+
+        let inject_socks = match &cgroup {
+            Ok(root) => Some(attach_propagation(&mut bpf, root)?),
+            Err(_) => None,
+        };
 
         let mut proc_state: HashMap<MapData, u32, u32> =
             HashMap::try_from(take_map(&mut bpf, "proc_state")?)
@@ -210,8 +275,20 @@ impl Kernel {
                 "discovery selectors"
             }
         );
+        let _ = match &cgroup {
+            Ok(root) => write!(
+                info,
+                "; context propagation: traceparent headers (sock_ops on {root}, sk_msg)"
+            ),
+            Err(why) => write!(
+                info,
+                "; context propagation: none ({why}); same-node linking only"
+            ),
+        };
         Ok(Kernel {
             _bpf: bpf,
+            propagating: inject_socks.is_some(),
+            _inject_socks: inject_socks,
             ring,
             maps: Maps {
                 proc_state,

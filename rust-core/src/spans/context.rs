@@ -13,12 +13,20 @@
 //!   provisional trace (the server's and everything descending from it, in this process or
 //!   further down the chain) wait, at most `LINK_WAIT_NS`, until the client's request names
 //!   the real trace; then one alias re-labels them all.
+//!
+//! With `context_propagation: headers` the kernel chooses the ids first (see
+//! ebpf-programs/context.h): a server request gets its trace and span id when the thread
+//! reads it, and a request the thread sends gets its span id when the kernel writes it
+//! into the `traceparent` it inserts. Those ids are on the wire already, so they win: they
+//! come as `CtxEvent`s queued per socket, and the rules above cover what the kernel did
+//! not handle (requests it could not rewrite, sockets older than the collector).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
 use super::ids::{IdGen, SpanCtx, TraceParent, HAS_IS_REMOTE, IS_REMOTE};
 use crate::conn::{Exchange, LinkKey, Peer, Side};
+use crate::events::{CtxEvent, CTX_FLAG_AMBIGUOUS, CTX_INJECTED, CTX_SERVER};
 use crate::stats::{self, Stats};
 
 /// Requests remembered per connection for linking; more means the other end is not
@@ -68,6 +76,33 @@ pub struct Contexts {
     aliases: HashMap<[u8; 16], Alias>,
     /// Addresses seen as the local end of traced sockets: this host's.
     local_ips: HashSet<IpAddr>,
+    /// The kernel inserts headers: a client request without one was not rewritten.
+    pub propagating: bool,
+}
+
+/// The kernel's ids for the server request that started in the read at `ts` (the
+/// record carries the same timestamp), by that thread.
+fn take_server(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEvent> {
+    // Older ones belong to requests already given ids (or lost): drop them.
+    while kq.front().is_some_and(|k| k.hdr.ts_ns < ts) {
+        kq.pop_front();
+    }
+    let pos = kq
+        .iter()
+        .position(|k| k.ctx_kind == CTX_SERVER && k.hdr.ts_ns == ts && k.hdr.tid == tid)?;
+    kq.remove(pos)
+}
+
+/// The header the kernel inserted into the request that started in the write at `ts`:
+/// the newest injection by that thread before it (the inject happens inside the send).
+fn take_injected(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEvent> {
+    let pos = kq
+        .iter()
+        .rposition(|k| k.ctx_kind == CTX_INJECTED && k.hdr.ts_ns <= ts && k.hdr.tid == tid)?;
+    let k = kq.remove(pos);
+    // Earlier injections whose request was never seen (a lost record) would only mislead.
+    kq.retain(|o| o.hdr.ts_ns > ts || o.hdr.tid != tid || o.ctx_kind != CTX_INJECTED);
+    k
 }
 
 /// A server span answering `client`.
@@ -90,11 +125,23 @@ fn push_bounded<T>(q: &mut VecDeque<T>, v: T) {
 }
 
 impl Contexts {
-    /// Gives `ex` its ids unless it has them.
-    pub fn assign(&mut self, pid: u32, side: Side, peer: &Peer, ex: &mut Exchange, stats: &Stats) {
+    /// Gives `ex` its ids unless it has them; `kq`: the kernel's ids for the socket.
+    pub fn assign(
+        &mut self,
+        pid: u32,
+        side: Side,
+        peer: &Peer,
+        ex: &mut Exchange,
+        kq: Option<&mut VecDeque<CtxEvent>>,
+        stats: &Stats,
+    ) {
         if ex.ctx.is_some() {
             return;
         }
+        let kernel = kq.and_then(|q| match side {
+            Side::Server => take_server(q, ex.req_start, ex.tid),
+            Side::Client => take_injected(q, ex.req_start, ex.tid),
+        });
         let header = ex.req.traceparent.as_deref().map(TraceParent::parse);
         let invalid = matches!(header, Some(None));
         if invalid {
@@ -103,7 +150,18 @@ impl Contexts {
         let key = LinkKey::new(peer, side);
         let mut ctx = match (side, header.flatten()) {
             (Side::Server, Some(tp)) => {
-                SpanCtx::from_remote(&tp, ex.req.tracestate.as_deref(), &mut self.ids)
+                let mut ctx =
+                    SpanCtx::from_remote(&tp, ex.req.tracestate.as_deref(), &mut self.ids);
+                if let Some(k) = kernel {
+                    // The kernel's span id is the one this thread's calls name as parent.
+                    ctx.span_id = k.span_id;
+                    if k.trace_id != tp.trace_id {
+                        // It missed the header (a head read in pieces): its calls went
+                        // out in another trace.
+                        stats::inc(&stats.context_mismatch);
+                    }
+                }
+                ctx
             }
             // The app propagates itself: the header's parent-id is its client span's id.
             (Side::Client, Some(tp)) => SpanCtx {
@@ -114,7 +172,13 @@ impl Contexts {
                 trace_state: ex.req.tracestate.clone().unwrap_or_default(),
                 invalid_parent: false,
             },
+            (Side::Client, None) if kernel.is_some() => {
+                self.injected(pid, ex.tid, kernel.as_ref().unwrap(), stats)
+            }
             (Side::Client, None) => {
+                if self.propagating {
+                    stats::inc(&stats.requests_not_injected);
+                }
                 let ctx = match self.serving.get(&(pid, ex.tid)).map(Vec::as_slice) {
                     Some([parent]) => SpanCtx::child_of(parent, &mut self.ids),
                     Some([_, _, ..]) => {
@@ -126,7 +190,7 @@ impl Contexts {
                 self.offer_client(key, &ctx, stats);
                 ctx
             }
-            (Side::Server, None) => self.server_root(key, ex.req_start, stats),
+            (Side::Server, None) => self.server_root(key, ex.req_start, kernel.as_ref(), stats),
         };
         ctx.invalid_parent = invalid;
         if side == Side::Server {
@@ -139,14 +203,70 @@ impl Contexts {
         ex.ctx = Some(ctx);
     }
 
+    /// A request the kernel put a header in: exactly the ids it wrote.
+    fn injected(&mut self, pid: u32, tid: u32, k: &CtxEvent, stats: &Stats) -> SpanCtx {
+        if k.ctx_flags & CTX_FLAG_AMBIGUOUS != 0 {
+            stats::inc(&stats.parents_ambiguous);
+        }
+        let parent = (k.parent_span_id != [0; 8]).then_some(k.parent_span_id);
+        let trace_state = parent
+            .and_then(|p| {
+                self.serving
+                    .get(&(pid, tid))?
+                    .iter()
+                    .find(|s| s.span_id == p)
+                    .map(|s| s.trace_state.clone())
+            })
+            .unwrap_or_default();
+        SpanCtx {
+            trace_id: k.trace_id,
+            span_id: k.span_id,
+            parent_span_id: parent,
+            flags: HAS_IS_REMOTE | k.trace_flags as u32,
+            trace_state,
+            invalid_parent: false,
+        }
+    }
+
     /// A server request without a header: the child of the client's request when that
     /// was seen, else a trace of its own (provisional if the client may be on this host).
-    fn server_root(&mut self, key: LinkKey, start: u64, stats: &Stats) -> SpanCtx {
+    /// `kernel`: the ids the kernel gave it, which its calls carry already.
+    fn server_root(
+        &mut self,
+        key: LinkKey,
+        start: u64,
+        kernel: Option<&CtxEvent>,
+        stats: &Stats,
+    ) -> SpanCtx {
         if let Some(client) = self.clients.get_mut(&key).and_then(VecDeque::pop_front) {
             stats::inc(&stats.links_made);
-            return linked_child(&client, self.ids.span_id());
+            let Some(k) = kernel else {
+                return linked_child(&client, self.ids.span_id());
+            };
+            // Its calls went out in the kernel's trace: that trace joins the client's.
+            self.aliases.insert(
+                k.trace_id,
+                Alias {
+                    trace_id: client.trace_id,
+                    root_span_id: k.span_id,
+                    parent_span_id: client.span_id,
+                    flags: client.flags & 0xff,
+                    trace_state: client.trace_state.clone(),
+                },
+            );
+            return linked_child(&client, k.span_id);
         }
-        let ctx = SpanCtx::root(&mut self.ids);
+        let ctx = match kernel {
+            Some(k) => SpanCtx {
+                trace_id: k.trace_id,
+                span_id: k.span_id,
+                parent_span_id: None,
+                flags: HAS_IS_REMOTE | k.trace_flags as u32,
+                trace_state: String::new(),
+                invalid_parent: false,
+            },
+            None => SpanCtx::root(&mut self.ids),
+        };
         let room = self.servers.len() < LINK_KEYS || self.servers.contains_key(&key);
         if room && self.local_ips.contains(&key.client.0) {
             push_bounded(
@@ -320,8 +440,8 @@ mod tests {
         c.note_local(cp.local);
         // Client first.
         let (mut cl, mut sv) = (ex(1), ex(2));
-        c.assign(10, Side::Client, &cp, &mut cl, &stats);
-        c.assign(20, Side::Server, &sp, &mut sv, &stats);
+        c.assign(10, Side::Client, &cp, &mut cl, None, &stats);
+        c.assign(20, Side::Server, &sp, &mut sv, None, &stats);
         c.ended(20, Side::Server, &sv);
         let (clc, svc) = (cl.ctx.unwrap(), sv.ctx.unwrap());
         assert_eq!(svc.trace_id, clc.trace_id);
@@ -329,7 +449,7 @@ mod tests {
         // Server first: the server's trace is provisional; what its thread calls meanwhile
         // belongs to it; the client's request re-labels both.
         let (mut cl, mut sv, mut call) = (ex(1), ex(2), ex(2));
-        c.assign(20, Side::Server, &sp, &mut sv, &stats);
+        c.assign(20, Side::Server, &sp, &mut sv, None, &stats);
         let mut svc = sv.ctx.clone().unwrap();
         assert_eq!(c.resolve(&mut svc.clone(), 0), Ready::Wait);
         c.assign(
@@ -337,9 +457,10 @@ mod tests {
             Side::Client,
             &Peer::of(&tuple(41000, 9090, 7)),
             &mut call,
+            None,
             &stats,
         );
-        c.assign(10, Side::Client, &cp, &mut cl, &stats);
+        c.assign(10, Side::Client, &cp, &mut cl, None, &stats);
         c.ended(20, Side::Server, &sv);
         let clc = cl.ctx.unwrap();
         let mut callc = call.ctx.unwrap();
@@ -367,13 +488,14 @@ mod tests {
         let (_, sp) = peers(7);
         let mut c = Contexts::default();
         let (mut a, mut b, mut call) = (ex(3), ex(3), ex(3));
-        c.assign(20, Side::Server, &sp, &mut a, &stats);
-        c.assign(20, Side::Server, &sp, &mut b, &stats);
+        c.assign(20, Side::Server, &sp, &mut a, None, &stats);
+        c.assign(20, Side::Server, &sp, &mut b, None, &stats);
         c.assign(
             20,
             Side::Client,
             &Peer::of(&tuple(41000, 9090, 7)),
             &mut call,
+            None,
             &stats,
         );
         assert_eq!(call.ctx.unwrap().parent_span_id, None);
@@ -391,6 +513,7 @@ mod tests {
             Side::Client,
             &Peer::of(&tuple(41001, 9090, 7)),
             &mut call,
+            None,
             &stats,
         );
         assert_eq!(
@@ -407,7 +530,7 @@ mod tests {
         c.note_local(cp.local);
         let mut sv = ex(2);
         sv.req_start = 1_000;
-        c.assign(20, Side::Server, &sp, &mut sv, &stats);
+        c.assign(20, Side::Server, &sp, &mut sv, None, &stats);
         let mut ctx = sv.ctx.unwrap();
         assert_eq!(c.resolve(&mut ctx, 2_000), Ready::Wait);
         assert_eq!(c.resolve(&mut ctx, 1_000 + LINK_WAIT_NS), Ready::Now);
@@ -427,8 +550,8 @@ mod tests {
         let (cp, sp) = peers(8);
         let mut c = Contexts::default();
         let (mut cl, mut sv) = (ex(1), ex(2));
-        c.assign(10, Side::Client, &cp, &mut cl, &stats);
-        c.assign(20, Side::Server, &sp, &mut sv, &stats);
+        c.assign(10, Side::Client, &cp, &mut cl, None, &stats);
+        c.assign(20, Side::Server, &sp, &mut sv, None, &stats);
         assert_eq!(sv.ctx.unwrap().parent_span_id, None);
     }
 }

@@ -6,12 +6,12 @@ pub mod http;
 pub mod ids;
 pub mod route;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::config::{glob_match, Config};
 use crate::conn::{Conn, Done};
-use crate::events::{cstr, Event, PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED};
+use crate::events::{cstr, CtxEvent, Event, PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED};
 use crate::otlp::BatchBuilder;
 use crate::process::{ProcReader, ProcessInfo, ProcessTable};
 use crate::stats::{self, Stats};
@@ -106,6 +106,8 @@ impl Clock {
 /// Connections idle longer than this are dropped (their close was never seen).
 const IDLE_NS: u64 = 300_000_000_000;
 const MAX_CONNS: usize = 65_536;
+/// Kernel ids waiting for their request, per socket (more: the request was not seen).
+const KCTX_PER_SOCK: usize = 16;
 
 pub struct Assembler {
     cfg: Arc<Config>,
@@ -118,6 +120,8 @@ pub struct Assembler {
     /// Processes whose exec was matched as not traced: their pending-era events are dropped.
     untraced: HashSet<u32>,
     contexts: context::Contexts,
+    /// The kernel's ids for requests not parsed yet, by socket (context_propagation).
+    kctx: HashMap<u64, VecDeque<CtxEvent>>,
     /// Spans of provisional traces, waiting for a same-node link.
     waiting: Vec<Pending>,
     pub batch: BatchBuilder,
@@ -134,10 +138,16 @@ impl Assembler {
             procs: ProcessTable::default(),
             untraced: HashSet::new(),
             contexts: context::Contexts::default(),
+            kctx: HashMap::new(),
             waiting: Vec::new(),
             batch: BatchBuilder::new(),
             done: Vec::new(),
         }
+    }
+
+    /// The kernel inserts traceparent headers (counts the requests it did not).
+    pub fn set_propagating(&mut self, on: bool) {
+        self.contexts.propagating = on;
     }
 
     /// Resolve processes with `reader` instead of /proc (replaying recordings).
@@ -185,8 +195,9 @@ impl Assembler {
                         .map(|d| &mut d.ex)
                         .chain(conn.pending.iter_mut())
                     {
+                        let kq = self.kctx.get_mut(&key);
                         self.contexts
-                            .assign(hdr.pid, side, &conn.peer, ex, &self.stats);
+                            .assign(hdr.pid, side, &conn.peer, ex, kq, &self.stats);
                     }
                 }
                 if out.unknown_protocol {
@@ -201,14 +212,26 @@ impl Assembler {
                 stats::add(&self.stats.responses_without_request, out.orphan_responses);
                 if !self.done.is_empty() {
                     let (peer, comm) = (conn.peer.clone(), conn.comm.clone());
-                    self.finish(hdr.pid, &comm, &peer);
+                    self.finish(hdr.pid, &comm, &peer, key);
                 }
+                None
+            }
+            Event::Ctx(c) => {
+                if self.kctx.len() >= MAX_CONNS && !self.kctx.contains_key(&c.hdr.sock_id) {
+                    self.kctx.clear();
+                }
+                let q = self.kctx.entry(c.hdr.sock_id).or_default();
+                if q.len() >= KCTX_PER_SOCK {
+                    q.pop_front();
+                }
+                q.push_back(c);
                 None
             }
             Event::Close { hdr } => {
                 if let Some(conn) = self.conns.remove(&hdr.sock_id) {
-                    self.close(conn, hdr.ts_ns);
+                    self.close(conn, hdr.ts_ns, hdr.sock_id);
                 }
+                self.kctx.remove(&hdr.sock_id);
                 None
             }
             Event::Exit { hdr } => {
@@ -220,7 +243,8 @@ impl Assembler {
                     .collect();
                 for k in keys {
                     let conn = self.conns.remove(&k).unwrap();
-                    self.close(conn, hdr.ts_ns);
+                    self.close(conn, hdr.ts_ns, k);
+                    self.kctx.remove(&k);
                 }
                 self.procs.exit(hdr.pid);
                 self.contexts.exited(hdr.pid);
@@ -284,22 +308,23 @@ impl Assembler {
         }
     }
 
-    fn close(&mut self, mut conn: Conn, ts: u64) {
+    fn close(&mut self, mut conn: Conn, ts: u64, key: u64) {
         conn.close(ts, &mut self.done);
-        self.finish(conn.pid, &conn.comm, &conn.peer);
+        self.finish(conn.pid, &conn.comm, &conn.peer, key);
         if let Some(side) = conn.side {
             self.contexts.closed(side, &conn.peer);
         }
     }
 
-    fn finish(&mut self, pid: u32, comm: &str, peer: &Arc<crate::conn::Peer>) {
+    fn finish(&mut self, pid: u32, comm: &str, peer: &Arc<crate::conn::Peer>, key: u64) {
         if self.done.is_empty() {
             return;
         }
         let process = self.procs.get(pid, comm);
         for mut d in std::mem::take(&mut self.done) {
+            let kq = self.kctx.get_mut(&key);
             self.contexts
-                .assign(pid, d.side, peer, &mut d.ex, &self.stats);
+                .assign(pid, d.side, peer, &mut d.ex, kq, &self.stats);
             if d.error.is_some() {
                 stats::inc(&self.stats.requests_without_response);
             }
@@ -366,7 +391,8 @@ impl Assembler {
         // Closed like any connection, so what they left pending is reported and forgotten.
         for k in old {
             let conn = self.conns.remove(&k).unwrap();
-            self.close(conn, now_ns);
+            self.close(conn, now_ns, k);
+            self.kctx.remove(&k);
         }
         stats::set(&self.stats.connections_tracked, self.conns.len() as u64);
         stats::set(&self.stats.processes_traced, self.procs.len() as u64);

@@ -1,0 +1,530 @@
+/* Trace context kept in the kernel, for `context_propagation: headers`. Included by
+ * net.bpf.c (the maps are shared with its programs).
+ *
+ * A header is inserted synchronously inside the sender's sendmsg, so the ids it carries
+ * must be known in the kernel by then:
+ * - server side (tp_btf/sys_exit): when a traced thread reads the start of an HTTP/1
+ *   request, the request gets its ids here: the incoming traceparent's trace id and flags
+ *   (or a new trace) and a new span id. They are kept per thread and reported (CTX_SERVER)
+ *   so the SERVER span uses exactly them.
+ * - client side (sk_msg on sockets traced processes connected): a request the thread sends
+ *   gets a new span id and `traceparent` (and the server's `tracestate`) after its request
+ *   line, unless it has a traceparent already; the ids are reported (CTX_INJECTED).
+ * The thread's context ends when it writes on the socket it read the request from (the
+ * response). A thread with several requests open at once (an event loop) cannot tell
+ * which one a call belongs to: its calls start new traces (flagged AMBIGUOUS). */
+
+#define SCAN_MAX 4096 /* header bytes looked at; a power of two */
+#define TS_MAX 256    /* tracestate bytes carried; a power of two */
+#define TP_LINE 70    /* "traceparent: 00-<32>-<16>-<2>\r\n" */
+#define LINE_MAX (TP_LINE + 14 + TS_MAX)
+#define LINE_BUF 512 /* a power of two above LINE_MAX */
+#define SK_PASS 1
+
+const volatile __u8 propagate = 0;
+
+struct thread_ctx {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 flags;
+	__u8 inflight; /* requests read and not yet answered */
+	__u8 ambiguous;
+	__u8 _pad;
+	__u32 ts_len;
+	char tracestate[TS_MAX];
+};
+
+/* pid_tgid of a server thread -> the context of the request it serves. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct thread_ctx);
+} thread_ctxs SEC(".maps");
+
+/* Server socket with a request read and not answered -> the thread that read it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} serving SEC(".maps");
+
+/* Sockets traced processes are connecting (by cookie): put in inject_socks once
+ * established (a socket can only enter a sockhash then). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u8);
+} connecting SEC(".maps");
+
+/* The only sockets on_msg runs for: client sockets of traced processes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u32);
+} inject_socks SEC(".maps");
+
+struct hdr_buf {
+	char b[SCAN_MAX];
+};
+
+struct line_buf {
+	char b[LINE_BUF];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hdr_buf);
+} hdr_bufs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct line_buf);
+} line_bufs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct thread_ctx);
+} ctx_tmpl SEC(".maps");
+
+/* What one pass over a header block found (offsets into hdr_buf; 0 = not found). */
+struct scan {
+	__u32 n;
+	__u32 line_start;
+	__u32 line_end; /* just past the request line's LF */
+	__u32 head_end; /* just past the blank line ending the header block */
+	__u32 tp_line;  /* start of the traceparent line */
+	__u32 ts_line;  /* start of the tracestate line */
+	__u32 ts_end;   /* the LF ending it */
+	__u32 dup;      /* traceparent or tracestate given twice */
+};
+
+#define B(h, i) ((h)->b[(i) & (SCAN_MAX - 1)])
+/* n &= mask in a way clang 14 keeps, so the verifier sees the bound. */
+#define BOUND(n, mask) asm volatile("%[v] &= %[m]" : [v] "+r"(n) : [m] "i"(mask))
+
+static __always_inline int name_is(struct hdr_buf *h, __u32 p, const char *name, int len)
+{
+#pragma unroll
+	for (int k = 0; k < len; k++)
+		if ((B(h, p + k) | 0x20) != name[k])
+			return 0;
+	return 1;
+}
+
+/* bpf_loop body: one byte per call; work happens at line ends only. */
+static long scan_step(__u32 i, struct scan *s)
+{
+	__u32 zero = 0;
+	struct hdr_buf *h = bpf_map_lookup_elem(&hdr_bufs, &zero);
+	if (!h || i >= s->n)
+		return 1;
+	if (B(h, i) != '\n')
+		return 0;
+	if (!s->line_end) {
+		s->line_end = i + 1;
+	} else if (i - s->line_start <= 1) {
+		s->head_end = i + 1;
+		return 1;
+	}
+	if (s->ts_line && !s->ts_end)
+		s->ts_end = i;
+	__u32 p = i + 1;
+	s->line_start = p;
+	if (p + 12 > s->n || (B(h, p) | 0x20) != 't')
+		return 0;
+	if (name_is(h, p, "traceparent:", 12)) {
+		if (s->tp_line)
+			s->dup = 1;
+		s->tp_line = p;
+	} else if (name_is(h, p, "tracestate:", 11)) {
+		if (s->ts_line)
+			s->dup = 1;
+		s->ts_line = p;
+	}
+	return 0;
+}
+
+/* Scans the first `n` bytes of hdr_buf. True when they start with an HTTP/1 request line. */
+static __always_inline int scan_request(struct hdr_buf *h, __u32 n, struct scan *s)
+{
+	__builtin_memset(s, 0, sizeof(*s));
+	s->n = n;
+	bpf_loop(SCAN_MAX, scan_step, s, 0);
+	__u32 e = s->line_end; /* "... HTTP/1.x\r\n" */
+	if (e < 16)
+		return 0;
+	return B(h, e - 2) == '\r' && B(h, e - 11) == ' ' && B(h, e - 10) == 'H' &&
+	       B(h, e - 9) == 'T' && B(h, e - 8) == 'T' && B(h, e - 7) == 'P' &&
+	       B(h, e - 6) == '/' && B(h, e - 5) == '1' && B(h, e - 4) == '.';
+}
+
+/* The first bytes of a request ("GET ", "POST", ...): a cheap filter before scanning. */
+static __always_inline int method_start(const char *p)
+{
+	__u32 w = (__u8)p[0] | (__u8)p[1] << 8 | (__u8)p[2] << 16 | (__u32)(__u8)p[3] << 24;
+#define W(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+	return w == W('G', 'E', 'T', ' ') || w == W('P', 'O', 'S', 'T') ||
+	       w == W('P', 'U', 'T', ' ') || w == W('H', 'E', 'A', 'D') ||
+	       w == W('D', 'E', 'L', 'E') || w == W('P', 'A', 'T', 'C') ||
+	       w == W('O', 'P', 'T', 'I');
+#undef W
+}
+
+static __always_inline int hexv(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Decodes `len` bytes of lowercase hex at `p`; -1 when not hex or all zero. */
+static __always_inline int unhex(struct hdr_buf *h, __u32 p, __u8 *out, int len)
+{
+	__u8 any = 0;
+#pragma unroll
+	for (int k = 0; k < len; k++) {
+		int hi = hexv(B(h, p + 2 * k)), lo = hexv(B(h, p + 2 * k + 1));
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[k] = hi << 4 | lo;
+		any |= out[k];
+	}
+	return any ? 0 : -1;
+}
+
+static __always_inline __u32 skip_ows(struct hdr_buf *h, __u32 p)
+{
+#pragma unroll
+	for (int k = 0; k < 4; k++)
+		if (B(h, p) == ' ' || B(h, p) == '\t')
+			p++;
+	return p;
+}
+
+/* W3C traceparent, version 00: "00-<trace id>-<parent id>-<flags>". */
+static __noinline int parse_traceparent(struct hdr_buf *h, __u32 line, __u32 n, struct thread_ctx *tc)
+{
+	__u8 span[8], fl[1];
+	__u32 v = skip_ows(h, line + 12);
+	if (v + 55 > n || B(h, v) != '0' || B(h, v + 1) != '0' || B(h, v + 2) != '-' ||
+	    B(h, v + 35) != '-' || B(h, v + 52) != '-')
+		return -1;
+	if (unhex(h, v + 3, tc->trace_id, 16) || unhex(h, v + 36, span, 8))
+		return -1;
+	if (hexv(B(h, v + 53)) < 0 || hexv(B(h, v + 54)) < 0)
+		return -1;
+	fl[0] = hexv(B(h, v + 53)) << 4 | hexv(B(h, v + 54));
+	if (v + 55 < n) {
+		char c = B(h, v + 55);
+		if (c != '\r' && c != '\n' && c != ' ' && c != '\t')
+			return -1;
+	}
+	tc->flags = fl[0];
+	return 0;
+}
+
+static __always_inline void random_bytes(__u8 *p, int n)
+{
+#pragma unroll
+	for (int i = 0; i < n; i += 4) {
+		__u32 r = bpf_get_prandom_u32();
+		__builtin_memcpy(p + i, &r, 4);
+	}
+}
+
+/* The thread no longer serves one of its requests. */
+static __always_inline void release(__u64 tid)
+{
+	struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &tid);
+	if (!tc)
+		return;
+	if (tc->inflight <= 1)
+		bpf_map_delete_elem(&thread_ctxs, &tid);
+	else
+		tc->inflight--;
+}
+
+/* A traced thread wrote on `sid`: if it is a server socket with a request open, that
+ * request is being answered. */
+static __always_inline void answered(__u64 sid)
+{
+	__u64 *who = bpf_map_lookup_elem(&serving, &sid);
+	if (!who)
+		return;
+	release(*who);
+	bpf_map_delete_elem(&serving, &sid);
+}
+
+static __always_inline void emit_ctx(struct ctx_event *ev)
+{
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), BPF_RB_NO_WAKEUP))
+		count(COUNTER_RINGBUF_FULL, 1);
+}
+
+/* A traced thread read `e->data` from socket e->hdr.sock_id: when it starts a request,
+ * give the request its ids and make them the thread's. Called before the data record is
+ * written, so userspace has the ids when it parses the request. */
+static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
+{
+	__u32 zero = 0;
+	__u32 n = e->captured_len;
+	if (n < 16 || !method_start((const char *)e->data))
+		return 0;
+	struct hdr_buf *h = bpf_map_lookup_elem(&hdr_bufs, &zero);
+	struct thread_ctx *tc = bpf_map_lookup_elem(&ctx_tmpl, &zero);
+	if (!h || !tc)
+		return 0;
+	BOUND(n, SCAN_MAX - 1);
+	if (bpf_probe_read_kernel(h->b, n, e->data))
+		return 0;
+	struct scan s;
+	if (!scan_request(h, n, &s))
+		return 0;
+	if (!s.head_end)
+		count(COUNTER_HEAD_SPLIT, 1);
+
+	struct ctx_event ev = {};
+	tc->ts_len = 0;
+	if (s.tp_line && !s.dup && !parse_traceparent(h, s.tp_line, n, tc)) {
+		ev.ctx_flags |= CTX_FLAG_HEADER;
+		if (s.ts_line && s.ts_end) {
+			__u32 v = skip_ows(h, s.ts_line + 11), end = s.ts_end;
+			if (end > v && B(h, end - 1) == '\r')
+				end--;
+			__u32 len = end > v ? end - v : 0;
+			if (len >= TS_MAX) {
+				count(COUNTER_TRACESTATE_DROPPED, 1);
+			} else if (len) {
+				BOUND(len, TS_MAX - 1);
+				BOUND(v, SCAN_MAX - 1);
+				if (!bpf_probe_read_kernel(tc->tracestate, len, &h->b[v]))
+					tc->ts_len = len;
+			}
+		}
+	} else {
+		random_bytes(tc->trace_id, 16);
+		tc->flags = 1;
+	}
+	random_bytes(tc->span_id, 8);
+
+	__u64 sid = e->hdr.sock_id;
+	struct thread_ctx *old = bpf_map_lookup_elem(&thread_ctxs, &pid_tgid);
+	__u32 inflight = old ? old->inflight : 0;
+	tc->ambiguous = old ? old->ambiguous : 0;
+	__u64 *who = bpf_map_lookup_elem(&serving, &sid);
+	if (!who || *who != pid_tgid) {
+		if (who) /* another thread read the last request here; it no longer serves it */
+			release(*who);
+		inflight++;
+		bpf_map_update_elem(&serving, &sid, &pid_tgid, BPF_ANY);
+	} /* else: the last request here is not answered yet (pipelining): replaced */
+	if (inflight > 1)
+		tc->ambiguous = 1;
+	tc->inflight = inflight > 255 ? 255 : inflight;
+	bpf_map_update_elem(&thread_ctxs, &pid_tgid, tc, BPF_ANY);
+
+	ev.hdr.kind = EVENT_CTX;
+	ev.hdr.pid = e->hdr.pid;
+	ev.hdr.tid = e->hdr.tid;
+	ev.hdr.fd = e->hdr.fd;
+	ev.hdr.ts_ns = e->hdr.ts_ns;
+	ev.hdr.sock_id = sid;
+	__builtin_memcpy(ev.trace_id, tc->trace_id, 16);
+	__builtin_memcpy(ev.span_id, tc->span_id, 8);
+	ev.ctx_kind = CTX_SERVER;
+	ev.trace_flags = tc->flags;
+	if (tc->ambiguous)
+		ev.ctx_flags |= CTX_FLAG_AMBIGUOUS;
+	emit_ctx(&ev);
+	return 0;
+}
+
+static __always_inline char hexc(__u8 x)
+{
+	return x < 10 ? '0' + x : 'a' + x - 10;
+}
+
+static __always_inline void put_hex(char *out, const __u8 *in, int n)
+{
+#pragma unroll
+	for (int k = 0; k < n; k++) {
+		out[2 * k] = hexc(in[k] >> 4);
+		out[2 * k + 1] = hexc(in[k] & 15);
+	}
+}
+
+/* Whether `pid` is (or becomes, by this connect) a traced process. PENDING ones are not
+ * touched: userspace has not decided yet. */
+static __always_inline int traces(__u32 pid, __u16 remote_port)
+{
+	__u32 *state = bpf_map_lookup_elem(&proc_state, &pid);
+	__u8 f = port_flag(remote_port);
+	if (f & PORT_NO_SPANS)
+		return 0;
+	if (!state)
+		return trace_all || ((f & PORT_INSTRUMENT) && !(f & PORT_DISCOVERY_EXCLUDE));
+	if (*state == PROC_TRACED)
+		return 1;
+	if (*state == PROC_ELIGIBLE)
+		return (f & (PORT_INSTRUMENT | PORT_INSTRUMENT_WITH_EXE)) ||
+		       bpf_map_lookup_elem(&port_hits, &pid) != NULL;
+	return 0;
+}
+
+SEC("sockops")
+int on_sockops(struct bpf_sock_ops *skops)
+{
+	if (!propagate)
+		return 1;
+	__u32 op = skops->op;
+	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+		/* In the connecting task: the owner is known here, and only here. */
+		if (skops->family != AF_INET && skops->family != AF_INET6)
+			return 1;
+		__u32 pid = bpf_get_current_pid_tgid() >> 32;
+		if (!traces(pid, bpf_ntohl(skops->remote_port)))
+			return 1;
+		__u64 cookie = bpf_get_socket_cookie(skops);
+		__u8 one = 1;
+		bpf_map_update_elem(&connecting, &cookie, &one, BPF_ANY);
+	} else if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		__u64 cookie = bpf_get_socket_cookie(skops);
+		if (!bpf_map_lookup_elem(&connecting, &cookie))
+			return 1;
+		bpf_map_delete_elem(&connecting, &cookie);
+		bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST);
+	}
+	return 1;
+}
+
+SEC("sk_msg")
+int on_msg(struct sk_msg_md *msg)
+{
+	__u32 zero = 0;
+	if (!propagate)
+		return SK_PASS;
+	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
+	if (data + 16 > end || !method_start(data))
+		return SK_PASS;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!traces(pid_tgid >> 32, 0))
+		return SK_PASS;
+
+	__u32 n = msg->size < SCAN_MAX - 1 ? msg->size : SCAN_MAX - 1;
+	if (end - data < n) {
+		if (bpf_msg_pull_data(msg, 0, n, 0)) {
+			count(COUNTER_INJECT_FAILED, 1);
+			return SK_PASS;
+		}
+		data = (void *)(long)msg->data;
+		end = (void *)(long)msg->data_end;
+	}
+	if (end - data < n)
+		n = end - data;
+	struct hdr_buf *h = bpf_map_lookup_elem(&hdr_bufs, &zero);
+	struct line_buf *l = bpf_map_lookup_elem(&line_bufs, &zero);
+	if (!h || !l)
+		return SK_PASS;
+	BOUND(n, SCAN_MAX - 1);
+	if (bpf_probe_read_kernel(h->b, n, data))
+		return SK_PASS;
+	struct scan s;
+	if (!scan_request(h, n, &s))
+		return SK_PASS;
+	if (s.tp_line) { /* the app propagates itself */
+		count(COUNTER_INJECT_HAS_HEADER, 1);
+		return SK_PASS;
+	}
+	if (!s.head_end) { /* a later segment could still carry a traceparent */
+		count(COUNTER_INJECT_SPLIT, 1);
+		return SK_PASS;
+	}
+
+	struct ctx_event ev = {};
+	struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &pid_tgid);
+	__u32 ts_len = 0;
+	if (tc && !tc->ambiguous) {
+		__builtin_memcpy(ev.trace_id, tc->trace_id, 16);
+		__builtin_memcpy(ev.parent_span_id, tc->span_id, 8);
+		ev.trace_flags = tc->flags;
+		ts_len = tc->ts_len;
+	} else {
+		random_bytes(ev.trace_id, 16);
+		ev.trace_flags = 1;
+		if (tc)
+			ev.ctx_flags |= CTX_FLAG_AMBIGUOUS;
+	}
+	random_bytes(ev.span_id, 8);
+
+	char *o = l->b;
+	__builtin_memcpy(o, "traceparent: 00-", 16);
+	put_hex(o + 16, ev.trace_id, 16);
+	o[48] = '-';
+	put_hex(o + 49, ev.span_id, 8);
+	o[65] = '-';
+	put_hex(o + 66, &ev.trace_flags, 1);
+	o[68] = '\r';
+	o[69] = '\n';
+	__u32 len = TP_LINE;
+	if (tc && ts_len && ts_len < TS_MAX) {
+		__builtin_memcpy(o + TP_LINE, "tracestate: ", 12);
+		BOUND(ts_len, TS_MAX - 1);
+		if (!bpf_probe_read_kernel(o + TP_LINE + 12, ts_len, tc->tracestate)) {
+			__u32 t = (TP_LINE + 12 + ts_len) & (LINE_BUF - 1);
+			if (t + 2 <= LINE_MAX) {
+				o[t] = '\r';
+				o[t + 1] = '\n';
+				len = t + 2;
+				ev.ctx_flags |= CTX_FLAG_TRACESTATE;
+			}
+		}
+	}
+
+	__u32 at = s.line_end;
+	if (bpf_msg_push_data(msg, at, len, 0)) {
+		count(COUNTER_INJECT_FAILED, 1);
+		return SK_PASS;
+	}
+	if (bpf_msg_pull_data(msg, at, at + len, 0))
+		goto undo;
+	data = (void *)(long)msg->data;
+	end = (void *)(long)msg->data_end;
+	if (data + TP_LINE > end)
+		goto undo;
+#pragma unroll
+	for (int k = 0; k < TP_LINE; k++)
+		((char *)data)[k] = o[k];
+	for (__u32 k = TP_LINE; k < LINE_MAX && k < len; k++) {
+		char *p = (char *)data + k;
+		if ((void *)(p + 1) > end)
+			goto undo;
+		*p = o[k & (LINE_BUF - 1)];
+	}
+	count(COUNTER_INJECTED, 1);
+
+	ev.hdr.kind = EVENT_CTX;
+	ev.hdr.pid = pid_tgid >> 32;
+	ev.hdr.tid = (__u32)pid_tgid;
+	ev.hdr.ts_ns = bpf_ktime_get_ns();
+	ev.hdr.sock_id = (__u64)msg->sk;
+	ev.ctx_kind = CTX_INJECTED;
+	emit_ctx(&ev);
+	return SK_PASS;
+undo:
+	/* Never leave unwritten bytes on the wire. */
+	bpf_msg_pop_data(msg, at, len, 0);
+	count(COUNTER_INJECT_FAILED, 1);
+	return SK_PASS;
+}
