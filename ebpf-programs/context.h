@@ -98,6 +98,7 @@ struct {
 
 /* What one pass over a header block found (offsets into hdr_buf; 0 = not found). */
 struct scan {
+	__u32 base; /* where the request starts */
 	__u32 n;
 	__u32 line_start;
 	__u32 line_end; /* just past the request line's LF */
@@ -106,6 +107,8 @@ struct scan {
 	__u32 ts_line;  /* start of the tracestate line */
 	__u32 ts_end;   /* the LF ending it */
 	__u32 dup;      /* traceparent or tracestate given twice */
+	__u32 cl_line;  /* start of the content-length line */
+	__u32 te;       /* a transfer-encoding header: a body we do not follow */
 };
 
 #define B(h, i) ((h)->b[(i) & (SCAN_MAX - 1)])
@@ -122,9 +125,9 @@ static __always_inline int name_is(struct hdr_buf *h, __u32 p, const char *name,
 }
 
 /* bpf_loop body: one byte per call; work happens at line ends only. */
-static long scan_step(__u32 i, struct scan *s)
+static long scan_step(__u32 k, struct scan *s)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, i = s->base + k;
 	struct hdr_buf *h = bpf_map_lookup_elem(&hdr_bufs, &zero);
 	if (!h || i >= s->n)
 		return 1;
@@ -140,9 +143,18 @@ static long scan_step(__u32 i, struct scan *s)
 		s->ts_end = i;
 	__u32 p = i + 1;
 	s->line_start = p;
-	if (p + 12 > s->n || (B(h, p) | 0x20) != 't')
+	if (p + 12 > s->n)
 		return 0;
-	if (name_is(h, p, "traceparent:", 12)) {
+	char c = B(h, p) | 0x20;
+	if (c == 'c' && name_is(h, p, "content-length:", 15)) {
+		s->cl_line = p;
+		return 0;
+	}
+	if (c != 't')
+		return 0;
+	if (name_is(h, p, "transfer-encoding:", 18)) {
+		s->te = 1;
+	} else if (name_is(h, p, "traceparent:", 12)) {
 		if (s->tp_line)
 			s->dup = 1;
 		s->tp_line = p;
@@ -154,14 +166,16 @@ static long scan_step(__u32 i, struct scan *s)
 	return 0;
 }
 
-/* Scans the first `n` bytes of hdr_buf. True when they start with an HTTP/1 request line. */
-static __always_inline int scan_request(struct hdr_buf *h, __u32 n, struct scan *s)
+/* Scans hdr_buf from `base` to `n`. True when a HTTP/1 request line starts at `base`. */
+static __always_inline int scan_request(struct hdr_buf *h, __u32 base, __u32 n, struct scan *s)
 {
 	__builtin_memset(s, 0, sizeof(*s));
+	s->base = base;
 	s->n = n;
+	s->line_start = base;
 	bpf_loop(SCAN_MAX, scan_step, s, 0);
 	__u32 e = s->line_end; /* "... HTTP/1.x\r\n" */
-	if (e < 16)
+	if (e < base + 16)
 		return 0;
 	return B(h, e - 2) == '\r' && B(h, e - 11) == ' ' && B(h, e - 10) == 'H' &&
 	       B(h, e - 9) == 'T' && B(h, e - 8) == 'T' && B(h, e - 7) == 'P' &&
@@ -290,7 +304,7 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 	if (bpf_probe_read_kernel(h->b, n, e->data))
 		return 0;
 	struct scan s;
-	if (!scan_request(h, n, &s))
+	if (!scan_request(h, 0, n, &s))
 		return 0;
 	if (!s.head_end)
 		count(COUNTER_HEAD_SPLIT, 1);
@@ -409,6 +423,93 @@ int on_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
+#define MAX_REQS 4 /* pipelined requests looked at in one send */
+
+/* What on_msg is about to insert, per CPU (too big for the stack). */
+struct inject_plan {
+	struct ctx_event ev[MAX_REQS];
+	__u32 at[MAX_REQS];
+	__u32 len[MAX_REQS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct inject_plan);
+} plans SEC(".maps");
+
+/* The Content-Length value on the line at `line`, or -1. */
+static __always_inline long content_length(struct hdr_buf *h, __u32 line, __u32 n)
+{
+	__u32 v = skip_ows(h, line + 15);
+	long len = 0;
+	int digits = 0;
+#pragma unroll
+	for (int k = 0; k < 10; k++) {
+		char c = B(h, v + k);
+		if (v + k >= n || c < '0' || c > '9')
+			break;
+		len = len * 10 + (c - '0');
+		digits++;
+	}
+	return digits ? len : -1;
+}
+
+/* The header line(s) carrying `ev` (and the thread's tracestate), into l; their length. */
+static __always_inline __u32 header_lines(struct line_buf *l, struct ctx_event *ev,
+					  struct thread_ctx *tc, __u32 ts_len)
+{
+	char *o = l->b;
+	__builtin_memcpy(o, "traceparent: 00-", 16);
+	put_hex(o + 16, ev->trace_id, 16);
+	o[48] = '-';
+	put_hex(o + 49, ev->span_id, 8);
+	o[65] = '-';
+	put_hex(o + 66, &ev->trace_flags, 1);
+	o[68] = '\r';
+	o[69] = '\n';
+	if (!tc || !ts_len || ts_len >= TS_MAX)
+		return TP_LINE;
+	__builtin_memcpy(o + TP_LINE, "tracestate: ", 12);
+	BOUND(ts_len, TS_MAX - 1);
+	if (bpf_probe_read_kernel(o + TP_LINE + 12, ts_len, tc->tracestate))
+		return TP_LINE;
+	__u32 t = (TP_LINE + 12 + ts_len) & (LINE_BUF - 1);
+	if (t + 2 > LINE_MAX)
+		return TP_LINE;
+	o[t] = '\r';
+	o[t + 1] = '\n';
+	ev->ctx_flags |= CTX_FLAG_TRACESTATE;
+	return t + 2;
+}
+
+/* Inserts l->b[0..len) at offset `at` of the message. On failure nothing stays inserted:
+ * bytes we could not write must never reach the wire. */
+static __always_inline int insert(struct sk_msg_md *msg, __u32 at, struct line_buf *l, __u32 len)
+{
+	if (bpf_msg_push_data(msg, at, len, 0))
+		return -1;
+	if (bpf_msg_pull_data(msg, at, at + len, 0))
+		goto undo;
+	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
+	if (data + TP_LINE > end)
+		goto undo;
+#pragma unroll
+	for (int k = 0; k < TP_LINE; k++)
+		((char *)data)[k] = l->b[k];
+	for (__u32 k = TP_LINE; k < LINE_MAX && k < len; k++) {
+		char *p = (char *)data + k;
+		if ((void *)(p + 1) > end)
+			goto undo;
+		*p = l->b[k & (LINE_BUF - 1)];
+	}
+	return 0;
+undo:
+	bpf_msg_pop_data(msg, at, len, 0);
+	return -1;
+}
+
 SEC("sk_msg")
 int on_msg(struct sk_msg_md *msg)
 {
@@ -435,96 +536,83 @@ int on_msg(struct sk_msg_md *msg)
 		n = end - data;
 	struct hdr_buf *h = bpf_map_lookup_elem(&hdr_bufs, &zero);
 	struct line_buf *l = bpf_map_lookup_elem(&line_bufs, &zero);
-	if (!h || !l)
+	struct inject_plan *plan = bpf_map_lookup_elem(&plans, &zero);
+	if (!h || !l || !plan)
 		return SK_PASS;
 	BOUND(n, SCAN_MAX - 1);
 	if (bpf_probe_read_kernel(h->b, n, data))
 		return SK_PASS;
+
+	/* The requests in this send (pipelining puts several in one), in order. */
 	struct scan s;
-	if (!scan_request(h, n, &s))
-		return SK_PASS;
-	if (s.tp_line) { /* the app propagates itself */
-		count(COUNTER_INJECT_HAS_HEADER, 1);
-		return SK_PASS;
+	__u32 base = 0, cnt = 0;
+	for (int r = 0; r < MAX_REQS; r++) {
+		if (base + 16 > n)
+			break;
+		__u32 w = (__u8)B(h, base) | (__u8)B(h, base + 1) << 8 |
+			  (__u8)B(h, base + 2) << 16 | (__u32)(__u8)B(h, base + 3) << 24;
+		if (!method_start((const char *)&w) || !scan_request(h, base, n, &s))
+			break;
+		if (s.tp_line) { /* the app propagates itself */
+			count(COUNTER_INJECT_HAS_HEADER, 1);
+		} else if (!s.head_end) { /* a later segment could still carry a traceparent */
+			count(COUNTER_INJECT_SPLIT, 1);
+			break;
+		} else if (cnt < MAX_REQS) {
+			plan->at[cnt & (MAX_REQS - 1)] = s.line_end;
+			cnt++;
+		}
+		if (!s.head_end || s.te)
+			break;
+		long cl = s.cl_line ? content_length(h, s.cl_line, n) : 0;
+		if (cl < 0)
+			break;
+		base = s.head_end + cl;
 	}
-	if (!s.head_end) { /* a later segment could still carry a traceparent */
-		count(COUNTER_INJECT_SPLIT, 1);
+	if (!cnt)
 		return SK_PASS;
-	}
 
-	struct ctx_event ev = {};
 	struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &pid_tgid);
-	__u32 ts_len = 0;
-	if (tc && !tc->ambiguous) {
-		__builtin_memcpy(ev.trace_id, tc->trace_id, 16);
-		__builtin_memcpy(ev.parent_span_id, tc->span_id, 8);
-		ev.trace_flags = tc->flags;
-		ts_len = tc->ts_len;
-	} else {
-		random_bytes(ev.trace_id, 16);
-		ev.trace_flags = 1;
-		if (tc)
-			ev.ctx_flags |= CTX_FLAG_AMBIGUOUS;
+	__u64 now = bpf_ktime_get_ns();
+	for (__u32 i = 0; i < MAX_REQS && i < cnt; i++) {
+		struct ctx_event *ev = &plan->ev[i];
+		__builtin_memset(ev, 0, sizeof(*ev));
+		if (tc && !tc->ambiguous) {
+			__builtin_memcpy(ev->trace_id, tc->trace_id, 16);
+			__builtin_memcpy(ev->parent_span_id, tc->span_id, 8);
+			ev->trace_flags = tc->flags;
+		} else {
+			random_bytes(ev->trace_id, 16);
+			ev->trace_flags = 1;
+			if (tc)
+				ev->ctx_flags |= CTX_FLAG_AMBIGUOUS;
+		}
+		random_bytes(ev->span_id, 8);
+		ev->hdr.kind = EVENT_CTX;
+		ev->hdr.pid = pid_tgid >> 32;
+		ev->hdr.tid = (__u32)pid_tgid;
+		ev->hdr.ts_ns = now; /* one time for the send: userspace takes them in order */
+		ev->hdr.sock_id = (__u64)msg->sk;
+		ev->ctx_kind = CTX_INJECTED;
 	}
-	random_bytes(ev.span_id, 8);
-
-	char *o = l->b;
-	__builtin_memcpy(o, "traceparent: 00-", 16);
-	put_hex(o + 16, ev.trace_id, 16);
-	o[48] = '-';
-	put_hex(o + 49, ev.span_id, 8);
-	o[65] = '-';
-	put_hex(o + 66, &ev.trace_flags, 1);
-	o[68] = '\r';
-	o[69] = '\n';
-	__u32 len = TP_LINE;
-	if (tc && ts_len && ts_len < TS_MAX) {
-		__builtin_memcpy(o + TP_LINE, "tracestate: ", 12);
-		BOUND(ts_len, TS_MAX - 1);
-		if (!bpf_probe_read_kernel(o + TP_LINE + 12, ts_len, tc->tracestate)) {
-			__u32 t = (TP_LINE + 12 + ts_len) & (LINE_BUF - 1);
-			if (t + 2 <= LINE_MAX) {
-				o[t] = '\r';
-				o[t + 1] = '\n';
-				len = t + 2;
-				ev.ctx_flags |= CTX_FLAG_TRACESTATE;
-			}
+	__u32 ts_len = tc && !tc->ambiguous ? tc->ts_len : 0;
+	/* Last request first: earlier offsets stay valid. */
+	for (int i = MAX_REQS - 1; i >= 0; i--) {
+		if (i >= cnt)
+			continue;
+		__u32 len = header_lines(l, &plan->ev[i], tc, ts_len);
+		plan->len[i] = len;
+		if (insert(msg, plan->at[i], l, len)) {
+			/* Nearest first: each removal puts the next back at its offset. */
+			for (int j = 0; j < MAX_REQS; j++)
+				if (j > i && j < cnt)
+					bpf_msg_pop_data(msg, plan->at[j], plan->len[j], 0);
+			count(COUNTER_INJECT_FAILED, cnt);
+			return SK_PASS;
 		}
 	}
-
-	__u32 at = s.line_end;
-	if (bpf_msg_push_data(msg, at, len, 0)) {
-		count(COUNTER_INJECT_FAILED, 1);
-		return SK_PASS;
-	}
-	if (bpf_msg_pull_data(msg, at, at + len, 0))
-		goto undo;
-	data = (void *)(long)msg->data;
-	end = (void *)(long)msg->data_end;
-	if (data + TP_LINE > end)
-		goto undo;
-#pragma unroll
-	for (int k = 0; k < TP_LINE; k++)
-		((char *)data)[k] = o[k];
-	for (__u32 k = TP_LINE; k < LINE_MAX && k < len; k++) {
-		char *p = (char *)data + k;
-		if ((void *)(p + 1) > end)
-			goto undo;
-		*p = o[k & (LINE_BUF - 1)];
-	}
-	count(COUNTER_INJECTED, 1);
-
-	ev.hdr.kind = EVENT_CTX;
-	ev.hdr.pid = pid_tgid >> 32;
-	ev.hdr.tid = (__u32)pid_tgid;
-	ev.hdr.ts_ns = bpf_ktime_get_ns();
-	ev.hdr.sock_id = (__u64)msg->sk;
-	ev.ctx_kind = CTX_INJECTED;
-	emit_ctx(&ev);
-	return SK_PASS;
-undo:
-	/* Never leave unwritten bytes on the wire. */
-	bpf_msg_pop_data(msg, at, len, 0);
-	count(COUNTER_INJECT_FAILED, 1);
+	count(COUNTER_INJECTED, cnt);
+	for (__u32 i = 0; i < MAX_REQS && i < cnt; i++)
+		emit_ctx(&plan->ev[i]);
 	return SK_PASS;
 }

@@ -93,16 +93,17 @@ fn take_server(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEven
     kq.remove(pos)
 }
 
-/// The header the kernel inserted into the request that started in the write at `ts`:
-/// the newest injection by that thread before it (the inject happens inside the send).
+/// The header the kernel inserted into the request that started in the write at `ts`.
+/// The inject happens inside that send, so it is of the newest send by the thread before
+/// `ts`; the requests of one send (pipelining) share its time and come in order.
 fn take_injected(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEvent> {
-    let pos = kq
-        .iter()
-        .rposition(|k| k.ctx_kind == CTX_INJECTED && k.hdr.ts_ns <= ts && k.hdr.tid == tid)?;
-    let k = kq.remove(pos);
-    // Earlier injections whose request was never seen (a lost record) would only mislead.
-    kq.retain(|o| o.hdr.ts_ns > ts || o.hdr.tid != tid || o.ctx_kind != CTX_INJECTED);
-    k
+    let mine = |k: &CtxEvent| k.ctx_kind == CTX_INJECTED && k.hdr.ts_ns <= ts && k.hdr.tid == tid;
+    let send = kq.iter().filter(|k| mine(k)).map(|k| k.hdr.ts_ns).max()?;
+    // Injections of earlier sends whose request was never seen (a lost record) would
+    // only mislead.
+    kq.retain(|k| !mine(k) || k.hdr.ts_ns == send);
+    let pos = kq.iter().position(|k| mine(k))?;
+    kq.remove(pos)
 }
 
 /// A server span answering `client`.
@@ -138,11 +139,13 @@ impl Contexts {
         if ex.ctx.is_some() {
             return;
         }
+        let header = ex.req.traceparent.as_deref().map(TraceParent::parse);
         let kernel = kq.and_then(|q| match side {
             Side::Server => take_server(q, ex.req_start, ex.tid),
-            Side::Client => take_injected(q, ex.req_start, ex.tid),
+            // A request with its own header was not touched.
+            Side::Client if header.is_none() => take_injected(q, ex.req_start, ex.tid),
+            Side::Client => None,
         });
-        let header = ex.req.traceparent.as_deref().map(TraceParent::parse);
         let invalid = matches!(header, Some(None));
         if invalid {
             stats::inc(&stats.traceparent_invalid);
@@ -542,6 +545,147 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
         );
+    }
+
+    fn kctx(kind: u8, ts: u64, tid: u32, trace: u8, span: u8, parent: u8) -> CtxEvent {
+        CtxEvent {
+            hdr: crate::events::EventHeader {
+                kind: crate::events::EVENT_CTX,
+                tid,
+                ts_ns: ts,
+                ..Default::default()
+            },
+            trace_id: [trace; 16],
+            span_id: [span; 8],
+            parent_span_id: [parent; 8],
+            ctx_kind: kind,
+            trace_flags: 1,
+            ..Default::default()
+        }
+    }
+
+    fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+        c.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn kernel_ids_win_and_pipelined_requests_take_theirs_in_order() {
+        let stats = Stats::default();
+        let (_, sp) = peers(7);
+        let cp = Peer::of(&tuple(41000, 9090, 7));
+        let mut c = Contexts::default();
+        // The server read a request with a tracestate; the kernel gave it trace 5, span 6.
+        let mut sv = ex(3);
+        sv.req_start = 100;
+        sv.req.tracestate = Some("congo=t61".into());
+        sv.req.traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
+        let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 100, 3, 5, 6, 0)].into();
+        c.assign(20, Side::Server, &sp, &mut sv, Some(&mut kq), &stats);
+        let svc = sv.ctx.clone().unwrap();
+        assert_eq!((svc.trace_id, svc.span_id), ([5; 16], [6; 8]));
+        assert_eq!(svc.parent_span_id, Some([0x0a; 8]));
+        assert!(kq.is_empty());
+        // Its thread sent three pipelined requests in one send: the kernel wrote spans
+        // 7, 8, 9 (in order), all children of span 6. A stale injection of an earlier
+        // send whose record was lost is dropped.
+        let mut kq: VecDeque<CtxEvent> = [
+            kctx(CTX_INJECTED, 150, 3, 5, 1, 6),
+            kctx(CTX_INJECTED, 200, 3, 5, 7, 6),
+            kctx(CTX_INJECTED, 200, 3, 5, 8, 6),
+            kctx(CTX_INJECTED, 200, 3, 5, 9, 6),
+        ]
+        .into();
+        let mut got = vec![];
+        for _ in 0..3 {
+            let mut call = ex(3);
+            call.req_start = 210;
+            c.assign(20, Side::Client, &cp, &mut call, Some(&mut kq), &stats);
+            let cc = call.ctx.unwrap();
+            assert_eq!(cc.trace_id, [5; 16]);
+            assert_eq!(cc.parent_span_id, Some([6; 8]));
+            assert_eq!(cc.trace_state, "congo=t61");
+            got.push(cc.span_id[0]);
+        }
+        assert_eq!(got, [7, 8, 9]);
+        assert!(kq.is_empty());
+        assert_eq!(count(&stats.requests_not_injected), 0);
+    }
+
+    #[test]
+    fn a_request_with_its_own_header_leaves_the_injection_to_the_next() {
+        let stats = Stats::default();
+        let cp = Peer::of(&tuple(41000, 9090, 7));
+        let mut c = Contexts {
+            propagating: true,
+            ..Default::default()
+        };
+        let mut kq: VecDeque<CtxEvent> = [kctx(CTX_INJECTED, 10, 1, 2, 3, 0)].into();
+        let (mut own, mut next, mut missed) = (ex(1), ex(1), ex(1));
+        own.req.traceparent = Some(format!("00-{}-{}-01", "0b".repeat(16), "0c".repeat(8)));
+        for e in [&mut own, &mut next] {
+            e.req_start = 20;
+            c.assign(10, Side::Client, &cp, e, Some(&mut kq), &stats);
+        }
+        assert_eq!(own.ctx.unwrap().span_id, [0x0c; 8]);
+        let n = next.ctx.unwrap();
+        assert_eq!(
+            (n.trace_id, n.span_id, n.parent_span_id),
+            ([2; 16], [3; 8], None)
+        );
+        // No injection left: not rewritten, counted.
+        missed.req_start = 30;
+        c.assign(10, Side::Client, &cp, &mut missed, Some(&mut kq), &stats);
+        assert!(missed.ctx.is_some());
+        assert_eq!(count(&stats.requests_not_injected), 1);
+    }
+
+    #[test]
+    fn a_header_the_kernel_missed_is_a_counted_mismatch() {
+        let stats = Stats::default();
+        let (_, sp) = peers(7);
+        let mut c = Contexts::default();
+        let mut sv = ex(3);
+        sv.req.traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
+        let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 0, 3, 4, 6, 0)].into();
+        c.assign(20, Side::Server, &sp, &mut sv, Some(&mut kq), &stats);
+        let svc = sv.ctx.unwrap();
+        // The caller's trace wins for the server span itself.
+        assert_eq!((svc.trace_id, svc.span_id), ([5; 16], [6; 8]));
+        assert_eq!(count(&stats.context_mismatch), 1);
+    }
+
+    #[test]
+    fn a_linked_server_brings_the_calls_the_kernel_made_into_the_clients_trace() {
+        let stats = Stats::default();
+        let (cp, sp) = peers(7);
+        let mut c = Contexts::default();
+        c.note_local(cp.local);
+        // The client's request was not rewritten (propagation off on its socket): linked.
+        let mut cl = ex(1);
+        c.assign(10, Side::Client, &cp, &mut cl, None, &stats);
+        let mut sv = ex(3);
+        let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 0, 3, 4, 6, 0)].into();
+        c.assign(20, Side::Server, &sp, &mut sv, Some(&mut kq), &stats);
+        let (clc, svc) = (cl.ctx.unwrap(), sv.ctx.clone().unwrap());
+        assert_eq!(svc.trace_id, clc.trace_id);
+        assert_eq!(svc.span_id, [6; 8]);
+        assert_eq!(svc.parent_span_id, Some(clc.span_id));
+        // The server's call went out in the kernel's trace 4: it is re-labelled.
+        let mut kq: VecDeque<CtxEvent> = [kctx(CTX_INJECTED, 5, 3, 4, 7, 6)].into();
+        let mut call = ex(3);
+        call.req_start = 9;
+        c.assign(
+            20,
+            Side::Client,
+            &Peer::of(&tuple(41000, 9090, 7)),
+            &mut call,
+            Some(&mut kq),
+            &stats,
+        );
+        let mut callc = call.ctx.unwrap();
+        assert_eq!(c.resolve(&mut callc, 0), Ready::Now);
+        assert_eq!(callc.trace_id, clc.trace_id);
+        assert_eq!(callc.parent_span_id, Some([6; 8]));
     }
 
     #[test]
