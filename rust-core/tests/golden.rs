@@ -60,6 +60,8 @@ fn replay_with(name: &str, cfg: Config) -> (Vec<S>, HashMap<&'static str, u64>) 
     let stats = Arc::new(Stats::default());
     let mut asm = Assembler::new(Arc::new(cfg), stats.clone(), Clock { offset_ns: 0 })
         .with_proc_reader(fake_proc);
+    // Recorded with context_propagation: headers (the kernel's ids are in the stream).
+    asm.set_propagating(name == "inject");
     let mut off = 0;
     while off + 4 <= data.len() {
         let n = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
@@ -213,6 +215,59 @@ fn calls_made_while_serving_are_children_of_the_server_span() {
         assert_eq!(answer[0].trace_id, srv.trace_id);
         assert_eq!(answer[0].str("url.path"), call.str("url.path"));
     }
+}
+
+#[test]
+fn headers_the_kernel_inserted_connect_the_chain() {
+    // The chain with traceparent inserted by the kernel: odd clients sent their own
+    // traceparent and tracestate, even ones none (then their own request got one).
+    let (spans, st) = replay("inject");
+    let pick = |server: bool, proxy: bool| -> Vec<&S> {
+        spans
+            .iter()
+            .filter(|s| s.server() == server && s.str("url.path").starts_with("/proxy/") == proxy)
+            .collect()
+    };
+    let (outer, front, calls, back) = (
+        pick(false, true),
+        pick(true, true),
+        pick(false, false),
+        pick(true, false),
+    );
+    assert_eq!(
+        (outer.len(), front.len(), calls.len(), back.len()),
+        (8, 8, 8, 8)
+    );
+    for srv in &front {
+        let i: u64 = srv.str("url.path").rsplit('/').next().unwrap().parse().unwrap();
+        if i % 2 == 1 {
+            // Continues the caller's own header.
+            assert_eq!(srv.trace_id, format!("{i:032x}"));
+            assert_eq!(srv.parent, format!("{i:016x}"));
+            assert_eq!(srv.trace_state, format!("vendor=v{i}"));
+        } else {
+            // The kernel's header in the outer client's request: its CLIENT span's ids.
+            let caller: Vec<_> = outer.iter().filter(|c| c.span_id == srv.parent).collect();
+            assert_eq!(caller.len(), 1, "{srv:?}");
+            assert_eq!(caller[0].trace_id, srv.trace_id);
+            assert_eq!(caller[0].str("url.path"), srv.str("url.path"));
+        }
+        // The call made while serving it carries a header the kernel wrote from the
+        // server span's ids, tracestate included, and the backend continues it.
+        let call: Vec<_> = calls.iter().filter(|c| c.parent == srv.span_id).collect();
+        assert_eq!(call.len(), 1, "{srv:?}");
+        assert_eq!(call[0].trace_id, srv.trace_id);
+        assert_eq!(call[0].trace_state, srv.trace_state);
+        assert_eq!(call[0].str("url.path"), format!("/users/{i}"));
+        let answer: Vec<_> = back.iter().filter(|b| b.parent == call[0].span_id).collect();
+        assert_eq!(answer.len(), 1, "{:?}", call[0]);
+        assert_eq!(answer[0].trace_id, srv.trace_id);
+        assert_eq!(answer[0].trace_state, srv.trace_state);
+    }
+    // Every link came from a header: nothing needed same-node linking, nothing missed.
+    assert_eq!(st["links_made"], 0);
+    assert_eq!(st["requests_not_injected"], 0);
+    assert_eq!(st["context_mismatch"], 0);
 }
 
 #[test]

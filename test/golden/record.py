@@ -162,6 +162,27 @@ def chain(port, backend):
         t.join()
 
 
+def inject(port, backend):
+    # The chain again, with the kernel inserting traceparent (context_propagation: headers,
+    # the default): odd clients send their own traceparent and tracestate, even ones none.
+    import threading
+
+    def one(i):
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        h = {}
+        if i % 2:
+            h = {"traceparent": f"00-{i:032x}-{i:016x}-01", "tracestate": f"vendor=v{i}"}
+        c.request("GET", f"/proxy/{backend}/users/{i}", headers=h)
+        c.getresponse().read()
+        c.close()
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(1, 9)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
@@ -187,7 +208,7 @@ def nginx(port, d):
                     f"http://127.0.0.1:{port}/missing"], check=True)
 
 
-SCENARIOS = [chain, keepalive, pipelined, split, chunked, chunkedbig, bigbody, expect100, head, noresponse, traceparent, nginx]
+SCENARIOS = [chain, inject, keepalive, pipelined, split, chunked, chunkedbig, bigbody, expect100, head, noresponse, traceparent, nginx]
 
 
 def main():
@@ -209,14 +230,16 @@ def main():
         else:
             server = subprocess.Popen([sys.executable, APP, str(port)])
         backend = None
-        if sc is chain:
+        if sc in (chain, inject):
             backend_port = free_port()
             backend = subprocess.Popen([sys.executable, APP, str(backend_port)])
             wait_port(backend_port)
         wait_port(port)
         rec = os.path.join(OUT, f"{sc.__name__}.rec")
         ports = [port] + ([backend_port] if backend else [])
-        cfg = '{"discovery":{"instrument":[{"open_ports":[%s]}]}}' % ",".join(f"[{p},{p}]" for p in ports)
+        cfg = '{"discovery":{"instrument":[{"open_ports":[%s]}]}%s}' % (
+            ",".join(f"[{p},{p}]" for p in ports),
+            "" if sc is inject else ',"context_propagation":"off"')
         env = dict(os.environ, OTELCOL_EBPF_RECORD=rec, QUIET="1")
         tracer = subprocess.Popen([TRACE, "4", cfg], env=env, stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)
@@ -224,7 +247,7 @@ def main():
         # any server already running when the collector starts.
         if sc is nginx:
             sc(port, d)
-        elif sc is chain:
+        elif sc in (chain, inject):
             sc(port, backend_port)
         else:
             sc(port)
