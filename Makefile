@@ -40,7 +40,8 @@ collector: $(LIB)
 	builder-$(OCB_VERSION) --config otelcol-builder.yaml \
 	  --ldflags="-s -w -X main.rustCoreHash=$$(sha256sum $(LIB) | cut -c1-16)"
 	@mkdir -p bin
-	cp build/otelcol-ebpf/otelcol-ebpf $(BIN)
+	# Renamed into place: works while a collector from the old binary still runs.
+	cp build/otelcol-ebpf/otelcol-ebpf $(BIN).new && mv -f $(BIN).new $(BIN)
 
 run: build
 	$(BIN) --config $(CONFIG)

@@ -85,5 +85,15 @@ var lossCounters = []string{
 	"captures_truncated",
 }
 
+// contextCounters are the requests whose trace context could not be carried; they are
+// warned about apart from losses.
+var contextCounters = []string{
+	"inject_failed",
+	"inject_skipped_split_head",
+	"requests_not_injected",
+	"context_mismatch",
+	"tracestate_dropped",
+}
+
 // gaugeCounters are core values that go up and down; all others are monotonic.
 var gaugeCounters = map[string]bool{"processes_traced": true, "connections_tracked": true}

@@ -275,8 +275,18 @@ func (r *ebpfReceiver) watchStats() {
 // logLoss warns about loss counters that grew since the last call.
 func (r *ebpfReceiver) logLoss() {
 	vals := r.snapshot()
+	if fields := r.grown(vals, lossCounters); len(fields) > 0 {
+		r.set.Logger.Warn("eBPF receiver: events dropped or only partly parsed since the last report", fields...)
+	}
+	if fields := r.grown(vals, contextCounters); len(fields) > 0 {
+		r.set.Logger.Warn("eBPF receiver: trace context not carried in some requests since the last report (traces may be split)", fields...)
+	}
+}
+
+// grown returns a field for each of names that grew since the last call.
+func (r *ebpfReceiver) grown(vals map[string]uint64, names []string) []zap.Field {
 	var fields []zap.Field
-	for _, name := range lossCounters {
+	for _, name := range names {
 		v, ok := vals[name]
 		if !ok {
 			continue
@@ -286,7 +296,5 @@ func (r *ebpfReceiver) logLoss() {
 		}
 		r.lastLoss[name] = v
 	}
-	if len(fields) > 0 {
-		r.set.Logger.Warn("eBPF receiver: events dropped or only partly parsed since the last report", fields...)
-	}
+	return fields
 }

@@ -290,6 +290,24 @@ func TestCoreCountersAndLossWarnings(t *testing.T) {
 	assert.Equal(t, map[string]any{"events_lost": uint64(3), "streams_unparsable": uint64(2)}, warns[1].ContextMap())
 }
 
+func TestContextFallbackWarnings(t *testing.T) {
+	fake := &fakeNative{counters: map[string]uint64{"requests_not_injected": 0, "context_injected": 4}}
+	env := newTestReceiver(t, fake, consumertest.NewNop())
+	env.r.statsInterval = 5 * time.Millisecond
+	require.NoError(t, env.r.Start(context.Background(), componenttest.NewNopHost()))
+	fake.mu.Lock()
+	fake.counters["requests_not_injected"] = 2
+	fake.counters["context_injected"] = 9
+	fake.mu.Unlock()
+	require.Eventually(t, func() bool { return env.logs.FilterLevelExact(zapcore.WarnLevel).Len() == 1 }, 5*time.Second, time.Millisecond)
+	assertMetric(t, env.tel, "otelcol_ebpf_context_injected", 9)
+	require.NoError(t, env.r.Shutdown(context.Background()))
+	w := env.logs.FilterLevelExact(zapcore.WarnLevel).All()
+	require.Len(t, w, 1)
+	assert.Contains(t, w[0].Message, "trace context not carried")
+	assert.Equal(t, map[string]any{"requests_not_injected": uint64(2)}, w[0].ContextMap())
+}
+
 func TestStartErrors(t *testing.T) {
 	set := receivertest.NewNopSettings(metadata.Type)
 	r, err := newReceiver(createDefaultConfig().(*Config), set, consumertest.NewNop(), func([]byte) (native, error) {
