@@ -35,12 +35,12 @@ def wait_port(port):
     raise SystemExit(f"port {port} never opened")
 
 
-def write_config(path, exporter, metrics_port):
+def write_config(path, exporter, metrics_port, propagation="headers"):
     """A collector config: the ebpf receiver (every process), one exporter, own metrics."""
     name = exporter.split(":", 1)[0]
     with open(path, "w") as f:
         f.write(f"""receivers:
-  ebpf: {{}}
+  ebpf: {{context_propagation: {propagation}}}
 exporters:
   {exporter}
 service:
@@ -68,12 +68,38 @@ def metric(port, name):
     return total
 
 
-def wrk(port):
-    out = subprocess.run(["wrk", "-t1", "-c32", f"-d{SECS}s", f"http://127.0.0.1:{port}/index.html"],
+def wrk(port, conns=32, latency=False):
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{SECS}s", f"http://127.0.0.1:{port}/index.html"],
                          capture_output=True, text=True, check=True).stdout
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if latency:
+        v, unit = re.search(r"Latency\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(v) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
     return reqs, rps
+
+
+def measure_injection(d, port):
+    """Latency of one request at a time (wrk -c1) to nginx: untraced, traced without and
+    with header injection, interleaved. Injection's cost is the difference of the last two."""
+    rounds = []
+    for i in range(PAIRS):
+        row = {"untraced": wrk(port, 1, True)}
+        for mode in ("off", "headers"):
+            mport = free_port()
+            write_config(f"{d}/inj-{mode}.yaml", "debug: {verbosity: basic}", mport, mode)
+            col = subprocess.Popen([BIN, "--config", f"{d}/inj-{mode}.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_port(mport)
+            time.sleep(1)
+            row[mode] = wrk(port, 1, True)
+            time.sleep(1.2)
+            row[f"{mode}_injected"] = metric(mport, "otelcol_ebpf_context_injected")
+            col.terminate()
+            col.wait(30)
+        print(f"injection round {i + 1}: untraced {row['untraced']:.1f} us, traced {row['off']:.1f} us, "
+              f"traced+headers {row['headers']:.1f} us, headers inserted {row['headers_injected']:.0f}", flush=True)
+        rounds.append(row)
+    return rounds
 
 
 CHAIN_N, CHAIN_CONC = 400, 16
@@ -83,15 +109,19 @@ def app_cmd(name, port):
     return [sys.executable, os.path.join(ROOT, "test/e2e/apps", name), str(port)]
 
 
-def traced_run(d, tag, apps, drive, requests):
+COUNTERS = ("links_made", "links_server_first", "links_timed_out", "context_injected", "requests_not_injected",
+            "parents_ambiguous")
+
+
+def traced_run(d, tag, apps, drive, requests, propagation):
     """Starts a collector (file exporter) and the apps [(cmd, env, port)], sends `requests`
     calls of drive(i), CHAIN_CONC at a time; returns (spans, counters): spans as
     (service.name, span dict, attributes) from the exported file."""
     import concurrent.futures
     import json
     mport = free_port()
-    traces = f"{d}/{tag}.jsonl"
-    write_config(f"{d}/{tag}.yaml", f"file: {{path: {traces}, flush_interval: 100ms}}", mport)
+    traces = f"{d}/{tag}-{propagation}.jsonl"
+    write_config(f"{d}/{tag}.yaml", f"file: {{path: {traces}, flush_interval: 100ms}}", mport, propagation)
     col = subprocess.Popen([BIN, "--config", f"{d}/{tag}.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = []
     try:
@@ -102,7 +132,7 @@ def traced_run(d, tag, apps, drive, requests):
         with concurrent.futures.ThreadPoolExecutor(max_workers=CHAIN_CONC) as pool:
             list(pool.map(drive, range(requests)))
         time.sleep(2)
-        counters = {k: metric(mport, f"otelcol_ebpf_{k}") for k in ("links_made", "links_server_first", "links_timed_out")}
+        counters = {k: metric(mport, f"otelcol_ebpf_{k}") for k in COUNTERS}
     finally:
         for p in procs:
             p.terminate()
@@ -131,11 +161,12 @@ def port_of(attrs, key):
     return int(attrs.get(key, {}).get("intValue", 0))
 
 
-def measure_chain(d):
+def measure_chain(d, propagation):
     """Share of requests through three local services that end up as one connected trace."""
     ports = [free_port() for _ in range(3)]
     apps = [(app_cmd("app.py", p), {"OTEL_SERVICE_NAME": n}, p) for p, n in zip(ports, ("gateway", "orders", "payments"))]
-    got, counters = traced_run(d, "chain", apps, lambda i: get(ports[0], f"/proxy/{ports[1]}/proxy/{ports[2]}/users/{i}"), CHAIN_N)
+    got, counters = traced_run(d, "chain", apps, lambda i: get(ports[0], f"/proxy/{ports[1]}/proxy/{ports[2]}/users/{i}"),
+                               CHAIN_N, propagation)
     spans = {}
     for svc, sp, attrs in got:
         if port_of(attrs, "network.local.port" if sp["kind"] == 2 else "network.peer.port") in ports:
@@ -154,14 +185,14 @@ def measure_chain(d):
         if len(chain) == 6 and chain[0][1] == 3 and [(c[0], c[1]) for c in chain[1:]] == want \
                 and len({c[3] for c in chain}) == 1:
             connected += 1
-    return dict(requests=CHAIN_N, connected=connected, **counters)
+    return dict(mode=propagation, requests=CHAIN_N, connected=connected, **counters)
 
 
-def measure_event_loop(d):
+def measure_event_loop(d, propagation):
     """Share of an asyncio proxy's calls that get the right parent under concurrency."""
     front, back = free_port(), free_port()
     apps = [(app_cmd("async_app.py", front), {}, front), (app_cmd("app.py", back), {}, back)]
-    got, _ = traced_run(d, "loop", apps, lambda i: get(front, f"/proxy/{back}/users/{i}"), CHAIN_N // 2)
+    got, _ = traced_run(d, "loop", apps, lambda i: get(front, f"/proxy/{back}/users/{i}"), CHAIN_N // 2, propagation)
     servers, calls = {}, []
     for _, sp, attrs in got:
         path = attrs.get("url.path", {}).get("stringValue", "")
@@ -172,7 +203,7 @@ def measure_event_loop(d):
     # Right: the call's parent is the proxy request for the same user.
     right = sum(1 for parent, path in calls if parent in servers and servers[parent].endswith(path))
     wrong = sum(1 for parent, path in calls if parent in servers and not servers[parent].endswith(path))
-    return dict(requests=CHAIN_N // 2, right=right, wrong=wrong, none=len(calls) - right - wrong)
+    return dict(mode=propagation, requests=CHAIN_N // 2, right=right, wrong=wrong, none=len(calls) - right - wrong)
 
 
 def main():
@@ -210,12 +241,13 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
             print(f"pair {i + 1}: untraced {base:.0f} req/s, traced {traced:.0f} req/s, "
                   f"ratio {traced / base:.2f}, collector {(c1 - c0) / reqs:.1f} us/req, "
                   f"spans/req {(s1 - s0) / reqs:.2f}, events lost {l1 - l0:.0f}", flush=True)
+        inj = measure_injection(d, port)
     finally:
         nginx.terminate()
         nginx.wait()
 
-    chain = measure_chain(d)
-    loop = measure_event_loop(d)
+    chains = [measure_chain(d, m) for m in ("headers", "off")]
+    loops = [measure_event_loop(d, m) for m in ("headers", "off")]
 
     ratios = sorted(r[1] / r[0] for r in rows)
     med = lambda xs: sorted(xs)[len(xs) // 2]
@@ -229,8 +261,8 @@ Produced by `make bench` ({time.strftime('%Y-%m-%d')}, kernel {os.uname().releas
 ## Overhead: nginx under wrk, traced vs untraced
 
 nginx 1 worker, 612-byte page, `wrk -t1 -c32 -d{SECS}s` on loopback; {PAIRS} pairs, untraced and
-traced (collector running with `ebpf: {{}}`, i.e. nginx AND wrk traced: two spans per request)
-alternated in one run. The collector's CPU is utime+stime of its process during the traced run.
+traced (collector running with `ebpf: {{}}`, i.e. nginx AND wrk traced: two spans per request,
+and a traceparent inserted into every request wrk sends) alternated in one run. The collector's CPU is utime+stime of its process during the traced run.
 
 | pair | untraced req/s | traced req/s | ratio | collector CPU µs/req | spans exported/req | events lost |
 |---|---|---|---|---|---|---|
@@ -239,15 +271,29 @@ alternated in one run. The collector's CPU is utime+stime of its process during 
 Median ratio traced/untraced: **{med(ratios):.2f}**; median collector CPU: **{med([r[2] for r in rows]):.1f} µs per request**
 (two spans); median spans exported per request: **{med([r[3] for r in rows]):.2f}**.
 
+## Added latency of header injection
+
+`wrk -t1 -c1 -d{SECS}s` (one request at a time) to the same nginx: untraced, traced with
+`context_propagation: off`, traced with `context_propagation: headers` (a `traceparent` line
+inserted by sk_msg into each of wrk's requests), interleaved, {PAIRS} rounds. Mean latency per
+request as wrk reports it.
+
+| round | untraced µs | traced, off µs | traced, headers µs | headers inserted |
+|---|---|---|---|---|
+""" + "\n".join(f"| {i + 1} | {r['untraced']:.1f} | {r['off']:.1f} | {r['headers']:.1f} | {r['headers_injected']:.0f} |" for i, r in enumerate(inj)) + f"""
+
+Median added latency of injection (headers − off): **{med([r['headers'] - r['off'] for r in inj]):.1f} µs per request**;
+of tracing without injection (off − untraced): {med([r['off'] - r['untraced'] for r in inj]):.1f} µs.
+
 ## Connected traces: three services on one node
 
 {CHAIN_N} requests, {CHAIN_CONC} at a time, from a Python client through gateway → orders → payments
-(thread-per-request apps on loopback), collector with `ebpf: {{}}` (no header injection:
-same-node linking and in-process parenting only).
+(thread-per-request apps on loopback), once per `context_propagation` mode: `headers` (ids carried
+in inserted `traceparent` headers) and `off` (same-node linking and in-process parenting only).
 
-| requests | fully connected traces (6 spans, one trace id) | share | links made | links where the server's read was seen first | links timed out |
-|---|---|---|---|---|---|
-| {chain['requests']} | {chain['connected']} | {chain['connected'] / chain['requests']:.1%} | {chain['links_made']:.0f} | {chain['links_server_first']:.0f} | {chain['links_timed_out']:.0f} |
+| mode | requests | fully connected traces (6 spans, one trace id) | share | headers inserted | client requests not injected | links made | server read first | links timed out |
+|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(f"| {c['mode']} | {c['requests']} | {c['connected']} | {c['connected'] / c['requests']:.1%} | {c['context_injected']:.0f} | {c['requests_not_injected']:.0f} | {c['links_made']:.0f} | {c['links_server_first']:.0f} | {c['links_timed_out']:.0f} |" for c in chains) + f"""
 
 ## In-process parenting on an event loop
 
@@ -257,9 +303,9 @@ request's child; while it has several (overlapping requests on the loop) the cal
 parent rather than a possibly wrong one (`parents_ambiguous`). Thread-per-request servers
 are exact (the chain above, and the e2e tests).
 
-| requests | calls with the right parent | with a wrong parent | without parent |
-|---|---|---|---|
-| {loop['requests']} | {loop['right']} ({loop['right'] / loop['requests']:.0%}) | {loop['wrong']} | {loop['none']} |
+| mode | requests | calls with the right parent | with a wrong parent | without parent |
+|---|---|---|---|---|
+""" + "\n".join(f"| {l['mode']} | {l['requests']} | {l['right']} ({l['right'] / l['requests']:.0%}) | {l['wrong']} | {l['none']} |" for l in loops) + f"""
 
 ## Core: events → spans → OTLP bytes (criterion)
 
