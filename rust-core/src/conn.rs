@@ -148,6 +148,8 @@ pub struct Conn {
     pub side: Option<Side>,
     pub pending: VecDeque<Exchange>,
     pub last_ts: u64,
+    /// Handed to the kernel for header injection already (opened before we were).
+    pub adopted: bool,
     scratch: Vec<Http1Event>,
     /// First bytes seen while too few to tell the protocol (a request line written a
     /// few bytes at a time), with their timestamps.
@@ -189,6 +191,7 @@ impl Conn {
             side: None,
             pending: VecDeque::new(),
             last_ts: 0,
+            adopted: false,
             scratch: Vec::new(),
             sniffed: Vec::new(),
             draining: None,

@@ -155,6 +155,13 @@ fn pump(
                 }
             };
             drop(item);
+            for a in asm.take_adoptions() {
+                // Fails when the process or its descriptor is gone: its requests stay
+                // counted in requests_not_injected.
+                if kernel.maps.adopt(a.pid, a.fd, &a.tuple).is_ok() {
+                    stats::inc(&stats.connections_adopted);
+                }
+            }
             if let Some(d) = decision {
                 // Applied at once: the process's next records may already be queued.
                 let now = kernel.maps.set_proc_state(d.pid, d.state);

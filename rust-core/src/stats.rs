@@ -89,6 +89,10 @@ counters! {
     context_mismatch,
     /// Incoming tracestate values too long to carry on (traceparent still is).
     tracestate_dropped,
+    /// Client connections opened before they could be marked (before the collector or
+    /// before their process was traced), handed to the kernel for injection from their
+    /// next request on.
+    connections_adopted,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

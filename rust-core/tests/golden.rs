@@ -239,7 +239,13 @@ fn headers_the_kernel_inserted_connect_the_chain() {
         (8, 8, 8, 8)
     );
     for srv in &front {
-        let i: u64 = srv.str("url.path").rsplit('/').next().unwrap().parse().unwrap();
+        let i: u64 = srv
+            .str("url.path")
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         if i % 2 == 1 {
             // Continues the caller's own header.
             assert_eq!(srv.trace_id, format!("{i:032x}"));
@@ -259,7 +265,10 @@ fn headers_the_kernel_inserted_connect_the_chain() {
         assert_eq!(call[0].trace_id, srv.trace_id);
         assert_eq!(call[0].trace_state, srv.trace_state);
         assert_eq!(call[0].str("url.path"), format!("/users/{i}"));
-        let answer: Vec<_> = back.iter().filter(|b| b.parent == call[0].span_id).collect();
+        let answer: Vec<_> = back
+            .iter()
+            .filter(|b| b.parent == call[0].span_id)
+            .collect();
         assert_eq!(answer.len(), 1, "{:?}", call[0]);
         assert_eq!(answer[0].trace_id, srv.trace_id);
         assert_eq!(answer[0].trace_state, srv.trace_state);
@@ -268,6 +277,39 @@ fn headers_the_kernel_inserted_connect_the_chain() {
     assert_eq!(st["links_made"], 0);
     assert_eq!(st["requests_not_injected"], 0);
     assert_eq!(st["context_mismatch"], 0);
+}
+
+#[test]
+fn connections_the_kernel_did_not_mark_are_adopted_once() {
+    // A keep-alive client whose requests went out without inserted headers (recorded with
+    // propagation off, replayed as if it were on): counted, and its socket handed to the
+    // kernel once so the next requests get headers.
+    let path = format!(
+        "{}/../test/golden/keepalive.rec",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let data = std::fs::read(&path).unwrap();
+    let stats = Arc::new(Stats::default());
+    let mut asm = Assembler::new(
+        Arc::new(Config::default()),
+        stats.clone(),
+        Clock { offset_ns: 0 },
+    )
+    .with_proc_reader(fake_proc);
+    asm.set_propagating(true);
+    let (mut off, mut adopted) = (0, vec![]);
+    while off + 4 <= data.len() {
+        let n = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+        asm.handle(decode(&data[off + 4..off + 4 + n]).unwrap());
+        adopted.extend(asm.take_adoptions());
+        off += 4 + n;
+    }
+    let st: HashMap<_, _> = NAMES.iter().copied().zip(stats.values()).collect();
+    assert_eq!(st["requests_not_injected"], 5);
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    // The client's end: its local port is the server's peer port.
+    assert_ne!(adopted[0].tuple.dport, 0);
+    assert!(adopted[0].fd > 2);
 }
 
 #[test]

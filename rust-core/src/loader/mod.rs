@@ -9,8 +9,10 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::config::{Config, Propagation};
 use crate::error::LoadError;
+use std::os::fd::AsRawFd;
+
 use crate::events::{
-    PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_INSTRUMENT_WITH_EXE, PORT_NO_SPANS,
+    ConnTuple, PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_INSTRUMENT_WITH_EXE, PORT_NO_SPANS,
     PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED,
 };
 
@@ -27,8 +29,6 @@ const PROGRAMS: &[(&str, &str)] = &[
 
 pub struct Kernel {
     _bpf: Ebpf,
-    /// The sockets on_msg may rewrite (kept: the sk_msg link refers to it).
-    _inject_socks: Option<SockHash<MapData, u64>>,
     pub ring: RingBuf<MapData>,
     /// Apart from `ring`, so decisions can be written while records are being read.
     pub maps: Maps,
@@ -41,6 +41,8 @@ pub struct Maps {
     proc_state: HashMap<MapData, u32, u32>,
     port_hits: HashMap<MapData, u32, u8>,
     counters: PerCpuArray<MapData, u64>,
+    /// The sockets on_msg may rewrite; None when propagation is off.
+    inject_socks: Option<SockHash<MapData, u64>>,
 }
 
 fn aya_err(
@@ -288,12 +290,12 @@ impl Kernel {
         Ok(Kernel {
             _bpf: bpf,
             propagating: inject_socks.is_some(),
-            _inject_socks: inject_socks,
             ring,
             maps: Maps {
                 proc_state,
                 port_hits,
                 counters,
+                inject_socks,
             },
             info,
         })
@@ -307,6 +309,50 @@ impl Maps {
             .get(&idx, 0)
             .map(|v| v.iter().sum())
             .unwrap_or(0)
+    }
+
+    /// Puts a connected socket of process `pid` (its descriptor `fd`) into the injection
+    /// sockhash, after checking the descriptor still names the connection `tuple`.
+    pub fn adopt(&mut self, pid: u32, fd: u32, tuple: &ConnTuple) -> std::io::Result<()> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let Some(socks) = self.inject_socks.as_mut() else {
+            return Ok(());
+        };
+        let err = std::io::Error::last_os_error;
+        // SAFETY: plain syscalls; each returned descriptor is owned right away.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if pidfd < 0 {
+            return Err(err());
+        }
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let sock = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+        if sock < 0 {
+            return Err(err());
+        }
+        let sock = unsafe { OwnedFd::from_raw_fd(sock as i32) };
+        if socket_ports(sock.as_raw_fd()) != Some((tuple.sport, tuple.dport)) {
+            return Err(std::io::Error::other(
+                "descriptor reused for another socket",
+            ));
+        }
+        let mut cookie = 0u64;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: writes at most `len` bytes into `cookie`.
+        if unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        } < 0
+        {
+            return Err(err());
+        }
+        socks
+            .insert(cookie, sock.as_raw_fd(), 0)
+            .map_err(std::io::Error::other)
     }
 
     /// Writes userspace's exec decision. Returns the state in force afterwards: an
@@ -332,6 +378,31 @@ impl Maps {
             }
         }
     }
+}
+
+/// (local port, remote port) of a TCP socket descriptor.
+fn socket_ports(fd: i32) -> Option<(u16, u16)> {
+    let port = |peer: bool| {
+        let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let p = (&mut sa as *mut libc::sockaddr_storage).cast();
+        // SAFETY: writes at most `len` bytes into `sa`.
+        let r = unsafe {
+            if peer {
+                libc::getpeername(fd, p, &mut len)
+            } else {
+                libc::getsockname(fd, p, &mut len)
+            }
+        };
+        // sin_port and sin6_port sit at the same offset, in network order.
+        (r == 0 && (sa.ss_family as i32 == libc::AF_INET || sa.ss_family as i32 == libc::AF_INET6))
+            .then(|| {
+                let sin =
+                    unsafe { &*(&sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                u16::from_be(sin.sin_port)
+            })
+    };
+    Some((port(false)?, port(true)?))
 }
 
 /// The port_flags array contents a config implies.

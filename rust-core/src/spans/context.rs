@@ -127,6 +127,7 @@ fn push_bounded<T>(q: &mut VecDeque<T>, v: T) {
 
 impl Contexts {
     /// Gives `ex` its ids unless it has them; `kq`: the kernel's ids for the socket.
+    /// True when it is a client request the kernel should have put a header in and did not.
     pub fn assign(
         &mut self,
         pid: u32,
@@ -135,10 +136,11 @@ impl Contexts {
         ex: &mut Exchange,
         kq: Option<&mut VecDeque<CtxEvent>>,
         stats: &Stats,
-    ) {
+    ) -> bool {
         if ex.ctx.is_some() {
-            return;
+            return false;
         }
+        let mut missed = false;
         let header = ex.req.traceparent.as_deref().map(TraceParent::parse);
         let kernel = kq.and_then(|q| match side {
             Side::Server => take_server(q, ex.req_start, ex.tid),
@@ -181,6 +183,7 @@ impl Contexts {
             (Side::Client, None) => {
                 if self.propagating {
                     stats::inc(&stats.requests_not_injected);
+                    missed = true;
                 }
                 let ctx = match self.serving.get(&(pid, ex.tid)).map(Vec::as_slice) {
                     Some([parent]) => SpanCtx::child_of(parent, &mut self.ids),
@@ -204,6 +207,7 @@ impl Contexts {
             reading.push(ctx.clone());
         }
         ex.ctx = Some(ctx);
+        missed
     }
 
     /// A request the kernel put a header in: exactly the ids it wrote.

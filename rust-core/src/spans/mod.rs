@@ -74,6 +74,16 @@ pub struct Decision {
     pub state: Option<u32>,
 }
 
+/// A client socket a traced process opened before the kernel could mark it for header
+/// injection (before the collector started, or before the process was traced): the runtime
+/// puts it into the injection sockhash, so its next requests carry headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adopt {
+    pub pid: u32,
+    pub fd: u32,
+    pub tuple: crate::events::ConnTuple,
+}
+
 /// Converts the kernel's monotonic timestamps to Unix time.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -126,6 +136,7 @@ pub struct Assembler {
     waiting: Vec<Pending>,
     pub batch: BatchBuilder,
     done: Vec<Done>,
+    adopt: Vec<Adopt>,
 }
 
 impl Assembler {
@@ -142,7 +153,13 @@ impl Assembler {
             waiting: Vec::new(),
             batch: BatchBuilder::new(),
             done: Vec::new(),
+            adopt: Vec::new(),
         }
+    }
+
+    /// Sockets to hand to the kernel for header injection (see `Adopt`).
+    pub fn take_adoptions(&mut self) -> Vec<Adopt> {
+        std::mem::take(&mut self.adopt)
     }
 
     /// The kernel inserts traceparent headers (counts the requests it did not).
@@ -189,6 +206,7 @@ impl Assembler {
                 let gap = (total_len as u64).saturating_sub(data.len() as u64);
                 let out = conn.feed(direction, data, gap, hdr.ts_ns, hdr.tid, &mut self.done);
                 if let Some(side) = conn.side {
+                    let mut missed = false;
                     for ex in self
                         .done
                         .iter_mut()
@@ -196,8 +214,17 @@ impl Assembler {
                         .chain(conn.pending.iter_mut())
                     {
                         let kq = self.kctx.get_mut(&key);
-                        self.contexts
-                            .assign(hdr.pid, side, &conn.peer, ex, kq, &self.stats);
+                        missed |=
+                            self.contexts
+                                .assign(hdr.pid, side, &conn.peer, ex, kq, &self.stats);
+                    }
+                    if missed && !conn.adopted {
+                        conn.adopted = true;
+                        self.adopt.push(Adopt {
+                            pid: hdr.pid,
+                            fd: hdr.fd,
+                            tuple,
+                        });
                     }
                 }
                 if out.unknown_protocol {
