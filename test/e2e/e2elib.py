@@ -592,3 +592,133 @@ def payment_chains(spans: list[dict]) -> list[list[dict]]:
     """For each payments SERVER span, its chain of ancestors among `spans`, root first."""
     by_id = {s["span_id"]: s for s in spans}
     return [chain_up(s, by_id) for s in spans if s["kind"] == 2 and s["resource"]["service.name"] == "payments"]
+
+
+# ------------------------------------------------------------- context propagation
+
+import base64  # noqa: E402
+
+TRACEPARENT_LINE = re.compile(rb"traceparent: 00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\r\n")
+
+
+def quiet_collector(collectors: CollectorManager, receiver: dict) -> Collector:
+    """Like collectors.get(receiver), with the collector's own metrics port added to
+    `exclude_ports`: every counter read is an HTTP request from this (traced) process,
+    which would otherwise count in context_injected and give client spans."""
+    cur = collectors.current
+    if cur is not None and getattr(cur, "quiet_base", None) == receiver and cur.proc is not None \
+            and cur.proc.poll() is None:
+        return cur
+    collectors.stop()
+    collectors._n += 1
+    c = Collector(receiver, collectors.root / f"collector-{collectors._n}")
+    c.receiver["exclude_ports"] = [*c.receiver.get("exclude_ports", []), c.metrics_port]
+    c.quiet_base = copy.deepcopy(receiver)  # type: ignore[attr-defined]
+    c.start()
+    collectors.current = c
+    return c
+
+
+def ebpf_counters(collector: Collector, names) -> dict:
+    """The named otelcol_ebpf_* counters from one scrape (None for a missing one)."""
+    samples = collector.metrics()
+    out = {}
+    for name in names:
+        full = f"otelcol_ebpf_{name}"
+        vals = [v for n, _, v in samples if n in (full, full + "_total")]
+        out[name] = sum(vals) if vals else None
+    return out
+
+
+def counters_settled(collector: Collector, at_least: dict, timeout: float = 8, settle: float = 1.5) -> dict:
+    """Reads the counters named in `at_least` until each is at least its value (or the
+    timeout passes), then until none changed for `settle` seconds (kernel counters reach
+    the metrics about once a second); returns the last values."""
+    deadline = time.monotonic() + timeout
+    names = list(at_least)
+    got = ebpf_counters(collector, names)
+    while time.monotonic() < deadline and not all(
+            got[k] is not None and got[k] >= v for k, v in at_least.items()):
+        time.sleep(0.2)
+        got = ebpf_counters(collector, names)
+    quiet_until = time.monotonic() + settle
+    give_up = time.monotonic() + timeout + settle
+    while time.monotonic() < min(quiet_until, give_up):
+        time.sleep(0.2)
+        now = ebpf_counters(collector, names)
+        if now != got:
+            got = now
+            quiet_until = time.monotonic() + settle
+    return got
+
+
+def start_dump_server(procs: Procs, port: int, outfile: Path, bind: str = "127.0.0.1"):
+    """apps/dump_server.py: records every byte received, one JSON line a connection."""
+    p = procs.spawn([PYTHON, APPS / "dump_server.py", port, outfile, bind], name="dump_server")
+    wait_listening(port, p, what="dump_server.py")
+    return p
+
+
+def dump_records(outfile: Path, count: int, timeout: float = 10) -> list[dict]:
+    """The dump server's connection records once there are at least `count` (what there
+    is on timeout), with `data` and `requests` decoded to bytes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lines = [json.loads(x) for x in Path(outfile).read_text().splitlines() if x.strip()]
+        except FileNotFoundError:
+            lines = []
+        if len(lines) >= count or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    for r in lines:
+        r["data"] = base64.b64decode(r["data"])
+        r["requests"] = [base64.b64decode(x) for x in r["requests"]]
+    return lines
+
+
+def run_sendraw(procs: Procs, port: int, mode: str, nresp: int, *pieces: bytes,
+                env_extra: dict | None = None) -> tuple[subprocess.Popen, dict]:
+    """apps/sendraw.py: sends exactly `pieces` (see its docstring for the modes)."""
+    p, out = procs.run([PYTHON, APPS / "sendraw.py", port, mode, nresp,
+                        *(base64.b64encode(x).decode() for x in pieces)], env_extra=env_extra, name="sendraw")
+    return p, json.loads(out.strip().splitlines()[-1])
+
+
+def propagation_before(collector: Collector) -> dict:
+    got = ebpf_counters(collector, ("context_injected", "links_made"))
+    assert None not in got.values(), f"counters not exported: {got}"
+    return got
+
+
+def check_propagation_counters(collector: Collector, mode: str, before: dict, n: int) -> None:
+    """After n requests through the three-service chain. headers: each of the 3 hops got
+    an inserted header (counter reads, HTTP requests themselves, may add a few) and none
+    was left to same-node linking; off: nothing inserted, linking joined the hops."""
+    if mode == "headers":
+        got = counters_settled(collector, {"context_injected": before["context_injected"] + 3 * n, "links_made": 0},
+                               settle=0)
+        assert got["context_injected"] >= before["context_injected"] + 3 * n, (before, got)
+        assert got["links_made"] == before["links_made"], (before, got)
+    else:
+        got = counters_settled(collector, {"context_injected": 0, "links_made": before["links_made"] + 2 * n})
+        assert got["context_injected"] == 0, (before, got)
+        assert got["links_made"] >= before["links_made"] + 2 * n, (before, got)
+
+
+def inserted(received: bytes, sent: bytes) -> bytes | None:
+    """The bytes inserted right after the request line of `sent`, when `received` is
+    `sent` with something inserted there and nothing else changed; else None."""
+    at = sent.index(b"\r\n") + 2
+    extra = len(received) - len(sent)
+    if extra <= 0 or received[:at] != sent[:at] or received[at + extra:] != sent[at:]:
+        return None
+    return received[at:at + extra]
+
+
+def traceparent_of(received: bytes, sent: bytes) -> tuple[str, str, str]:
+    """(trace id, span id, flags) of the one traceparent line inserted into `sent`."""
+    line = inserted(received, sent)
+    m = TRACEPARENT_LINE.fullmatch(line or b"")
+    assert m, f"not exactly one traceparent line inserted after the request line:\nsent     {sent!r}\nreceived {received!r}"
+    return tuple(g.decode() for g in m.groups())

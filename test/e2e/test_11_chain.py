@@ -1,16 +1,41 @@
 """A request through three services (separate processes), many at once: one connected
-trace per request, by same-node linking and in-process parenting, without any SDK."""
+trace per request, without any SDK: by inserted trace headers (`context_propagation:
+headers`) or, with `off`, by same-node linking and in-process parenting."""
 
 import concurrent.futures
 
-from e2elib import CHAIN_SHAPE, brief, free_port, payment_chains, run_curl, shape, start_app, touches
+import pytest
+
+from e2elib import (
+    CHAIN_SHAPE,
+    brief,
+    check_propagation_counters,
+    free_port,
+    payment_chains,
+    propagation_before,
+    run_curl,
+    shape,
+    start_app,
+    touches,
+)
 
 
-def test_three_service_chain_is_one_trace_per_request(collector, procs):
+@pytest.fixture(scope="module", params=["headers", "off"])
+def propagation(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def collector(collectors, propagation):
+    return collectors.get({"context_propagation": propagation})
+
+
+def test_three_service_chain_is_one_trace_per_request(collector, procs, propagation):
     gateway, orders, payments = free_port(), free_port(), free_port()
     for port, name in ((gateway, "gateway"), (orders, "orders"), (payments, "payments")):
         start_app(procs, port, env_extra={"OTEL_SERVICE_NAME": name})
     n = 16
+    before = propagation_before(collector)
 
     def call(i):
         p, _ = run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{gateway}/proxy/{orders}/proxy/{payments}/users/{i}")
@@ -32,3 +57,4 @@ def test_three_service_chain_is_one_trace_per_request(collector, procs):
         connected += 1
     assert connected == n
     assert len({s["trace_id"] for s in spans}) == n
+    check_propagation_counters(collector, propagation, before, n)

@@ -1,6 +1,7 @@
 """The three-service chain across two network namespaces joined by a veth pair (two
-"hosts" on one machine, one collector): one connected trace per request, by same-node
-linking on the veth addresses and in-process parenting."""
+"hosts" on one machine, one collector): one connected trace per request, by inserted trace
+headers (`context_propagation: headers`) or, with `off`, by same-node linking on the veth
+addresses and in-process parenting."""
 
 import concurrent.futures
 import subprocess
@@ -9,11 +10,32 @@ import time
 
 import pytest
 
-from e2elib import APPS, CHAIN_SHAPE, brief, free_port, payment_chains, shape, touches
+from e2elib import (
+    APPS,
+    CHAIN_SHAPE,
+    brief,
+    check_propagation_counters,
+    free_port,
+    payment_chains,
+    propagation_before,
+    shape,
+    touches,
+)
 
 NS_A, NS_B = "otelebpf-e2e-a", "otelebpf-e2e-b"
 # Addresses of the test's own veth pair, inside its own namespaces only.
 ADDR_A, ADDR_B = "10.213.7.1", "10.213.7.2"
+
+
+# The other order than test_11: its last collector is reused for the first mode here.
+@pytest.fixture(scope="module", params=["off", "headers"])
+def propagation(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def collector(collectors, propagation):
+    return collectors.get({"context_propagation": propagation})
 
 
 def sh(*args):
@@ -55,12 +77,13 @@ def start_in(procs, ns, port, name, bind):
     return p
 
 
-def test_chain_across_namespaces(namespaces, collector, procs):
+def test_chain_across_namespaces(namespaces, collector, procs, propagation):
     gateway, orders, payments = free_port(), free_port(), free_port()
     start_in(procs, NS_A, gateway, "gateway", "127.0.0.1")
     start_in(procs, NS_B, orders, "orders", ADDR_B)
     start_in(procs, NS_A, payments, "payments", ADDR_A)
     n = 12
+    before = propagation_before(collector)
 
     def call(i):
         p, _ = procs.run(["ip", "netns", "exec", NS_A, "curl", "-sS", "-o", "/dev/null",
@@ -79,3 +102,4 @@ def test_chain_across_namespaces(namespaces, collector, procs):
         assert len({x["trace_id"] for x in chain}) == 1, brief(chain)
         connected += 1
     assert connected == n
+    check_propagation_counters(collector, propagation, before, n)
