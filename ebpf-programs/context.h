@@ -167,14 +167,18 @@ static long scan_step(__u32 k, struct scan *s)
 }
 
 /* Scans hdr_buf from `base` to `n`. True when a HTTP/1 request line starts at `base`. */
-static __always_inline int scan_request(struct hdr_buf *h, __u32 base, __u32 n, struct scan *s)
+/* Global: verified once, not at each call. */
+__noinline int scan_request(struct hdr_buf *h, __u32 base, __u32 n, struct scan *s)
 {
-	__builtin_memset(s, 0, sizeof(*s));
-	s->base = base;
-	s->n = n;
-	s->line_start = base;
-	bpf_loop(SCAN_MAX, scan_step, s, 0);
-	__u32 e = s->line_end; /* "... HTTP/1.x\r\n" */
+	if (!h || !s)
+		return 0;
+	struct scan st = {}; /* bpf_loop's context must be on this stack */
+	st.base = base;
+	st.n = n;
+	st.line_start = base;
+	bpf_loop(SCAN_MAX, scan_step, &st, 0);
+	*s = st;
+	__u32 e = st.line_end; /* "... HTTP/1.x\r\n" */
 	if (e < base + 16)
 		return 0;
 	return B(h, e - 2) == '\r' && B(h, e - 11) == ' ' && B(h, e - 10) == 'H' &&
@@ -495,14 +499,25 @@ static __always_inline int insert(struct sk_msg_md *msg, __u32 at, struct line_b
 	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
 	if (data + TP_LINE > end)
 		goto undo;
-#pragma unroll
-	for (int k = 0; k < TP_LINE; k++)
-		((char *)data)[k] = l->b[k];
-	for (__u32 k = TP_LINE; k < LINE_MAX && k < len; k++) {
+	/* Eight bytes at a time (few steps for the verifier to walk), then the tail. */
+	__u32 k = 0;
+	for (int w = 0; w < LINE_MAX / 8; w++) {
+		if (k + 8 > len)
+			break;
+		char *p = (char *)data + k;
+		if ((void *)(p + 8) > end)
+			goto undo;
+		*(__u64 *)p = *(__u64 *)&l->b[k & (LINE_BUF - 8)];
+		k += 8;
+	}
+	for (int t = 0; t < 7; t++) {
+		if (k >= len)
+			break;
 		char *p = (char *)data + k;
 		if ((void *)(p + 1) > end)
 			goto undo;
 		*p = l->b[k & (LINE_BUF - 1)];
+		k++;
 	}
 	return 0;
 undo:
@@ -611,6 +626,14 @@ int on_msg(struct sk_msg_md *msg)
 			return SK_PASS;
 		}
 	}
+	/* Each insertion split a buffer in three, and tcp_bpf sends every piece with its own
+	 * push: the first small segment goes out, Nagle holds the rest until the peer's
+	 * delayed ACK (40 ms a request). One buffer again for what was scanned. */
+	__u32 grown = 0;
+	for (int i = 0; i < MAX_REQS; i++)
+		if (i < cnt)
+			grown += plan->len[i];
+	bpf_msg_pull_data(msg, 0, n + grown, 0);
 	count(COUNTER_INJECTED, cnt);
 	for (__u32 i = 0; i < MAX_REQS && i < cnt; i++)
 		emit_ctx(&plan->ev[i]);

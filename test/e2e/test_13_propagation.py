@@ -110,6 +110,22 @@ def test_traceparent_is_inserted_after_the_request_line(collector, procs, dump):
     assert after == want
 
 
+def test_each_request_stays_one_segment(collector, procs, dump):
+    """An insertion must not cut a request into pieces on the wire: with Nagle on (most
+    clients leave it on) the rest of a cut request waits for the server's delayed ACK,
+    40 ms a request, once a connection is past TCP's initial quick ACKs."""
+    port, out = dump
+    n = 60
+    reqs = [get_request(port, f"/seg/{i}") for i in range(n)]
+    _, res = run_sendraw(procs, port, "each", n, *reqs, env_extra={"SENDRAW_NAGLE": "1"})
+    assert res["statuses"] == [200] * n, res
+    rec = one_record(out, res["local_port"])
+    assert len(rec["requests"]) == n
+    assert all(TRACEPARENT_LINE.search(r) for r in rec["requests"])
+    # One send, one read at the server: every request arrived whole.
+    assert rec["chunks"] == [len(r) for r in rec["requests"]], rec["chunks"]
+
+
 def test_own_traceparent_and_tracestate_are_left_untouched(collector, procs, dump):
     port, out = dump
     before = baseline(collector)

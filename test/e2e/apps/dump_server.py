@@ -6,7 +6,8 @@ One thread per connection. Requests are framed by their header block and Content
 each gets `HTTP/1.1 200 OK` with a small body. When a connection ends, one JSON line is
 appended to OUTFILE:
   {"peer_port": <client's port>, "data": <base64 of every byte received, in order>,
-   "requests": [<base64 of each request as framed here>, ...]}
+   "requests": [<base64 of each request as framed here>, ...],
+   "chunks": [<bytes returned by each recv>, ...]}
 """
 
 import base64
@@ -60,6 +61,7 @@ def serve(conn: socket.socket, peer_port: int, outfile: str) -> None:
             "peer_port": peer_port,
             "data": base64.b64encode(b"".join(received)).decode(),
             "requests": [base64.b64encode(r).decode() for r in requests],
+            "chunks": [len(c) for c in received],
         }) + "\n"
         with _write_lock:
             fd = os.open(outfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

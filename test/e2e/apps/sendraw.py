@@ -50,7 +50,9 @@ def main():
     port, mode, nresp = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     pieces = [base64.b64decode(a) for a in sys.argv[4:]]
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # SENDRAW_NAGLE=1 keeps Nagle's algorithm on, as most clients leave it.
+    if not os.environ.get("SENDRAW_NAGLE"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     local_port = sock.getsockname()[1]
     gate = os.environ.get("SENDRAW_GATE")
 
