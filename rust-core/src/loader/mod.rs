@@ -78,7 +78,8 @@ struct Short(String);
 impl std::fmt::Display for Short {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let lines: Vec<&str> = self.0.lines().collect();
-        if lines.len() <= 12 {
+        // OTELCOL_EBPF_VERIFIER_LOG=1: the whole log, for whoever changes the programs.
+        if lines.len() <= 12 || std::env::var_os("OTELCOL_EBPF_VERIFIER_LOG").is_some() {
             return f.write_str(&self.0);
         }
         write!(
