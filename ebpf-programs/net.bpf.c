@@ -204,6 +204,20 @@ static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __
 	return 0;
 }
 
+/* Whether the process's traffic is captured (PENDING ones too: userspace decides later
+ * whether to keep what they sent). */
+static __always_inline int is_traced(__u32 pid)
+{
+	__u32 *state = bpf_map_lookup_elem(&proc_state, &pid);
+	if (!state)
+		return trace_all;
+	__u32 st = *state;
+	return st == PROC_TRACED || st == PROC_PENDING ||
+	       (st == PROC_ELIGIBLE && bpf_map_lookup_elem(&port_hits, &pid));
+}
+
+#include "tls.h"
+
 static __always_inline void emit_simple(__u32 kind, __u32 pid, __u32 tid, __u32 fd, __u64 sock_id)
 {
 	struct close_event e = {};
@@ -292,6 +306,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 
 	__u64 sid = (__u64)sk;
+	if (tls_ciphertext(pid_tgid, sid, fd, &e->tuple))
+		return 0; /* its plaintext comes from the SSL library's probes */
 	if (!bpf_map_lookup_elem(&socks, &sid)) { /* a lookup is much cheaper than an update */
 		__u8 one = 1;
 		bpf_map_update_elem(&socks, &sid, &one, BPF_ANY);

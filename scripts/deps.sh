@@ -10,7 +10,7 @@ mkdir -p "$CACHE_DIR/bin"
 say() { printf '[deps] %s\n' "$*"; }
 
 # Debian packages: compiler and BPF tooling for the build; servers and clients for the tests.
-apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip)
+apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip openssl libssl3)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -52,6 +52,7 @@ enum counter {
 	COUNTER_HEAD_SPLIT = 7, /* server read a request head in pieces: its incoming
 				 * traceparent may have been missed by the kernel */
 	COUNTER_TRACESTATE_DROPPED = 8, /* tracestate too long to carry: traceparent only */
+	COUNTER_TLS_NO_SOCKET = 9, /* TLS plaintext of an SSL object whose socket is unknown */
 	COUNTER_MAX = 16,
 };
 
@@ -90,6 +91,7 @@ struct data_event {
 
 /* data_event.flags */
 #define DATA_FLAG_PENDING 1 /* sent while the process waited for an exe-path decision */
+#define DATA_FLAG_TLS 2 /* plaintext of a TLS connection, from the SSL library */
 
 struct close_event {
 	struct event_header hdr;

@@ -43,15 +43,17 @@ fn main() {
                     direction,
                     total_len,
                     data,
+                    tls,
                     ..
                 } => println!(
-                    "{}/{} sock={:x} {}->{} {:?} total={} {:?}",
+                    "{}/{} sock={:x} {}->{} {:?}{} total={} {:?}",
                     hdr.pid,
                     hdr.tid,
                     hdr.sock_id,
                     tuple.sport,
                     tuple.dport,
                     direction,
+                    if *tls { " tls" } else { "" },
                     total_len,
                     String::from_utf8_lossy(&data[..data.len().min(80)])
                 ),

@@ -88,6 +88,8 @@ pub struct Peer {
     pub local: IpAddr,
     pub remote: IpAddr,
     pub netns: u32,
+    /// The bytes are the plaintext of a TLS connection.
+    pub tls: bool,
 }
 
 /// A connection named from its client's end: (client, server, netns). Both processes of
@@ -131,6 +133,7 @@ impl Peer {
             local: lip,
             remote: rip,
             netns: t.netns,
+            tls: false,
         }
     }
 }
@@ -181,12 +184,15 @@ fn may_become_http(b: &[u8]) -> bool {
 }
 
 impl Conn {
-    pub fn new(tuple: ConnTuple, pid: u32, comm: String) -> Self {
+    pub fn new(tuple: ConnTuple, pid: u32, comm: String, tls: bool) -> Self {
         Conn {
             tuple,
             pid,
             comm,
-            peer: Arc::new(Peer::of(&tuple)),
+            peer: Arc::new(Peer {
+                tls,
+                ..Peer::of(&tuple)
+            }),
             proto: Proto::Unknown,
             side: None,
             pending: VecDeque::new(),
@@ -221,6 +227,13 @@ impl Conn {
                 .flat_map(|s| s.1.clone())
                 .collect();
             head.extend_from_slice(data);
+            if head.len() >= 3 && head[0] == 0x16 && head[1] == 0x03 && head[2] <= 0x04 {
+                // A TLS handshake: its plaintext, if the process uses a library we
+                // probe, arrives as TLS records of this socket.
+                self.sniffed.clear();
+                self.proto = Proto::Ignored;
+                return out;
+            }
             // The first bytes decide the protocol and, for HTTP, which end we are: a
             // process that reads a request is the server. Works for connections that
             // were open before we started, as long as we see a message start.

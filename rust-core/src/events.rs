@@ -20,6 +20,7 @@ pub const CTX_FLAG_AMBIGUOUS: u8 = 2;
 pub const CTX_FLAG_TRACESTATE: u8 = 4;
 
 pub const DATA_FLAG_PENDING: u8 = 1;
+pub const DATA_FLAG_TLS: u8 = 2;
 
 pub const PROC_TRACED: u32 = 1;
 pub const PROC_EXCLUDED: u32 = 2;
@@ -40,6 +41,7 @@ pub const COUNTER_INJECT_SPLIT: u32 = 5;
 pub const COUNTER_INJECT_FAILED: u32 = 6;
 pub const COUNTER_HEAD_SPLIT: u32 = 7;
 pub const COUNTER_TRACESTATE_DROPPED: u32 = 8;
+pub const COUNTER_TLS_NO_SOCKET: u32 = 9;
 pub const COUNTER_MAX: u32 = 16;
 
 const AF_INET: u16 = 2;
@@ -147,6 +149,8 @@ pub enum Event<'a> {
         direction: Direction,
         /// Emitted while the process waited for an exe-path decision.
         pending: bool,
+        /// Plaintext of a TLS connection (from the SSL library, not the socket).
+        tls: bool,
         /// Bytes the syscall moved; `data` holds the first of them.
         total_len: u32,
         comm: [u8; COMM_LEN],
@@ -204,6 +208,7 @@ pub fn decode(rec: &[u8]) -> Result<Event<'_>, Malformed> {
                     Direction::Send
                 },
                 pending: head.flags & DATA_FLAG_PENDING != 0,
+                tls: head.flags & DATA_FLAG_TLS != 0,
                 total_len: head.total_len,
                 comm: head.comm,
                 data: &rec[start..start + n],
@@ -244,6 +249,7 @@ pub fn encode(ev: &Event<'_>) -> Vec<u8> {
             tuple,
             direction,
             pending,
+            tls,
             total_len,
             comm,
             data,
@@ -254,7 +260,8 @@ pub fn encode(ev: &Event<'_>) -> Vec<u8> {
                 total_len: *total_len,
                 captured_len: data.len() as u32,
                 direction: (*direction == Direction::Send) as u8,
-                flags: if *pending { DATA_FLAG_PENDING } else { 0 },
+                flags: if *pending { DATA_FLAG_PENDING } else { 0 }
+                    | if *tls { DATA_FLAG_TLS } else { 0 },
                 _pad: [0; 6],
                 comm: *comm,
             };
@@ -307,6 +314,7 @@ mod tests {
             },
             direction: Direction::Send,
             pending: false,
+            tls: true,
             total_len: 10,
             comm: [0; 16],
             data: b"HTTP/1.1 2",
@@ -317,8 +325,10 @@ mod tests {
                 data,
                 total_len,
                 direction,
+                tls,
                 ..
             } => {
+                assert!(tls);
                 assert_eq!(data, b"HTTP/1.1 2");
                 assert_eq!(total_len, 10);
                 assert_eq!(direction, Direction::Send);

@@ -23,6 +23,8 @@ const POLL: Duration = Duration::from_millis(5);
 const BATCH_MAX_SPANS: usize = 512;
 const BATCH_MAX_AGE: Duration = Duration::from_millis(200);
 const QUEUE_BATCHES: usize = 64;
+/// How often the processes' mappings are searched for libssl files not probed yet.
+const TLS_SCAN: Duration = Duration::from_secs(3);
 
 pub enum Batch {
     Data { bytes: Vec<u8>, spans: u64 },
@@ -136,6 +138,7 @@ fn pump(
     let mut record = recorder();
     let mut batch_started = Instant::now();
     let mut last_housekeeping = Instant::now();
+    let mut last_tls_scan = Instant::now();
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let mut n = 0u32;
@@ -206,10 +209,15 @@ fn pump(
                     events::COUNTER_TRACESTATE_DROPPED,
                     &stats.tracestate_dropped,
                 ),
+                (events::COUNTER_TLS_NO_SOCKET, &stats.tls_without_socket),
             ] {
                 stats::set(c, kernel.maps.counter(idx));
             }
             asm.evict_idle(monotonic_ns(), false);
+            if last_tls_scan.elapsed() >= TLS_SCAN {
+                kernel.rescan_tls();
+                last_tls_scan = Instant::now();
+            }
             last_housekeeping = Instant::now();
         }
         if stopping {

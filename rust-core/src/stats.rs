@@ -93,6 +93,8 @@ counters! {
     /// before their process was traced), handed to the kernel for injection from their
     /// next request on.
     connections_adopted,
+    /// TLS plaintext dropped because its SSL object's socket was not known yet.
+    tls_without_socket,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

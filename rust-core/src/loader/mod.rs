@@ -1,6 +1,8 @@
 //! Every aya call: probing the kernel, loading the embedded object, attaching, and the
 //! maps userspace reads and writes. Dropping `Kernel` detaches everything.
 
+mod tls;
+
 use std::fmt::Write as _;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, SockHash};
@@ -28,7 +30,8 @@ const PROGRAMS: &[(&str, &str)] = &[
 ];
 
 pub struct Kernel {
-    _bpf: Ebpf,
+    bpf: Ebpf,
+    tls: tls::Tls,
     pub ring: RingBuf<MapData>,
     /// Apart from `ring`, so decisions can be written while records are being read.
     pub maps: Maps,
@@ -45,7 +48,7 @@ pub struct Maps {
     inject_socks: Option<SockHash<MapData, u64>>,
 }
 
-fn aya_err(
+pub(crate) fn aya_err(
     what: impl Into<String>,
     e: impl std::error::Error + Send + Sync + 'static,
 ) -> LoadError {
@@ -211,6 +214,7 @@ impl Kernel {
             .override_global("trace_all", &trace_all, true)
             .override_global("watch_exec", &watch_exec, true)
             .override_global("propagate", &propagate, true)
+            .override_global("tls_on", &1u8, true)
             .map_max_entries("events", ringbuf_bytes)
             .load(NET_OBJ)
             .map_err(|e| aya_err("loading net.bpf.o", e))?;
@@ -233,6 +237,10 @@ impl Kernel {
             prog.attach()
                 .map_err(|e| aya_err(format!("attaching tp_btf/{tp}"), e))?;
         }
+
+        tls::load(&mut bpf)?;
+        let mut tls = tls::Tls::default();
+        tls.scan(&mut bpf);
 
         let inject_socks = match &cgroup {
             Ok(root) => Some(attach_propagation(&mut bpf, root)?),
@@ -288,8 +296,19 @@ impl Kernel {
                 "; context propagation: none ({why}); same-node linking only"
             ),
         };
+        let _ = write!(
+            info,
+            "; TLS: uprobes on {} libssl file(s){}",
+            tls.libs.len(),
+            if tls.libs.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", tls.libs.join(", "))
+            }
+        );
         Ok(Kernel {
-            _bpf: bpf,
+            bpf,
+            tls,
             propagating: inject_socks.is_some(),
             ring,
             maps: Maps {
@@ -300,6 +319,13 @@ impl Kernel {
             },
             info,
         })
+    }
+}
+
+impl Kernel {
+    /// Probes libssl files mapped since the last call (new processes, new containers).
+    pub fn rescan_tls(&mut self) {
+        self.tls.scan(&mut self.bpf);
     }
 }
 

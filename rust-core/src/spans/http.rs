@@ -95,7 +95,8 @@ pub fn build(
     let shared = |v: &Arc<str>| AttrValue::Shared(v.clone());
     attrs.push(("http.request.method", s(req.method.clone())));
     attrs.push(("url.path", s(path.to_string())));
-    attrs.push(("url.scheme", AttrValue::Static("http")));
+    let scheme = if peer.tls { "https" } else { "http" };
+    attrs.push(("url.scheme", AttrValue::Static(scheme)));
     attrs.push(("http.route", s(route.clone())));
     if let Some(st) = status {
         attrs.push(("http.response.status_code", AttrValue::Int(st as i64)));
@@ -136,8 +137,8 @@ pub fn build(
             target.into_owned()
         } else {
             match &req.host {
-                Some(h) => format!("http://{}{target}", h.trim()),
-                None => format!("http://{}:{}{target}", peer.remote_ip, peer.remote_port),
+                Some(h) => format!("{scheme}://{}{target}", h.trim()),
+                None => format!("{scheme}://{}:{}{target}", peer.remote_ip, peer.remote_port),
             }
         };
         attrs.push(("url.full", s(full)));

@@ -180,6 +180,7 @@ impl Assembler {
                 tuple,
                 direction,
                 pending,
+                tls,
                 total_len,
                 comm,
                 data,
@@ -188,11 +189,15 @@ impl Assembler {
                     return None;
                 }
                 let key = hdr.sock_id;
+                if tls && self.conns.get(&key).is_some_and(|c| !c.peer.tls) {
+                    // What was seen of it so far was the handshake's ciphertext.
+                    self.conns.remove(&key);
+                }
                 if !self.conns.contains_key(&key) {
                     if self.conns.len() >= MAX_CONNS {
                         self.evict_idle(hdr.ts_ns, true);
                     }
-                    let conn = Conn::new(tuple, hdr.pid, cstr(&comm));
+                    let conn = Conn::new(tuple, hdr.pid, cstr(&comm), tls);
                     self.contexts.note_local(conn.peer.local);
                     // Read /proc now: short-lived clients are often gone when their span ends.
                     self.procs.get(hdr.pid, &conn.comm);
