@@ -42,6 +42,15 @@ struct {
 	__type(value, struct thread_ctx);
 } thread_ctxs SEC(".maps");
 
+/* Processes whose threads say nothing about the request a call belongs to (Go: goroutines
+ * move between threads). Their calls start new traces; userspace fills this. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} no_thread_ctx SEC(".maps");
+
 /* Server socket with a request read and not answered -> the thread that read it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -338,6 +347,9 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 	random_bytes(tc->span_id, 8);
 
 	__u64 sid = e->hdr.sock_id;
+	__u32 pid = pid_tgid >> 32;
+	if (bpf_map_lookup_elem(&no_thread_ctx, &pid))
+		goto report; /* the request still gets its ids; the thread does not keep them */
 	struct thread_ctx *old = bpf_map_lookup_elem(&thread_ctxs, &pid_tgid);
 	__u32 inflight = old ? old->inflight : 0;
 	tc->ambiguous = old ? old->ambiguous : 0;
@@ -352,6 +364,7 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 		tc->ambiguous = 1;
 	tc->inflight = inflight > 255 ? 255 : inflight;
 	bpf_map_update_elem(&thread_ctxs, &pid_tgid, tc, BPF_ANY);
+report:
 
 	ev.hdr.kind = EVENT_CTX;
 	ev.hdr.pid = e->hdr.pid;
@@ -588,6 +601,9 @@ int on_msg(struct sk_msg_md *msg)
 		return SK_PASS;
 
 	struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &pid_tgid);
+	__u32 pid = pid_tgid >> 32;
+	if (tc && bpf_map_lookup_elem(&no_thread_ctx, &pid))
+		tc = NULL; /* kept before userspace knew the process: not to be trusted */
 	__u64 now = bpf_ktime_get_ns();
 	for (__u32 i = 0; i < MAX_REQS && i < cnt; i++) {
 		struct ctx_event *ev = &plan->ev[i];

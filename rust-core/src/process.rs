@@ -11,6 +11,9 @@ pub struct ProcessInfo {
     pub service_name: String,
     /// Every pair of OTEL_RESOURCE_ATTRIBUTES, in order.
     pub resource_attrs: Vec<(String, String)>,
+    /// A Go program: its goroutines move between threads, so what a thread serves says
+    /// nothing about the goroutine making a call on it.
+    pub goroutines: bool,
 }
 
 impl ProcessInfo {
@@ -27,7 +30,9 @@ impl ProcessInfo {
             .or_else(|| exec_path.map(str::to_string))
             .unwrap_or_default();
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        Self::from_parts(pid, comm, &exe_path, &environ)
+        let mut info = Self::from_parts(pid, comm, &exe_path, &environ);
+        info.goroutines = is_go_binary(&format!("/proc/{pid}/exe"));
+        info
     }
 
     pub fn from_parts(pid: u32, comm: &str, exe_path: &str, environ: &[u8]) -> ProcessInfo {
@@ -61,8 +66,51 @@ impl ProcessInfo {
             exe_name,
             service_name,
             resource_attrs: attrs,
+            goroutines: false,
         }
     }
+}
+
+/// Whether the ELF file at `path` is a Go program (it has a `.go.buildinfo` or
+/// `.note.go.buildid` section). Reads only the ELF header, the section headers and the
+/// section-name table.
+pub fn is_go_binary(path: &str) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let go = || -> std::io::Result<bool> {
+        let mut f = std::fs::File::open(path)?;
+        let mut eh = [0u8; 64];
+        f.read_exact(&mut eh)?;
+        // ELF64, little-endian (x86_64 only, like the rest of the receiver).
+        if &eh[..4] != b"\x7fELF" || eh[4] != 2 || eh[5] != 1 {
+            return Ok(false);
+        }
+        let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+        let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let (shoff, shentsize, shnum, shstrndx) = (
+            u64_at(&eh, 0x28),
+            u16_at(&eh, 0x3a),
+            u16_at(&eh, 0x3c),
+            u16_at(&eh, 0x3e),
+        );
+        if shentsize < 64 || shnum == 0 || shnum > 4096 || shstrndx >= shnum {
+            return Ok(false);
+        }
+        let mut sh = vec![0u8; shentsize * shnum];
+        f.seek(SeekFrom::Start(shoff))?;
+        f.read_exact(&mut sh)?;
+        let strtab = &sh[shstrndx * shentsize..];
+        let (str_off, str_size) = (u64_at(strtab, 0x18), u64_at(strtab, 0x20).min(1 << 20));
+        let mut names = vec![0u8; str_size as usize];
+        f.seek(SeekFrom::Start(str_off))?;
+        f.read_exact(&mut names)?;
+        Ok((0..shnum).any(|i| {
+            let n = u32::from_le_bytes(sh[i * shentsize..i * shentsize + 4].try_into().unwrap())
+                as usize;
+            let name = names.get(n..).unwrap_or_default();
+            name.starts_with(b".go.buildinfo\0") || name.starts_with(b".note.go.buildid\0")
+        }))
+    };
+    go().unwrap_or(false)
 }
 
 /// `k1=v1,k2=v2` with percent-encoded values, as the OTel SDK spec defines it; malformed
@@ -153,6 +201,22 @@ impl ProcessTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_programs_are_recognised() {
+        // The Go toolchain that builds the collector is a Go program; this test binary
+        // and the shell are not.
+        let go = std::process::Command::new("go")
+            .args(["env", "GOROOT"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        assert!(!go.is_empty(), "go is needed to build the collector");
+        assert!(is_go_binary(&format!("{go}/bin/go")));
+        assert!(!is_go_binary("/proc/self/exe"));
+        assert!(!is_go_binary("/bin/sh"));
+        assert!(!is_go_binary("/nonexistent"));
+    }
 
     #[test]
     fn service_name_precedence() {

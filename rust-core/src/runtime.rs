@@ -158,6 +158,9 @@ fn pump(
                 }
             };
             drop(item);
+            for pid in asm.take_goroutine_pids() {
+                kernel.maps.no_thread_context(pid);
+            }
             for a in asm.take_adoptions() {
                 // Fails when the process or its descriptor is gone: its requests stay
                 // counted in requests_not_injected.

@@ -46,6 +46,7 @@ pub struct Maps {
     counters: PerCpuArray<MapData, u64>,
     /// The sockets on_msg may rewrite; None when propagation is off.
     inject_socks: Option<SockHash<MapData, u64>>,
+    no_thread_ctx: HashMap<MapData, u32, u8>,
 }
 
 pub(crate) fn aya_err(
@@ -264,6 +265,8 @@ impl Kernel {
         }
         let port_hits = HashMap::try_from(take_map(&mut bpf, "port_hits")?)
             .map_err(|e| aya_err("port_hits map", e))?;
+        let no_thread_ctx = HashMap::try_from(take_map(&mut bpf, "no_thread_ctx")?)
+            .map_err(|e| aya_err("no_thread_ctx map", e))?;
         let counters = PerCpuArray::try_from(take_map(&mut bpf, "counters")?)
             .map_err(|e| aya_err("counters map", e))?;
         let ring = RingBuf::try_from(take_map(&mut bpf, "events")?)
@@ -316,6 +319,7 @@ impl Kernel {
                 port_hits,
                 counters,
                 inject_socks,
+                no_thread_ctx,
             },
             info,
         })
@@ -336,6 +340,12 @@ impl Maps {
             .get(&idx, 0)
             .map(|v| v.iter().sum())
             .unwrap_or(0)
+    }
+
+    /// The kernel keeps no per-thread request context for `pid` (a Go program); its
+    /// exit removes the entry.
+    pub fn no_thread_context(&mut self, pid: u32) {
+        let _ = self.no_thread_ctx.insert(pid, 1, 0);
     }
 
     /// Puts a connected socket of process `pid` (its descriptor `fd`) into the injection

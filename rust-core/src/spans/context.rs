@@ -78,6 +78,8 @@ pub struct Contexts {
     local_ips: HashSet<IpAddr>,
     /// The kernel inserts headers: a client request without one was not rewritten.
     pub propagating: bool,
+    /// Processes whose threads do not tell which request a call serves (Go).
+    pub goroutines: HashSet<u32>,
 }
 
 /// The kernel's ids for the server request that started in the read at `ts` (the
@@ -185,7 +187,11 @@ impl Contexts {
                     stats::inc(&stats.requests_not_injected);
                     missed = true;
                 }
-                let ctx = match self.serving.get(&(pid, ex.tid)).map(Vec::as_slice) {
+                let serving = match self.goroutines.contains(&pid) {
+                    true => None,
+                    false => self.serving.get(&(pid, ex.tid)).map(Vec::as_slice),
+                };
+                let ctx = match serving {
                     Some([parent]) => SpanCtx::child_of(parent, &mut self.ids),
                     Some([_, _, ..]) => {
                         stats::inc(&stats.parents_ambiguous);
@@ -215,7 +221,10 @@ impl Contexts {
         if k.ctx_flags & CTX_FLAG_AMBIGUOUS != 0 {
             stats::inc(&stats.parents_ambiguous);
         }
-        let parent = (k.parent_span_id != [0; 8]).then_some(k.parent_span_id);
+        // A Go process's thread may have served another request than the goroutine
+        // making this call (the kernel only learns it is Go shortly after it starts).
+        let parent = (k.parent_span_id != [0; 8] && !self.goroutines.contains(&pid))
+            .then_some(k.parent_span_id);
         let trace_state = parent
             .and_then(|p| {
                 self.serving
@@ -385,6 +394,7 @@ impl Contexts {
     /// The process exited: forget its threads.
     pub fn exited(&mut self, pid: u32) {
         self.serving.retain(|k, _| k.0 != pid);
+        self.goroutines.remove(&pid);
     }
 }
 

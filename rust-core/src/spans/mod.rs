@@ -137,6 +137,8 @@ pub struct Assembler {
     pub batch: BatchBuilder,
     done: Vec<Done>,
     adopt: Vec<Adopt>,
+    /// Go processes found since the last `take_goroutine_pids`.
+    goroutine_pids: Vec<u32>,
 }
 
 impl Assembler {
@@ -154,7 +156,14 @@ impl Assembler {
             batch: BatchBuilder::new(),
             done: Vec::new(),
             adopt: Vec::new(),
+            goroutine_pids: Vec::new(),
         }
+    }
+
+    /// Go processes seen since the last call: the kernel must not keep per-thread
+    /// contexts for them (a goroutine's call may run on a thread serving another request).
+    pub fn take_goroutine_pids(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.goroutine_pids)
     }
 
     /// Sockets to hand to the kernel for header injection (see `Adopt`).
@@ -200,7 +209,10 @@ impl Assembler {
                     let conn = Conn::new(tuple, hdr.pid, cstr(&comm), tls);
                     self.contexts.note_local(conn.peer.local);
                     // Read /proc now: short-lived clients are often gone when their span ends.
-                    self.procs.get(hdr.pid, &conn.comm);
+                    let info = self.procs.get(hdr.pid, &conn.comm);
+                    if info.goroutines && self.contexts.goroutines.insert(hdr.pid) {
+                        self.goroutine_pids.push(hdr.pid);
+                    }
                     self.conns.insert(key, conn);
                 }
                 let conn = self.conns.get_mut(&key).unwrap();

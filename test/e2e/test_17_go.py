@@ -1,0 +1,50 @@
+"""A Go server: goroutines move between threads, so the thread that makes a call may be
+serving another request. Its calls get no parent (never a wrong one), while the header
+inserted into them still makes the callee the call's child."""
+
+import concurrent.futures
+import os
+import subprocess
+
+import pytest
+
+from e2elib import and_, brief, client_to, free_port, run_curl, server_on, start_app, wait_listening
+
+
+@pytest.fixture(scope="module")
+def goproxy_bin(tmp_path_factory):
+    out = tmp_path_factory.mktemp("go") / "goproxy"
+    src = os.path.join(os.path.dirname(__file__), "apps", "goproxy", "main.go")
+    subprocess.run(["go", "build", "-o", out, src], check=True, capture_output=True,
+                   env=dict(os.environ, GO111MODULE="off", CGO_ENABLED="0"))
+    return out
+
+
+def test_go_calls_get_no_wrong_parent(collector, procs, goproxy_bin):
+    front, back = free_port(), free_port()
+    p = procs.spawn([goproxy_bin, front], env_extra={"OTEL_SERVICE_NAME": "goproxy"}, name="goproxy")
+    wait_listening(front, p, what="goproxy")
+    start_app(procs, back, env_extra={"OTEL_SERVICE_NAME": "backend"})
+    n = 24
+
+    def call(i):
+        run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{front}/proxy/{back}/users/{i}")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(call, range(n)))
+
+    servers = collector.spans.wait(server_on(front), n)
+    calls = collector.spans.wait(and_(client_to(back), lambda s: s["resource"]["service.name"] == "goproxy"), n)
+    backs = collector.spans.wait(server_on(back), n)
+    assert len(servers) == len(calls) == len(backs) == n, brief(servers + calls)
+    by_id = {s["span_id"]: s for s in servers}
+    for c in calls:
+        # Never a parent from another request; with goroutines, no parent at all.
+        assert c["parent_span_id"] == "", brief([c, by_id.get(c["parent_span_id"], c)])
+    # The inserted header still links each backend request to the Go call that made it.
+    by_call = {c["span_id"]: c for c in calls}
+    for b in backs:
+        c = by_call.get(b["parent_span_id"])
+        assert c is not None, brief([b])
+        assert c["trace_id"] == b["trace_id"]
+        assert c["attrs"]["url.path"] == b["attrs"]["url.path"]
