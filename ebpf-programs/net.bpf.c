@@ -19,7 +19,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFSOCK 0140000
 #define MSG_PEEK 2
 #define EINPROGRESS 115
-#define MAX_IOV 8
+#define MAX_IOV 1024 /* iovecs walked per readv/writev/recvmsg/sendmsg */
 
 #define NR_READ 0
 #define NR_WRITE 1
@@ -81,11 +81,17 @@ struct {
 	__type(value, __u8);
 } socks SEC(".maps");
 
+/* A record being built, with room after data[] so copies at an offset stay in bounds. */
+struct data_scratch {
+	struct data_event e;
+	__u8 slack[CAPTURE_MAX];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct data_event);
+	__type(value, struct data_scratch);
 } scratch SEC(".maps");
 
 struct {
@@ -182,25 +188,58 @@ static __noinline int emit_data(struct data_event *e, const void *buf, __u32 len
 	return 0;
 }
 
+struct iov_walk {
+	const struct iovec *iov;
+	__u64 iovcnt;
+	__u32 left; /* bytes of the syscall not walked yet */
+	__u32 pos;  /* bytes captured */
+};
+
+/* bpf_loop body: one iovec appended to the scratch record (verified once, however many
+ * iovecs a call has). */
+static long iov_step(__u32 i, struct iov_walk *w)
+{
+	__u32 zero = 0;
+	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e || i >= w->iovcnt || w->left == 0 || w->pos >= CAPTURE_MAX - 1)
+		return 1;
+	struct iovec v = {};
+	if (bpf_probe_read_user(&v, sizeof(v), &w->iov[i]))
+		return 1;
+	__u32 len = v.iov_len < w->left ? v.iov_len : w->left;
+	__u32 room = CAPTURE_MAX - 1 - w->pos;
+	__u32 n = len < room ? len : room;
+	__u32 at = w->pos;
+	/* The scratch record has CAPTURE_MAX bytes of slack after data[]: at + n fits. */
+	BOUND(at, CAPTURE_MAX - 1);
+	BOUND(n, CAPTURE_MAX - 1);
+	if (n && bpf_probe_read_user(&e->data[at], n, v.iov_base))
+		return 1;
+	w->pos += n;
+	w->left -= len;
+	return n < len;
+}
+
+/* Copies the iovecs one after another into one record (gRPC writes a slice per iovec,
+ * up to hundreds per call: a record per iovec would cost too much, and a bound on the
+ * iovecs walked would lose header bytes); what does not fit travels as a count. */
 static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __u64 iovcnt, __u32 total,
 			       __u64 ctx_tid)
 {
-	__u32 left = total;
-	for (int i = 0; i < MAX_IOV; i++) {
-		if (i >= iovcnt || left == 0)
-			break;
-		struct iovec v = {};
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
-			break;
-		__u32 len = v.iov_len < left ? v.iov_len : left;
-		emit_data(e, v.iov_base, len, i == 0 ? ctx_tid : 0);
-		left -= len;
-	}
-	if (left) { /* more iovecs than we walk: report the rest as uncaptured bytes */
+	struct iov_walk w = {.iov = iov, .iovcnt = iovcnt, .left = total, .pos = 0};
+	bpf_loop(MAX_IOV, iov_step, &w, 0);
+	__u32 pos = w.pos;
+	if (total > pos) {
 		count(COUNTER_TRUNCATED, 1);
-		count(COUNTER_BYTES_NOT_CAPTURED, left);
-		emit_data(e, NULL, left, 0);
+		count(COUNTER_BYTES_NOT_CAPTURED, total - pos);
 	}
+	e->total_len = total;
+	e->captured_len = pos;
+	if (ctx_tid && pos)
+		server_request(e, ctx_tid);
+	__u64 size = offsetof(struct data_event, data) + (pos & (CAPTURE_MAX - 1));
+	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
+		count(COUNTER_RINGBUF_FULL, 1);
 	return 0;
 }
 

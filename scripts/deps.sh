@@ -44,6 +44,10 @@ if [ ! -x "$CACHE_DIR/bin/builder-$OCB_VERSION" ]; then
 fi
 
 # Python test dependencies.
+if ! python3 -c 'import grpc' 2>/dev/null; then
+  say "installing grpcio (the gRPC peers of the e2e tests)"
+  python3 -m pip install -q grpcio==1.66.1
+fi
 if ! python3 -c 'import pytest' 2>/dev/null; then
   say "installing pytest"
   python3 -m pip install -q pytest

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::events::{ConnTuple, Direction};
 use crate::protocols::http1::{self, Http1Event, Http1Parser, RequestHead, ResponseHead, Segment};
+use crate::protocols::http2::{self, H2Conn, H2Event, H2Request};
 
 /// Which end of the connection this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub enum Proto {
         requests: Http1Parser,
         responses: Http1Parser,
     },
+    /// One parser for both directions; exchanges are keyed by stream in `pending`.
+    Http2(Box<H2Conn>),
     /// Not a protocol we parse, broken, or upgraded: ignored until closed.
     Ignored,
 }
@@ -41,6 +44,11 @@ pub struct Exchange {
     pub req_end: Option<u64>,
     pub req_body: Option<u64>,
     pub resp: Option<(ResponseHead, u64)>,
+    /// HTTP/2 stream (0 for HTTP/1).
+    pub stream_id: u32,
+    /// A gRPC call (content-type application/grpc), and its status once known.
+    pub grpc: bool,
+    pub grpc_status: Option<u32>,
 }
 
 /// A finished (or abandoned) request/response pair.
@@ -75,6 +83,8 @@ pub struct Outcome {
     pub orphan_responses: u64,
     /// Uncaptured bytes hid a response's framing; its end is found by resynchronising.
     pub framing_lost: bool,
+    /// HTTP/2 header blocks that could not be decoded (connection seen mid-stream).
+    pub h2_undecodable: u64,
 }
 
 /// The connection's addresses, formatted once: formatting them per span was 7% of the
@@ -183,6 +193,34 @@ fn may_become_http(b: &[u8]) -> bool {
             }))
 }
 
+/// An HTTP/2 request as an exchange: the fields the span code reads for HTTP/1.
+fn h2_exchange(stream_id: u32, ts: u64, tid: u32, h: H2Request) -> Exchange {
+    Exchange {
+        grpc: h.content_type.as_deref().is_some_and(http2::is_grpc),
+        req: RequestHead {
+            method: h.method.unwrap_or_else(|| "_OTHER".into()),
+            target: h.path.unwrap_or_default(),
+            version: 20,
+            host: h.authority,
+            user_agent: h.user_agent,
+            traceparent: h.traceparent,
+            tracestate: h.tracestate,
+            content_length: None,
+            chunked: false,
+            expect_continue: false,
+            connection_close: false,
+        },
+        tid,
+        ctx: None,
+        req_start: ts,
+        req_end: None,
+        req_body: None,
+        resp: None,
+        stream_id,
+        grpc_status: None,
+    }
+}
+
 impl Conn {
     pub fn new(tuple: ConnTuple, pid: u32, comm: String, tls: bool) -> Self {
         Conn {
@@ -227,6 +265,39 @@ impl Conn {
                 .flat_map(|s| s.1.clone())
                 .collect();
             head.extend_from_slice(data);
+            if http2::looks_like_h2(&head) {
+                // The preface names the client; mid-stream, the parser finds out.
+                // A server often speaks first: its SETTINGS before the client's preface
+                // arrives. A client's first bytes are always the preface.
+                let server_first = dir == Direction::Send
+                    && head.len() >= 9
+                    && head[3] == 4
+                    && head[5..9] == [0; 4];
+                let h2 = if http2::is_client_preface(&head) || server_first {
+                    self.side = Some(if (dir == Direction::Send) != server_first {
+                        Side::Client
+                    } else {
+                        Side::Server
+                    });
+                    H2Conn::new()
+                } else {
+                    H2Conn::new_unknown_roles()
+                };
+                self.proto = Proto::Http2(Box::new(h2));
+                let sniffed: Vec<_> = std::mem::take(&mut self.sniffed)
+                    .into_iter()
+                    .filter(|s| s.0 == dir)
+                    .collect();
+                for (d, bytes, t, tid) in sniffed {
+                    let o = self.feed_h2(d, Segment::Data(&bytes), t, tid, done);
+                    out.h2_undecodable += o;
+                }
+                out.h2_undecodable += self.feed_h2(dir, Segment::Data(data), ts, tid, done);
+                if gap > 0 {
+                    out.h2_undecodable += self.feed_h2(dir, Segment::Gap(gap), ts, tid, done);
+                }
+                return out;
+            }
             if head.len() >= 3 && head[0] == 0x16 && head[1] == 0x03 && head[2] <= 0x04 {
                 // A TLS handshake: its plaintext, if the process uses a library we
                 // probe, arrives as TLS records of this socket.
@@ -272,6 +343,15 @@ impl Conn {
                     return out;
                 }
             }
+        }
+        if let Proto::Http2(_) = self.proto {
+            if !data.is_empty() {
+                out.h2_undecodable += self.feed_h2(dir, Segment::Data(data), ts, tid, done);
+            }
+            if gap > 0 {
+                out.h2_undecodable += self.feed_h2(dir, Segment::Gap(gap), ts, tid, done);
+            }
+            return out;
         }
         let Some(side) = self.side else {
             return out;
@@ -326,6 +406,9 @@ impl Conn {
                         req_end: None,
                         req_body: None,
                         resp: None,
+                        stream_id: 0,
+                        grpc: false,
+                        grpc_status: None,
                     });
                 }
                 Http1Event::RequestEnd { end_ts, body_bytes } => {
@@ -391,6 +474,127 @@ impl Conn {
         out
     }
 
+    /// Feeds an HTTP/2 connection; returns the header blocks it could not decode.
+    fn feed_h2(
+        &mut self,
+        dir: Direction,
+        seg: Segment<'_>,
+        ts: u64,
+        tid: u32,
+        done: &mut Vec<Done>,
+    ) -> u64 {
+        let Proto::Http2(h2) = &mut self.proto else {
+            return 0;
+        };
+        // Labels: the sending direction is "from client" until the parser says otherwise
+        // (a connection seen mid-stream); with a known side the labels are exact.
+        let from_client = match self.side {
+            Some(side) => (side == Side::Client) == (dir == Direction::Send),
+            None => dir == Direction::Send,
+        };
+        let mut evs = Vec::new();
+        h2.feed(from_client, seg, ts, &mut evs);
+        if self.side.is_none() {
+            self.side = h2.client_direction().map(|send_is_client| {
+                if send_is_client {
+                    Side::Client
+                } else {
+                    Side::Server
+                }
+            });
+        }
+        self.h2_events(evs, tid, done)
+    }
+
+    /// Turns stream events into exchanges (queued in `pending`) and finished ones.
+    fn h2_events(&mut self, evs: Vec<H2Event>, tid: u32, done: &mut Vec<Done>) -> u64 {
+        let Some(side) = self.side else {
+            return 0;
+        };
+        let mut undecodable = 0;
+        let find =
+            |pending: &VecDeque<Exchange>, id: u32| pending.iter().position(|e| e.stream_id == id);
+        for ev in evs {
+            match ev {
+                H2Event::Request {
+                    stream_id,
+                    ts,
+                    head,
+                } => {
+                    self.pending
+                        .push_back(h2_exchange(stream_id, ts, tid, head));
+                }
+                H2Event::RequestEnd {
+                    stream_id,
+                    ts,
+                    body_bytes,
+                } => {
+                    if let Some(p) = find(&self.pending, stream_id) {
+                        let ex = &mut self.pending[p];
+                        ex.req_end = Some(ts);
+                        ex.req_body = Some(body_bytes);
+                    }
+                }
+                H2Event::Response {
+                    stream_id,
+                    ts,
+                    status,
+                    grpc_status,
+                    ..
+                } => {
+                    if let Some(p) = find(&self.pending, stream_id) {
+                        let ex = &mut self.pending[p];
+                        ex.resp = Some((
+                            ResponseHead {
+                                status: status.unwrap_or(0),
+                                version: 20,
+                                content_length: None,
+                                chunked: false,
+                                connection_close: false,
+                            },
+                            ts,
+                        ));
+                        ex.grpc_status = ex.grpc_status.or(grpc_status);
+                    }
+                }
+                H2Event::ResponseEnd {
+                    stream_id,
+                    ts,
+                    body_bytes,
+                    grpc_status,
+                    ..
+                } => {
+                    if let Some(p) = find(&self.pending, stream_id) {
+                        let mut ex = self.pending.remove(p).unwrap();
+                        ex.grpc_status = grpc_status.or(ex.grpc_status);
+                        done.push(Done {
+                            side,
+                            ex,
+                            resp_end: ts,
+                            resp_body: Some(body_bytes),
+                            error: None,
+                        });
+                    }
+                }
+                H2Event::Reset { stream_id, ts, .. } | H2Event::Unfinished { stream_id, ts } => {
+                    if let Some(p) = find(&self.pending, stream_id) {
+                        let ex = self.pending.remove(p).unwrap();
+                        done.push(Done {
+                            side,
+                            ex,
+                            resp_end: ts,
+                            resp_body: None,
+                            error: Some("stream reset or closed before the response ended"),
+                        });
+                    }
+                }
+                H2Event::HeadersUndecodable { .. } => undecodable += 1,
+                H2Event::GoAway { .. } => {}
+            }
+        }
+        undecodable
+    }
+
     /// While a response is drained: returns true when the segment belongs to it.
     fn drain(
         &mut self,
@@ -447,6 +651,11 @@ impl Conn {
     /// The connection closed at `ts`: close-delimited responses end here, anything else
     /// still pending ended without a response.
     pub fn close(&mut self, ts: u64, done: &mut Vec<Done>) {
+        if let Proto::Http2(h2) = &mut self.proto {
+            let mut evs = Vec::new();
+            h2.close(ts, &mut evs);
+            self.h2_events(evs, 0, done);
+        }
         self.end_draining(done);
         if let (Proto::Http1 { responses, .. }, Some(side)) = (&mut self.proto, self.side) {
             let mut evs = Vec::new();

@@ -95,6 +95,9 @@ counters! {
     connections_adopted,
     /// TLS plaintext dropped because its SSL object's socket was not known yet.
     tls_without_socket,
+    /// HTTP/2 header blocks that could not be decoded (a connection first seen mid-stream
+    /// refers to compression state we never saw): those streams' spans lack what was lost.
+    h2_headers_undecodable,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

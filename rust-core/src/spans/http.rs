@@ -5,6 +5,7 @@ use super::{AttrValue, Clock, SpanKind, SpanRecord};
 use crate::config::Config;
 use crate::conn::{Done, Peer, Side};
 use crate::process::ProcessInfo;
+use crate::protocols::http2;
 use std::sync::Arc;
 
 pub enum Built {
@@ -87,6 +88,10 @@ pub fn build(
         Side::Client => SpanKind::Client,
     };
 
+    if d.ex.grpc {
+        return grpc(d, peer, process, clock, ctx, kind);
+    }
+
     // Opt-in attributes that say nothing here (network.transport "tcp", network.protocol.name
     // "http", network.local.address) are left out: each one costs in the core and again
     // when the collector decodes the batch.
@@ -108,7 +113,11 @@ pub fn build(
             .map_or(req.version, |(r, _)| r.version.min(req.version));
     attrs.push((
         "network.protocol.version",
-        AttrValue::Static(if version == 10 { "1.0" } else { "1.1" }),
+        AttrValue::Static(match version {
+            10 => "1.0",
+            20 => "2",
+            _ => "1.1",
+        }),
     ));
     // server.* names the server: from the Host header when there is one, else the socket.
     let (ip, port) = match kind {
@@ -188,6 +197,86 @@ pub fn build(
         process: process.clone(),
     };
     Built::Span(Box::new(rec))
+}
+
+/// A gRPC call: named "{service}/{method}", rpc.* attributes, status from grpc-status.
+fn grpc(
+    d: &Done,
+    peer: &Peer,
+    process: &Arc<ProcessInfo>,
+    clock: &Clock,
+    ctx: crate::spans::ids::SpanCtx,
+    kind: SpanKind,
+) -> Built {
+    let path = d.ex.req.target.as_str();
+    let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(12);
+    attrs.push(("rpc.system", AttrValue::Static("grpc")));
+    let name = match http2::grpc_method(path) {
+        Some((service, method)) => {
+            attrs.push(("rpc.service", AttrValue::Str(service.to_string())));
+            attrs.push(("rpc.method", AttrValue::Str(method.to_string())));
+            format!("{service}/{method}")
+        }
+        None => path.trim_start_matches('/').to_string(),
+    };
+    let (ip, port) = match kind {
+        SpanKind::Server => (&peer.local_ip, peer.local_port),
+        SpanKind::Client => (&peer.remote_ip, peer.remote_port),
+    };
+    match d.ex.req.host.as_deref().map(split_host) {
+        Some((h, p)) => {
+            attrs.push(("server.address", AttrValue::Str(h)));
+            attrs.push(("server.port", AttrValue::Int(p.unwrap_or(port) as i64)));
+        }
+        None => {
+            attrs.push(("server.address", AttrValue::Shared(ip.clone())));
+            attrs.push(("server.port", AttrValue::Int(port as i64)));
+        }
+    }
+    attrs.push((
+        "network.peer.address",
+        AttrValue::Shared(peer.remote_ip.clone()),
+    ));
+    attrs.push(("network.peer.port", AttrValue::Int(peer.remote_port as i64)));
+    attrs.push(("network.local.port", AttrValue::Int(peer.local_port as i64)));
+    attrs.push(("network.protocol.name", AttrValue::Static("http")));
+    attrs.push(("network.protocol.version", AttrValue::Static("2")));
+    if kind == SpanKind::Server {
+        attrs.push(("client.address", AttrValue::Shared(peer.remote_ip.clone())));
+        attrs.push(("client.port", AttrValue::Int(peer.remote_port as i64)));
+    }
+    let error = match (d.error, d.ex.grpc_status) {
+        (Some(why), _) => {
+            attrs.push(("error.type", AttrValue::Static("stream_reset")));
+            Some(why.to_string())
+        }
+        (None, Some(code)) => {
+            attrs.push(("rpc.grpc.status_code", AttrValue::Int(code as i64)));
+            let failed = match kind {
+                SpanKind::Server => http2::grpc_server_error(code),
+                SpanKind::Client => http2::grpc_client_error(code),
+            };
+            failed.then(|| {
+                attrs.push(("error.type", AttrValue::Str(code.to_string())));
+                String::new()
+            })
+        }
+        (None, None) => None,
+    };
+    Built::Span(Box::new(SpanRecord {
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
+        parent_span_id: ctx.parent_span_id,
+        trace_state: ctx.trace_state,
+        flags: ctx.flags,
+        name,
+        kind,
+        start_ns: clock.unix(d.ex.req_start),
+        end_ns: clock.unix(d.resp_end.max(d.ex.req_start)),
+        attrs,
+        error,
+        process: process.clone(),
+    }))
 }
 
 #[cfg(test)]

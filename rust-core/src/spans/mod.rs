@@ -253,6 +253,7 @@ impl Assembler {
                 if out.framing_lost {
                     stats::inc(&self.stats.responses_framing_lost);
                 }
+                stats::add(&self.stats.h2_headers_undecodable, out.h2_undecodable);
                 stats::add(&self.stats.responses_without_request, out.orphan_responses);
                 if !self.done.is_empty() {
                     let (peer, comm) = (conn.peer.clone(), conn.comm.clone());

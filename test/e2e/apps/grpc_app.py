@@ -1,0 +1,63 @@
+"""gRPC peers with grpcio, no generated code (raw bytes messages):
+python3 grpc_app.py server PORT         serves demo.Shop: Get (unary; a request b"fail" ends
+                                        with NOT_FOUND, b"crash" with INTERNAL), List
+                                        (server streaming: 5 messages, 50 ms apart)
+python3 grpc_app.py client PORT N       N concurrent Get calls on ONE channel, then one List,
+                                        one failing Get; prints one JSON line"""
+
+import json
+import os
+import sys
+import time
+from concurrent import futures
+
+import grpc
+
+
+def serve(port):
+    def get(req, ctx):
+        if req == b"fail":
+            ctx.abort(grpc.StatusCode.NOT_FOUND, "no such item")
+        if req == b"crash":
+            ctx.abort(grpc.StatusCode.INTERNAL, "boom")
+        time.sleep(0.02)
+        return b"item:" + req
+
+    def lst(req, ctx):
+        for i in range(5):
+            time.sleep(0.05)
+            yield b"part%d" % i
+
+    handler = grpc.method_handlers_generic_handler("demo.Shop", {
+        "Get": grpc.unary_unary_rpc_method_handler(get),
+        "List": grpc.unary_stream_rpc_method_handler(lst),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def client(port, n):
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+    get = ch.unary_unary("/demo.Shop/Get")
+    lst = ch.unary_stream("/demo.Shop/List")
+    calls = [get.future(b"id%d" % i) for i in range(n)]
+    got = [c.result() for c in calls]
+    parts = list(lst(b"all"))
+    codes = []
+    for req in (b"fail", b"crash"):
+        try:
+            get(req)
+            codes.append(0)
+        except grpc.RpcError as e:
+            codes.append(e.code().value[0])
+    print(json.dumps({"pid": os.getpid(), "unary": len(got), "parts": len(parts), "codes": codes}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "server":
+        serve(int(sys.argv[2]))
+    else:
+        client(int(sys.argv[2]), int(sys.argv[3]))

@@ -1,0 +1,53 @@
+"""gRPC over HTTP/2 (grpcio server and client, prior-knowledge h2c): one span per call on
+each end with concurrent calls multiplexed on ONE channel, server-streaming calls ending at
+the end of the stream, gRPC status codes and error rules, one trace per call."""
+
+import json
+
+from e2elib import APPS, PYTHON, brief, client_to, duration_ms, free_port, server_on, wait_listening
+
+N = 10  # concurrent unary calls on one channel
+
+
+def test_grpc_calls(collector, procs):
+    port = free_port()
+    srv = procs.spawn([PYTHON, APPS / "grpc_app.py", "server", port], env_extra={"OTEL_SERVICE_NAME": "shop"},
+                      name="grpc-server")
+    wait_listening(port, srv, what="grpc server")
+    _, out = procs.run([PYTHON, APPS / "grpc_app.py", "client", port, N], env_extra={"OTEL_SERVICE_NAME": "buyer"},
+                       name="grpc-client")
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res == {"pid": res["pid"], "unary": N, "parts": 5, "codes": [5, 13]}, res
+
+    total = N + 3  # N Get, one List, two failing Get
+    servers = collector.spans.wait(server_on(port), total)
+    clients = collector.spans.wait(client_to(port), total)
+    assert len(servers) == total and len(clients) == total, brief(servers + clients)
+    for s in servers + clients:
+        assert s["attrs"]["rpc.system"] == "grpc", brief([s])
+        assert s["attrs"]["rpc.service"] == "demo.Shop"
+        assert s["name"] == f"demo.Shop/{s['attrs']['rpc.method']}"
+        assert s["attrs"]["network.protocol.version"] == "2"
+    for side, spans in (("server", servers), ("client", clients)):
+        names = sorted(s["name"] for s in spans)
+        assert names == sorted(["demo.Shop/Get"] * (N + 2) + ["demo.Shop/List"]), (side, names)
+        codes = sorted(s["attrs"]["rpc.grpc.status_code"] for s in spans)
+        assert codes == sorted([0] * (N + 1) + [5, 13]), (side, codes)
+        for s in spans:
+            code = s["attrs"]["rpc.grpc.status_code"]
+            # Server: NOT_FOUND is the caller's problem, INTERNAL is an error; client: any non-OK.
+            want_error = code == 13 or (side == "client" and code != 0)
+            assert (s["status_code"] == 2) == want_error, brief([s])
+        # The streaming call ends when its stream ends (5 messages 50 ms apart), not at its
+        # first response headers.
+        lst = next(s for s in spans if s["name"] == "demo.Shop/List")
+        assert duration_ms(lst) >= 200, brief([lst])
+    assert {s["resource"]["service.name"] for s in servers} == {"shop"}
+    assert {s["resource"]["service.name"] for s in clients} == {"buyer"}
+    # Both ends on this node: every server span is the child of its client span.
+    by_id = {c["span_id"]: c for c in clients}
+    for s in servers:
+        c = by_id.get(s["parent_span_id"])
+        assert c is not None and c["trace_id"] == s["trace_id"], brief([s])
+        assert c["name"] == s["name"]
+        assert c["attrs"]["rpc.grpc.status_code"] == s["attrs"]["rpc.grpc.status_code"]
