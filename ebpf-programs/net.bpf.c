@@ -475,6 +475,8 @@ int BPF_PROG(on_sock_state, const struct sock *sk, int oldstate, int newstate)
 	__u64 sid = (__u64)sk;
 	if (propagate)
 		answered(sid); /* closed unanswered: the thread no longer serves it */
+	if (tls_on) /* the next socket at this address is not TLS */
+		bpf_map_delete_elem(&tls_socks, &sid);
 	if (!bpf_map_lookup_elem(&socks, &sid))
 		return 0;
 	bpf_map_delete_elem(&socks, &sid);

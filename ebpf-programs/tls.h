@@ -60,8 +60,11 @@ static __always_inline int tls_ciphertext(__u64 pid_tgid, __u64 sid, __u32 fd, s
 		__builtin_memcpy(&ss.tuple, t, sizeof(ss.tuple));
 		bpf_map_update_elem(&ssl_socks, &call->ssl, &ss, BPF_ANY);
 		__u8 one = 1;
-		if (!bpf_map_lookup_elem(&tls_socks, &sid))
+		if (!bpf_map_lookup_elem(&tls_socks, &sid)) {
 			bpf_map_update_elem(&tls_socks, &sid, &one, BPF_ANY);
+			/* Its close must be reported too: the address is reused by later sockets. */
+			bpf_map_update_elem(&socks, &sid, &one, BPF_ANY);
+		}
 		return 1;
 	}
 	return bpf_map_lookup_elem(&tls_socks, &sid) != NULL;
