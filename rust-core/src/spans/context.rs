@@ -180,7 +180,11 @@ impl Contexts {
                 invalid_parent: false,
             },
             (Side::Client, None) if kernel.is_some() => {
-                self.injected(pid, ex.tid, kernel.as_ref().unwrap(), stats)
+                let k = kernel.as_ref().unwrap();
+                // The request started leaving when the kernel rewrote it, inside the send:
+                // before the server could read it (the send's own exit may come later).
+                ex.req_start = ex.req_start.min(k.hdr.ts_ns);
+                self.injected(pid, ex.tid, k, stats)
             }
             (Side::Client, None) => {
                 // HTTP/2 is not rewritten (yet): not a miss.

@@ -26,7 +26,7 @@ pub mod flag {
     pub const ACK: u8 = 0x1;
     pub const END_HEADERS: u8 = 0x4;
     pub const PADDED: u8 = 0x8;
-    pub const PRIORITY: u8 = 0x20;
+    pub const PRIO: u8 = 0x20; // PRIORITY (named apart from the frame type for cbindgen)
 }
 
 pub mod setting {
@@ -70,7 +70,7 @@ impl FrameHeader {
         let padded =
             matches!(self.ty, ty::DATA | ty::HEADERS | ty::PUSH_PROMISE) && self.has(flag::PADDED);
         let fixed = match self.ty {
-            ty::HEADERS if self.has(flag::PRIORITY) => 5,
+            ty::HEADERS if self.has(flag::PRIO) => 5,
             ty::PUSH_PROMISE | ty::RST_STREAM => 4,
             ty::GOAWAY => 8,
             _ => 0,
@@ -108,7 +108,7 @@ impl FrameHeader {
     pub fn plausible(&self, max_len: u32, client: Option<bool>) -> bool {
         let defined = match self.ty {
             ty::DATA => flag::END_STREAM | flag::PADDED,
-            ty::HEADERS => flag::END_STREAM | flag::END_HEADERS | flag::PADDED | flag::PRIORITY,
+            ty::HEADERS => flag::END_STREAM | flag::END_HEADERS | flag::PADDED | flag::PRIO,
             ty::SETTINGS | ty::PING => flag::ACK,
             ty::PUSH_PROMISE => flag::END_HEADERS | flag::PADDED,
             ty::CONTINUATION => flag::END_HEADERS,

@@ -522,7 +522,7 @@ fn padding_on_headers_and_data() {
     p.extend_from_slice(&[0; 7]);
     let h = frame(
         ty::HEADERS,
-        flag::END_HEADERS | flag::PADDED | flag::PRIORITY,
+        flag::END_HEADERS | flag::PADDED | flag::PRIO,
         1,
         &p,
     );
