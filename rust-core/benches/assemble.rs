@@ -45,7 +45,7 @@ fn replay(recs: &[Vec<u8>]) -> Assembler {
 }
 
 fn bench(c: &mut Criterion) {
-    for name in ["keepalive", "nginx"] {
+    for name in ["keepalive", "nginx", "grpc"] {
         let recs = records(name);
         // The spans one replay yields, for the throughput figure.
         let spans = replay(&recs).batch.len() as u64;

@@ -313,6 +313,41 @@ fn connections_the_kernel_did_not_mark_are_adopted_once() {
 }
 
 #[test]
+fn grpc_calls_multiplexed_on_one_channel() {
+    // grpcio: 6 concurrent unary calls on one HTTP/2 connection, a server-streaming call
+    // (5 messages 50 ms apart), NOT_FOUND, INTERNAL; both ends traced.
+    let (spans, st) = replay("grpc");
+    for server in [true, false] {
+        let side: Vec<_> = spans.iter().filter(|s| s.server() == server).collect();
+        assert_eq!(side.len(), 9, "{side:?}");
+        let mut codes: Vec<i64> = side.iter().map(|s| s.int("rpc.grpc.status_code")).collect();
+        codes.sort();
+        assert_eq!(codes, [0, 0, 0, 0, 0, 0, 0, 5, 13]);
+        for s in &side {
+            assert_eq!(s.str("rpc.system"), "grpc");
+            assert_eq!(s.str("rpc.service"), "demo.Shop");
+            assert_eq!(s.name, format!("demo.Shop/{}", s.str("rpc.method")));
+            assert_eq!(s.str("network.protocol.version"), "2");
+            let code = s.int("rpc.grpc.status_code");
+            assert_eq!(s.error, code == 13 || (!server && code != 0), "{s:?}");
+        }
+        let list = side.iter().find(|s| s.name == "demo.Shop/List").unwrap();
+        assert!(list.end - list.start >= 200_000_000, "{list:?}");
+    }
+    // Same-node linking pairs the streams of one connection in order.
+    for srv in spans.iter().filter(|s| s.server()) {
+        let c: Vec<_> = spans
+            .iter()
+            .filter(|c| !c.server() && c.span_id == srv.parent)
+            .collect();
+        assert_eq!(c.len(), 1, "{srv:?}");
+        assert_eq!(c[0].trace_id, srv.trace_id);
+        assert_eq!(c[0].name, srv.name);
+    }
+    assert_eq!(st["h2_headers_undecodable"], 0);
+}
+
+#[test]
 fn pipelined_requests_in_one_write() {
     let (spans, _) = replay("pipelined");
     let paths: Vec<_> = of_kind(&spans, true)

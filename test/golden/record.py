@@ -183,6 +183,14 @@ def inject(port, backend):
         t.join()
 
 
+GRPC_APP = os.path.join(ROOT, "test/e2e/apps/grpc_app.py")
+
+
+def grpc(port):
+    # 6 concurrent unary calls on one channel, a server-streaming call, NOT_FOUND, INTERNAL.
+    subprocess.run([sys.executable, GRPC_APP, "client", str(port), "6"], check=True, capture_output=True)
+
+
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
@@ -208,7 +216,7 @@ def nginx(port, d):
                     f"http://127.0.0.1:{port}/missing"], check=True)
 
 
-SCENARIOS = [chain, inject, keepalive, pipelined, split, chunked, chunkedbig, bigbody, expect100, head, noresponse, traceparent, nginx]
+SCENARIOS = [grpc, chain, inject, keepalive, pipelined, split, chunked, chunkedbig, bigbody, expect100, head, noresponse, traceparent, nginx]
 
 
 def main():
@@ -227,6 +235,8 @@ def main():
             with open(f"{d}/nginx.conf", "w") as f:
                 f.write(NGINX_CONF.format(d=d, port=port))
             server = subprocess.Popen(["nginx", "-c", f"{d}/nginx.conf"])
+        elif sc is grpc:
+            server = subprocess.Popen([sys.executable, GRPC_APP, "server", str(port)])
         else:
             server = subprocess.Popen([sys.executable, APP, str(port)])
         backend = None
