@@ -75,6 +75,20 @@ fn take_map(bpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, LoadError> {
     })
 }
 
+/// The program `name` of the object, as its aya type.
+pub(crate) fn program<'a, T>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    bpf.program_mut(name)
+        .ok_or_else(|| LoadError::Unsupported {
+            feature: format!("program {name}"),
+            detail: "missing from object".into(),
+        })?
+        .try_into()
+        .map_err(|e| aya_err(format!("program {name}"), e))
+}
+
 /// An error text cut to its last lines: verifier logs run to thousands of lines.
 #[derive(Debug)]
 struct Short(String);
@@ -146,14 +160,7 @@ fn attach_propagation(bpf: &mut Ebpf, cgroup: &str) -> Result<SockHash<MapData, 
     let why = "context_propagation: headers (set context_propagation: off to run without)";
     let socks: SockHash<MapData, u64> = SockHash::try_from(take_map(bpf, "inject_socks")?)
         .map_err(|e| aya_err("inject_socks map", e))?;
-    let ops: &mut SockOps = bpf
-        .program_mut("on_sockops")
-        .ok_or_else(|| LoadError::Unsupported {
-            feature: "program on_sockops".into(),
-            detail: "missing from object".into(),
-        })?
-        .try_into()
-        .map_err(|e| aya_err("program on_sockops", e))?;
+    let ops: &mut SockOps = program(bpf, "on_sockops")?;
     ops.load()
         .map_err(|e| aya_err(format!("loading sock_ops for {why}"), e))?;
     let dir = std::fs::File::open(cgroup).map_err(|e| LoadError::Unsupported {
@@ -162,14 +169,7 @@ fn attach_propagation(bpf: &mut Ebpf, cgroup: &str) -> Result<SockHash<MapData, 
     })?;
     ops.attach(&dir, CgroupAttachMode::Single)
         .map_err(|e| aya_err(format!("attaching sock_ops to {cgroup} for {why}"), e))?;
-    let msg: &mut SkMsg = bpf
-        .program_mut("on_msg")
-        .ok_or_else(|| LoadError::Unsupported {
-            feature: "program on_msg".into(),
-            detail: "missing from object".into(),
-        })?
-        .try_into()
-        .map_err(|e| aya_err("program on_msg", e))?;
+    let msg: &mut SkMsg = program(bpf, "on_msg")?;
     msg.load()
         .map_err(|e| aya_err(format!("loading sk_msg for {why}"), e))?;
     let fd = socks.fd().try_clone().map_err(LoadError::from_io)?;
@@ -221,14 +221,7 @@ impl Kernel {
             .map_err(|e| aya_err("loading net.bpf.o", e))?;
 
         for (name, tp) in PROGRAMS {
-            let prog: &mut BtfTracePoint = bpf
-                .program_mut(name)
-                .ok_or_else(|| LoadError::Unsupported {
-                    feature: format!("program {name}"),
-                    detail: "missing from object".into(),
-                })?
-                .try_into()
-                .map_err(|e| aya_err(format!("program {name}"), e))?;
+            let prog: &mut BtfTracePoint = program(&mut bpf, name)?;
             prog.load(tp, &btf).map_err(|e| match e {
                 aya::programs::ProgramError::LoadError { .. } => {
                     aya_err(format!("loading tp_btf/{tp} (kernel 5.5+ with BTF)"), e)

@@ -9,7 +9,7 @@ use aya::programs::uprobe::UProbeScope;
 use aya::programs::UProbe;
 use aya::Ebpf;
 
-use super::aya_err;
+use super::{aya_err, program};
 use crate::error::LoadError;
 
 /// (program, symbol): entry probes, then the one return probe on every symbol.
@@ -33,14 +33,7 @@ pub struct Tls {
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
     for name in ENTRIES.iter().map(|e| e.0).chain([RETURN]) {
-        let p: &mut UProbe = bpf
-            .program_mut(name)
-            .ok_or_else(|| LoadError::Unsupported {
-                feature: format!("program {name}"),
-                detail: "missing from object".into(),
-            })?
-            .try_into()
-            .map_err(|e| aya_err(format!("program {name}"), e))?;
+        let p: &mut UProbe = program(bpf, name)?;
         p.load()
             .map_err(|e| aya_err(format!("loading uprobe {name}"), e))?;
     }
