@@ -74,17 +74,48 @@ struct {
 /* Sockets we reported data on. Their close is taken from the TCP state change to
  * TCP_CLOSE, which names the socket itself: at close(2)'s exit the fd is released and may
  * already belong to a socket another thread just accepted. LRU: bounded, self-cleaning. */
+struct sock_info {
+	__u8 seen; /* SEEN_* (h2.h): directions whose first bytes were looked at */
+	__u8 h2; /* HTTP/2 followed from its preface: records carry frames (h2.h) */
+	__u8 _pad[6];
+	struct h2_frame_state dirs[2]; /* by enum direction */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, __u8);
+	__type(value, struct sock_info);
 } socks SEC(".maps");
+
+/* State of the loops that copy a call's bytes (emit_iov, emit_h2). It lives in the
+ * scratch map, not on the stack: the verifier then sees unknown values at each step and
+ * checks a loop body once, instead of following the values step after step. */
+struct iov_walk {
+	const struct iovec *iov;
+	__u64 iovcnt;
+	__u32 left; /* bytes of the syscall not walked yet */
+	__u32 pos;  /* bytes captured */
+};
+
+struct h2_walk {
+	const struct iovec *iov; /* NULL: one buffer (base, cur) */
+	__u64 iovcnt;
+	__u64 idx; /* next iovec */
+	__u64 base; /* user address of the current chunk */
+	__u32 cur; /* bytes left in the current chunk */
+	__u32 left; /* bytes of the call not in a chunk yet */
+	__u32 pos; /* bytes in data[] */
+	__u32 full; /* data[] had no room for bytes it needed: nothing more is copied */
+	struct h2_frame_state st;
+};
 
 /* A record being built, with room after data[] so copies at an offset stay in bounds. */
 struct data_scratch {
 	struct data_event e;
 	__u8 slack[CAPTURE_MAX];
+	struct iov_walk iov;
+	struct h2_walk h2;
 };
 
 struct {
@@ -188,20 +219,17 @@ static __noinline int emit_data(struct data_event *e, const void *buf, __u32 len
 	return 0;
 }
 
-struct iov_walk {
-	const struct iovec *iov;
-	__u64 iovcnt;
-	__u32 left; /* bytes of the syscall not walked yet */
-	__u32 pos;  /* bytes captured */
-};
-
 /* bpf_loop body: one iovec appended to the scratch record (verified once, however many
  * iovecs a call has). */
-static long iov_step(__u32 i, struct iov_walk *w)
+static long iov_step(__u32 i, void *unused)
 {
 	__u32 zero = 0;
-	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
-	if (!e || i >= w->iovcnt || w->left == 0 || w->pos >= CAPTURE_MAX - 1)
+	struct data_scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sc)
+		return 1;
+	struct iov_walk *w = &sc->iov;
+	struct data_event *e = &sc->e;
+	if (i >= w->iovcnt || w->left == 0 || w->pos >= CAPTURE_MAX - 1)
 		return 1;
 	struct iovec v = {};
 	if (bpf_probe_read_user(&v, sizeof(v), &w->iov[i]))
@@ -226,9 +254,18 @@ static long iov_step(__u32 i, struct iov_walk *w)
 static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __u64 iovcnt, __u32 total,
 			       __u64 ctx_tid)
 {
-	struct iov_walk w = {.iov = iov, .iovcnt = iovcnt, .left = total, .pos = 0};
-	bpf_loop(MAX_IOV, iov_step, &w, 0);
-	__u32 pos = w.pos;
+	__u32 zero = 0;
+	struct data_scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sc)
+		return 0;
+	sc->iov.iov = iov;
+	sc->iov.iovcnt = iovcnt;
+	sc->iov.left = total;
+	sc->iov.pos = 0;
+	bpf_loop(MAX_IOV, iov_step, NULL, 0);
+	__u32 pos = sc->iov.pos;
+	if (pos > CAPTURE_MAX - 1)
+		pos = CAPTURE_MAX - 1;
 	if (total > pos) {
 		count(COUNTER_TRUNCATED, 1);
 		count(COUNTER_BYTES_NOT_CAPTURED, total - pos);
@@ -242,6 +279,8 @@ static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __
 		count(COUNTER_RINGBUF_FULL, 1);
 	return 0;
 }
+
+#include "h2.h"
 
 /* Whether the process's traffic is captured (PENDING ones too: userspace decides later
  * whether to keep what they sent). */
@@ -347,9 +386,11 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	__u64 sid = (__u64)sk;
 	if (tls_ciphertext(pid_tgid, sid, fd, &e->tuple))
 		return 0; /* its plaintext comes from the SSL library's probes */
-	if (!bpf_map_lookup_elem(&socks, &sid)) { /* a lookup is much cheaper than an update */
-		__u8 one = 1;
-		bpf_map_update_elem(&socks, &sid, &one, BPF_ANY);
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &sid);
+	if (!si) { /* a lookup is much cheaper than an update */
+		struct sock_info fresh = {};
+		bpf_map_update_elem(&socks, &sid, &fresh, BPF_NOEXIST);
+		si = bpf_map_lookup_elem(&socks, &sid);
 	}
 	e->hdr.kind = EVENT_DATA;
 	e->hdr.pid = pid;
@@ -369,30 +410,34 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	case NR_READ:
 	case NR_RECVFROM:
 		e->direction = DIR_RECV;
-		emit_data(e, (const void *)regs->si, ret, ctx_tid);
+		emit_call(e, si, (const void *)regs->si, NULL, 0, ret, ctx_tid);
 		break;
 	case NR_WRITE:
 	case NR_SENDTO:
 		e->direction = DIR_SEND;
-		emit_data(e, (const void *)regs->si, ret, 0);
+		emit_call(e, si, (const void *)regs->si, NULL, 0, ret, 0);
 		break;
 	case NR_READV:
 	case NR_WRITEV:
 		e->direction = nr == NR_READV ? DIR_RECV : DIR_SEND;
-		emit_iov(e, (const struct iovec *)regs->si, regs->dx, ret, ctx_tid);
+		emit_call(e, si, NULL, (const struct iovec *)regs->si, regs->dx, ret, ctx_tid);
 		break;
 	case NR_RECVMSG:
 	case NR_SENDMSG: {
 		struct user_msghdr m = {};
 		e->direction = nr == NR_RECVMSG ? DIR_RECV : DIR_SEND;
 		if (bpf_probe_read_user(&m, sizeof(m), (const void *)regs->si))
-			emit_data(e, NULL, ret, 0);
+			emit_call(e, si, NULL, NULL, 0, ret, 0);
 		else
-			emit_iov(e, m.msg_iov, m.msg_iovlen, ret, ctx_tid);
+			emit_call(e, si, NULL, m.msg_iov, m.msg_iovlen, ret, ctx_tid);
 		break;
 	}
 	case NR_SENDFILE: /* file bytes: only their count matters for framing */
 		e->direction = DIR_SEND;
+		if (si && si->h2) { /* file bytes cannot be walked as frames */
+			si->h2 = 0;
+			count(COUNTER_H2_WALK_LOST, 1);
+		}
 		emit_data(e, NULL, ret, 0);
 		break;
 	}

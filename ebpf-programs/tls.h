@@ -63,7 +63,8 @@ static __always_inline int tls_ciphertext(__u64 pid_tgid, __u64 sid, __u32 fd, s
 		if (!bpf_map_lookup_elem(&tls_socks, &sid)) {
 			bpf_map_update_elem(&tls_socks, &sid, &one, BPF_ANY);
 			/* Its close must be reported too: the address is reused by later sockets. */
-			bpf_map_update_elem(&socks, &sid, &one, BPF_ANY);
+			struct sock_info fresh = {};
+			bpf_map_update_elem(&socks, &sid, &fresh, BPF_ANY);
 		}
 		return 1;
 	}
@@ -153,6 +154,7 @@ int on_ssl_ret(struct pt_regs *ctx)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	if (propagate && c.write)
 		answered(ss->sid);
-	emit_data(e, (const void *)c.buf, n, propagate && !c.write ? pid_tgid : 0);
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &ss->sid);
+	emit_call(e, si, (const void *)c.buf, NULL, 0, n, propagate && !c.write ? pid_tgid : 0);
 	return 0;
 }

@@ -53,6 +53,8 @@ enum counter {
 				 * traceparent may have been missed by the kernel */
 	COUNTER_TRACESTATE_DROPPED = 8, /* tracestate too long to carry: traceparent only */
 	COUNTER_TLS_NO_SOCKET = 9, /* TLS plaintext of an SSL object whose socket is unknown */
+	COUNTER_H2_WALK_LOST = 10, /* HTTP/2 frame walk given up (too many frames in one call):
+				    * that connection's records are plain captures again */
 	COUNTER_MAX = 16,
 };
 
@@ -92,6 +94,19 @@ struct data_event {
 /* data_event.flags */
 #define DATA_FLAG_PENDING 1 /* sent while the process waited for an exe-path decision */
 #define DATA_FLAG_TLS 2 /* plaintext of a TLS connection, from the SSL library */
+#define DATA_FLAG_H2 4 /* HTTP/2 frames: data[] is a struct h2_frame_state (where the
+			* bytes start in the frame stream), then the frame headers and
+			* non-DATA payloads in order; DATA payloads are left out */
+
+/* Where an HTTP/2 direction is in its frame stream. The client preface counts as a
+ * non-DATA payload of 24 bytes. */
+struct h2_frame_state {
+	__u32 rem; /* payload bytes of the current frame still to come */
+	__u32 head; /* first bytes (up to 4: length, type) of a frame header seen in part */
+	__u8 hdr_have; /* bytes of that header seen so far (0..8) */
+	__u8 is_data; /* the current frame is DATA: its payload is left out */
+	__u8 _pad[6];
+};
 
 struct close_event {
 	struct event_header hdr;

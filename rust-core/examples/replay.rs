@@ -44,9 +44,10 @@ fn main() {
                     total_len,
                     data,
                     tls,
+                    h2_frames,
                     ..
                 } => println!(
-                    "{}/{} sock={:x} {}->{} {:?}{} total={} {:?}",
+                    "{}/{} sock={:x} {}->{} {:?}{}{} total={} {:?}",
                     hdr.pid,
                     hdr.tid,
                     hdr.sock_id,
@@ -54,6 +55,7 @@ fn main() {
                     tuple.dport,
                     direction,
                     if *tls { " tls" } else { "" },
+                    if *h2_frames { " h2frames" } else { "" },
                     total_len,
                     String::from_utf8_lossy(&data[..data.len().min(80)])
                 ),

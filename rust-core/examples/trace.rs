@@ -17,10 +17,12 @@ fn main() {
         .expect("config");
     let quiet = std::env::var_os("QUIET").is_some();
     let mut r = Receiver::new(cfg);
+    let t0 = Instant::now();
     if let Err(e) = r.start() {
         eprintln!("start: {e}");
         std::process::exit(1);
     }
+    eprintln!("started in {} ms", t0.elapsed().as_millis());
     eprintln!("{}", r.info());
     let end = Instant::now() + Duration::from_secs(secs);
     let mut total = 0;

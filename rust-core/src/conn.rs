@@ -242,6 +242,30 @@ impl Conn {
         }
     }
 
+    /// Feeds one call given as segments (an HTTP/2 call the kernel walked frame by frame).
+    pub fn feed_segments(
+        &mut self,
+        dir: Direction,
+        segs: &[Segment<'_>],
+        ts: u64,
+        tid: u32,
+        done: &mut Vec<Done>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        for seg in segs {
+            let o = match *seg {
+                Segment::Data(d) => self.feed(dir, d, 0, ts, tid, done),
+                Segment::Gap(n) => self.feed(dir, &[], n, ts, tid, done),
+            };
+            out.unknown_protocol |= o.unknown_protocol;
+            out.parse_error |= o.parse_error;
+            out.orphan_responses += o.orphan_responses;
+            out.framing_lost |= o.framing_lost;
+            out.h2_undecodable += o.h2_undecodable;
+        }
+        out
+    }
+
     /// Feeds `data` (the captured part) plus `gap` uncaptured bytes seen at `ts`.
     pub fn feed(
         &mut self,

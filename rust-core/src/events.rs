@@ -21,6 +21,7 @@ pub const CTX_FLAG_TRACESTATE: u8 = 4;
 
 pub const DATA_FLAG_PENDING: u8 = 1;
 pub const DATA_FLAG_TLS: u8 = 2;
+pub const DATA_FLAG_H2: u8 = 4;
 
 pub const PROC_TRACED: u32 = 1;
 pub const PROC_EXCLUDED: u32 = 2;
@@ -42,6 +43,7 @@ pub const COUNTER_INJECT_FAILED: u32 = 6;
 pub const COUNTER_HEAD_SPLIT: u32 = 7;
 pub const COUNTER_TRACESTATE_DROPPED: u32 = 8;
 pub const COUNTER_TLS_NO_SOCKET: u32 = 9;
+pub const COUNTER_H2_WALK_LOST: u32 = 10;
 pub const COUNTER_MAX: u32 = 16;
 
 const AF_INET: u16 = 2;
@@ -151,6 +153,8 @@ pub enum Event<'a> {
         pending: bool,
         /// Plaintext of a TLS connection (from the SSL library, not the socket).
         tls: bool,
+        /// HTTP/2 frames as the kernel walked them: see `protocols::http2::kernel_frames`.
+        h2_frames: bool,
         /// Bytes the syscall moved; `data` holds the first of them.
         total_len: u32,
         comm: [u8; COMM_LEN],
@@ -196,7 +200,14 @@ pub fn decode(rec: &[u8]) -> Result<Event<'_>, Malformed> {
             let head: DataEventHead = read(rec)?;
             let start = std::mem::size_of::<DataEventHead>();
             let n = head.captured_len as usize;
-            if n >= CAPTURE_MAX || rec.len() < start + n || head.total_len < head.captured_len {
+            // An HTTP/2 record holds the frame state as well as the call's bytes.
+            let max = head.total_len as usize
+                + if head.flags & DATA_FLAG_H2 != 0 {
+                    crate::protocols::http2::kernel_frames::STATE_LEN
+                } else {
+                    0
+                };
+            if n >= CAPTURE_MAX || rec.len() < start + n || n > max {
                 return Err(Malformed);
             }
             Ok(Event::Data {
@@ -209,6 +220,7 @@ pub fn decode(rec: &[u8]) -> Result<Event<'_>, Malformed> {
                 },
                 pending: head.flags & DATA_FLAG_PENDING != 0,
                 tls: head.flags & DATA_FLAG_TLS != 0,
+                h2_frames: head.flags & DATA_FLAG_H2 != 0,
                 total_len: head.total_len,
                 comm: head.comm,
                 data: &rec[start..start + n],
@@ -250,6 +262,7 @@ pub fn encode(ev: &Event<'_>) -> Vec<u8> {
             direction,
             pending,
             tls,
+            h2_frames,
             total_len,
             comm,
             data,
@@ -261,7 +274,8 @@ pub fn encode(ev: &Event<'_>) -> Vec<u8> {
                 captured_len: data.len() as u32,
                 direction: (*direction == Direction::Send) as u8,
                 flags: if *pending { DATA_FLAG_PENDING } else { 0 }
-                    | if *tls { DATA_FLAG_TLS } else { 0 },
+                    | if *tls { DATA_FLAG_TLS } else { 0 }
+                    | if *h2_frames { DATA_FLAG_H2 } else { 0 },
                 _pad: [0; 6],
                 comm: *comm,
             };
@@ -315,6 +329,7 @@ mod tests {
             direction: Direction::Send,
             pending: false,
             tls: true,
+            h2_frames: false,
             total_len: 10,
             comm: [0; 16],
             data: b"HTTP/1.1 2",

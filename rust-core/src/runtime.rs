@@ -213,6 +213,7 @@ fn pump(
                     &stats.tracestate_dropped,
                 ),
                 (events::COUNTER_TLS_NO_SOCKET, &stats.tls_without_socket),
+                (events::COUNTER_H2_WALK_LOST, &stats.h2_walk_lost),
             ] {
                 stats::set(c, kernel.maps.counter(idx));
             }

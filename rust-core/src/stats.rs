@@ -98,6 +98,9 @@ counters! {
     /// HTTP/2 header blocks that could not be decoded (a connection first seen mid-stream
     /// refers to compression state we never saw): those streams' spans lack what was lost.
     h2_headers_undecodable,
+    /// HTTP/2 connections whose frames the kernel stopped following (a call with more
+    /// frames than it walks, or file bytes sent with sendfile): plain captures from then on.
+    h2_walk_lost,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

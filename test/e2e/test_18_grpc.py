@@ -51,3 +51,28 @@ def test_grpc_calls(collector, procs):
         assert c is not None and c["trace_id"] == s["trace_id"], brief([s])
         assert c["name"] == s["name"]
         assert c["attrs"]["rpc.grpc.status_code"] == s["attrs"]["rpc.grpc.status_code"]
+
+
+def test_large_messages_keep_every_header_block(collector, procs):
+    """Replies of 256 KiB: grpcio writes and reads them in calls of tens of KiB, with the
+    next streams' HEADERS and the trailers after the DATA frames. The kernel walks the
+    frames of such calls (ebpf-programs/h2.h), so every span ends at its trailers with
+    its status, and no header block is lost."""
+    port = free_port()
+    srv = procs.spawn([PYTHON, APPS / "grpc_app.py", "server", port], env_extra={"OTEL_SERVICE_NAME": "shop"},
+                      name="grpc-server")
+    wait_listening(port, srv, what="grpc server")
+    n, size = 6, 256 * 1024
+    before = collector.ebpf_counter("h2_headers_undecodable")
+    _, out = procs.run([PYTHON, APPS / "grpc_app.py", "blobs", port, n, size], name="grpc-blobs")
+    res = json.loads(out.strip().splitlines()[-1])
+    assert sorted(res["sizes"]) == sorted([size] * n + [len(b"item:small0")] * n), res
+
+    for pred in (server_on(port), client_to(port)):
+        spans = collector.spans.wait(pred, 2 * n)
+        assert len(spans) == 2 * n, brief(spans)
+        assert sorted(s["name"] for s in spans) == sorted(["demo.Shop/Blob", "demo.Shop/Get"] * n), brief(spans)
+        for s in spans:
+            assert s["attrs"]["rpc.grpc.status_code"] == 0, brief([s])
+            assert s["status_code"] != 2, brief([s])
+    assert collector.ebpf_counter("h2_headers_undecodable") == before

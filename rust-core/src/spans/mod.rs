@@ -14,6 +14,7 @@ use crate::conn::{Conn, Done};
 use crate::events::{cstr, CtxEvent, Event, PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED};
 use crate::otlp::BatchBuilder;
 use crate::process::{ProcReader, ProcessInfo, ProcessTable};
+use crate::protocols::http2::kernel_frames;
 use crate::stats::{self, Stats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +191,7 @@ impl Assembler {
                 direction,
                 pending,
                 tls,
+                h2_frames,
                 total_len,
                 comm,
                 data,
@@ -220,8 +222,16 @@ impl Assembler {
                     conn.pid = hdr.pid;
                     conn.comm = cstr(&comm);
                 }
-                let gap = (total_len as u64).saturating_sub(data.len() as u64);
-                let out = conn.feed(direction, data, gap, hdr.ts_ns, hdr.tid, &mut self.done);
+                let out = if h2_frames {
+                    let Some(segs) = kernel_frames::segments(data, u64::from(total_len)) else {
+                        stats::inc(&self.stats.events_malformed);
+                        return None;
+                    };
+                    conn.feed_segments(direction, &segs, hdr.ts_ns, hdr.tid, &mut self.done)
+                } else {
+                    let gap = (total_len as u64).saturating_sub(data.len() as u64);
+                    conn.feed(direction, data, gap, hdr.ts_ns, hdr.tid, &mut self.done)
+                };
                 if let Some(side) = conn.side {
                     let mut missed = false;
                     for ex in self

@@ -2,8 +2,11 @@
 python3 grpc_app.py server PORT         serves demo.Shop: Get (unary; a request b"fail" ends
                                         with NOT_FOUND, b"crash" with INTERNAL), List
                                         (server streaming: 5 messages, 50 ms apart)
+                                        Blob (unary: a reply of the size the request names)
 python3 grpc_app.py client PORT N       N concurrent Get calls on ONE channel, then one List,
-                                        one failing Get; prints one JSON line"""
+                                        one failing Get; prints one JSON line
+python3 grpc_app.py blobs PORT N SIZE   N concurrent Blob calls of SIZE bytes each on ONE
+                                        channel, with N small Get calls among them"""
 
 import json
 import os
@@ -28,8 +31,12 @@ def serve(port):
             time.sleep(0.05)
             yield b"part%d" % i
 
+    def blob(req, ctx):
+        return b"b" * int(req)
+
     handler = grpc.method_handlers_generic_handler("demo.Shop", {
         "Get": grpc.unary_unary_rpc_method_handler(get),
+        "Blob": grpc.unary_unary_rpc_method_handler(blob),
         "List": grpc.unary_stream_rpc_method_handler(lst),
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
@@ -56,8 +63,23 @@ def client(port, n):
     print(json.dumps({"pid": os.getpid(), "unary": len(got), "parts": len(parts), "codes": codes}))
 
 
+def blobs(port, n, size):
+    opts = [("grpc.max_receive_message_length", size + 1024)]
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=opts)
+    blob = ch.unary_unary("/demo.Shop/Blob")
+    get = ch.unary_unary("/demo.Shop/Get")
+    calls = []
+    for i in range(n):
+        calls.append(blob.future(str(size).encode()))
+        calls.append(get.future(b"small%d" % i))
+    sizes = [len(c.result()) for c in calls]
+    print(json.dumps({"pid": os.getpid(), "sizes": sizes}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve(int(sys.argv[2]))
+    elif sys.argv[1] == "blobs":
+        blobs(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:
         client(int(sys.argv[2]), int(sys.argv[3]))

@@ -36,6 +36,7 @@
 mod frames;
 pub mod hpack;
 mod huffman;
+pub mod kernel_frames;
 mod parser;
 mod streams;
 

@@ -1,0 +1,190 @@
+/* HTTP/2 connections seen from their client preface: their records carry the frame
+ * headers and the non-DATA payloads of each call, and leave DATA payloads out.
+ * Included by net.bpf.c.
+ *
+ * Why in the kernel: one call moves up to tens of KiB, a record holds 4 KiB. A plain
+ * capture loses whatever follows the first 4 KiB: the HEADERS of the next stream after a
+ * large DATA frame, the END_STREAM flag of a response's last frame, and with a lost
+ * header block the HPACK table of the whole connection. Walking frame headers here costs
+ * about two loop steps per frame and keeps every header.
+ *
+ * Each socket keeps, per direction, where it is in its frame stream (struct
+ * h2_frame_state, in its `socks` entry); every record starts with that state so
+ * userspace can walk the same frames and account the left-out bytes. */
+
+#define H2_STEPS 4096 /* loop steps per call: ~2 per frame, 1 per iovec */
+#define SEEN_RECV 1
+#define SEEN_SEND 2
+
+/* The 24-byte client preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" as little-endian words. */
+#define H2_PREFACE_0 0x5448202a20495250ULL
+#define H2_PREFACE_1 0x0a0d302e322f5054ULL
+#define H2_PREFACE_2 0x0a0d0a0d4d530a0dULL
+
+
+/* Appends the next n bytes of the chunk to the record. */
+static __always_inline void h2_copy(struct data_scratch *sc, __u32 n)
+{
+	struct h2_walk *w = &sc->h2;
+	if (w->full || w->pos >= CAPTURE_MAX - 1) {
+		w->full = 1;
+		return;
+	}
+	__u32 room = CAPTURE_MAX - 1 - w->pos;
+	__u32 k = n < room ? n : room;
+	__u32 at = w->pos;
+	BOUND(at, CAPTURE_MAX - 1);
+	BOUND(k, CAPTURE_MAX - 1);
+	/* The scratch record has CAPTURE_MAX bytes of slack after data[]: at + k fits. */
+	if (k && bpf_probe_read_user(&sc->e.data[at], k, (const void *)w->base)) {
+		w->full = 1;
+		return;
+	}
+	w->pos += k;
+	if (k < n)
+		w->full = 1;
+}
+
+/* bpf_loop body: the next iovec, or the next piece of a frame (a header, or payload). */
+static long h2_step(__u32 i, void *unused)
+{
+	__u32 zero = 0;
+	struct data_scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sc)
+		return 1;
+	struct h2_walk *w = &sc->h2;
+	if (!w->cur) {
+		if (!w->left || !w->iov || w->idx >= w->iovcnt)
+			return 1;
+		struct iovec v = {};
+		if (bpf_probe_read_user(&v, sizeof(v), &w->iov[w->idx]))
+			return 1;
+		w->idx++;
+		w->base = (__u64)v.iov_base;
+		w->cur = v.iov_len < w->left ? v.iov_len : w->left;
+		w->left -= w->cur;
+		return 0;
+	}
+	__u32 n;
+	if (w->st.rem) {
+		n = w->st.rem < w->cur ? w->st.rem : w->cur;
+		if (!w->st.is_data)
+			h2_copy(sc, n);
+		w->st.rem -= n;
+	} else if (!w->st.hdr_have && w->cur >= 9) {
+		/* A whole frame header: its length and type. */
+		__u32 head = 0;
+		n = 9;
+		if (bpf_probe_read_user(&head, 4, (const void *)w->base))
+			return 1;
+		h2_copy(sc, n);
+		head = bpf_ntohl(head);
+		w->st.rem = head >> 8;
+		w->st.is_data = (head & 0xff) == 0;
+	} else {
+		/* A header split between chunks or calls: a byte at a time. */
+		__u8 b = 0;
+		n = 1;
+		if (bpf_probe_read_user(&b, 1, (const void *)w->base))
+			return 1;
+		h2_copy(sc, n);
+		__u32 have = w->st.hdr_have;
+		if (have < 4)
+			w->st.head = w->st.head << 8 | b;
+		if (++have >= 9) {
+			w->st.rem = w->st.head >> 8;
+			w->st.is_data = (w->st.head & 0xff) == 0;
+			w->st.head = 0;
+			have = 0;
+		}
+		w->st.hdr_have = have;
+	}
+	w->base += n;
+	w->cur -= n;
+	return 0;
+}
+
+/* One call's bytes as frames into the scratch record (whose header and tuple are set):
+ * `src` is the buffer's address, or the iovec array's when iovcnt > 0. `st` is the
+ * direction's state, advanced past them. Returns nonzero when the walk could not finish
+ * (the state is then unknown). Global: verified once, not per call site. */
+__noinline int emit_h2(struct h2_frame_state *st, __u64 src, __u64 iovcnt, __u32 total)
+{
+	__u32 zero = 0;
+	struct data_scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sc || !st)
+		return 1;
+	struct h2_walk *w = &sc->h2;
+	w->iov = iovcnt ? (const struct iovec *)src : NULL;
+	w->iovcnt = iovcnt;
+	w->idx = 0;
+	w->base = iovcnt ? 0 : src;
+	w->cur = iovcnt ? 0 : total;
+	w->left = iovcnt ? total : 0;
+	w->pos = sizeof(struct h2_frame_state);
+	w->full = 0;
+	__builtin_memcpy(&w->st, st, sizeof(*st));
+	__builtin_memcpy(sc->e.data, st, sizeof(*st));
+	bpf_loop(H2_STEPS, h2_step, NULL, 0);
+	int lost = w->cur || w->left;
+	if (!lost)
+		__builtin_memcpy(st, &w->st, sizeof(*st));
+	if (w->full)
+		count(COUNTER_TRUNCATED, 1);
+	__u32 pos = w->pos;
+	if (pos > CAPTURE_MAX - 1)
+		pos = CAPTURE_MAX - 1;
+	sc->e.flags |= DATA_FLAG_H2;
+	sc->e.total_len = total;
+	sc->e.captured_len = pos;
+	__u64 size = offsetof(struct data_event, data) + (pos & (CAPTURE_MAX - 1));
+	if (bpf_ringbuf_output(&events, &sc->e, size, BPF_RB_NO_WAKEUP))
+		count(COUNTER_RINGBUF_FULL, 1);
+	return lost;
+}
+
+static __always_inline int h2_preface_at(const void *p)
+{
+	__u64 b[3] = {};
+	if (!p || bpf_probe_read_user(b, sizeof(b), p))
+		return 0;
+	return b[0] == H2_PREFACE_0 && b[1] == H2_PREFACE_1 && b[2] == H2_PREFACE_2;
+}
+
+/* Records one call's bytes: as frames on an HTTP/2 connection, else a plain capture. The
+ * first bytes of each direction are checked for the client preface: the connection is
+ * then followed from its start, both directions at a frame boundary. */
+static __always_inline void emit_call(struct data_event *e, struct sock_info *si, const void *buf,
+				      const struct iovec *iov, __u64 iovcnt, __u32 len, __u64 ctx_tid)
+{
+	__u8 dir = e->direction & 1;
+	if (si && !si->h2) {
+		__u8 bit = dir == DIR_RECV ? SEEN_RECV : SEEN_SEND;
+		if (!(si->seen & bit)) {
+			si->seen |= bit;
+			const void *first = buf;
+			if (iov) {
+				struct iovec v = {};
+				first = NULL;
+				if (iovcnt && !bpf_probe_read_user(&v, sizeof(v), iov) && v.iov_len >= 24)
+					first = v.iov_base;
+			}
+			if (len >= 24 && h2_preface_at(first)) {
+				si->h2 = 1;
+				__builtin_memset(si->dirs, 0, sizeof(si->dirs));
+				si->dirs[dir].rem = 24;
+			}
+		}
+	}
+	if (si && si->h2) {
+		if (emit_h2(&si->dirs[dir], iov ? (__u64)iov : (__u64)buf, iov ? iovcnt : 0, len)) {
+			si->h2 = 0; /* plain captures from now on: userspace resynchronises */
+			count(COUNTER_H2_WALK_LOST, 1);
+		}
+		return;
+	}
+	if (iov)
+		emit_iov(e, iov, iovcnt, len, ctx_tid);
+	else
+		emit_data(e, buf, len, ctx_tid);
+}
