@@ -5,11 +5,13 @@
 //! piece size (1..=8) and byte 3 the gaps. Checked invariants: no panic (both
 //! constructors, whole / in pieces / with gaps, close); feeding each direction
 //! whole or in small pieces gives the same events and counters as long as
-//! frame sync was never lost; the stream cap holds; `close` leaves nothing open.
+//! frame sync was never lost; the stream cap holds; `close` leaves nothing open;
+//! a kernel frame record (any bytes) gives segments covering exactly its call.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use otelcol_ebpf_core::protocols::http2::hpack::Decoder;
+use otelcol_ebpf_core::protocols::http2::kernel_frames;
 use otelcol_ebpf_core::protocols::http2::{
     grpc_method, is_client_preface, is_grpc, looks_like_h2, H2Conn, H2Event, Segment, MAX_STREAMS,
 };
@@ -50,6 +52,22 @@ fuzz_target!(|data: &[u8]| {
     let stream = &data[4..];
     let (cb, sb) = stream.split_at(split % (stream.len() + 1));
 
+    // The stream as a kernel frame record of a call of `split` bytes.
+    if let Some(segs) = kernel_frames::segments(stream, split as u64) {
+        let covered: u64 = segs
+            .iter()
+            .map(|s| match s {
+                Segment::Data(d) => d.len() as u64,
+                Segment::Gap(n) => *n,
+            })
+            .sum();
+        assert_eq!(covered, split as u64);
+        let mut c = H2Conn::new();
+        let mut out = Vec::new();
+        for seg in segs {
+            c.feed(true, seg, 1, &mut out);
+        }
+    }
     let _ = looks_like_h2(stream);
     let _ = is_client_preface(stream);
     for fresh in [false, true] {
