@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""make bench: overhead of tracing nginx under wrk (untraced and traced runs alternated in
-one run), the collector's CPU per request and spans per request; then the core's criterion
-benchmark. Prints a markdown report and writes it to docs/benchmarks.md."""
+"""make bench: overhead of tracing nginx under wrk and a grpcio service under a gRPC load
+(untraced and traced runs alternated in one run), the collector's CPU per request and spans
+per request; injection latency; connected traces; then the core's criterion benchmark. Prints a markdown report and writes it to docs/benchmarks.md."""
 import os
 import re
 import socket
@@ -141,6 +141,69 @@ def measure_injection(d, port):
               f"traced+headers {row['headers'][0]:.2f} us, headers inserted {row['headers_injected']:.0f}", flush=True)
         rounds.append(row)
     return rounds
+
+
+# A gRPC load: one client process keeps GRPC_CONC unary calls in flight on ONE channel
+# (HTTP/2 streams multiplexed on one connection) for SECS seconds; prints calls completed.
+GRPC_LOAD = r"""
+import sys, time, grpc
+port, secs, conc = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+blob = ch.unary_unary("/demo.Shop/Blob")
+blob(b"64")
+stop = time.time() + secs
+pending = [blob.future(b"64") for _ in range(conc)]
+done = 0
+while time.time() < stop:
+    for i, f in enumerate(pending):
+        f.result()
+        done += 1
+        pending[i] = blob.future(b"64")
+for f in pending:
+    f.result()
+    done += 1
+print(done)
+"""
+GRPC_CONC = 16
+
+
+def grpc_load(port):
+    out = subprocess.run([sys.executable, "-c", GRPC_LOAD, str(port), str(SECS), str(GRPC_CONC)],
+                         capture_output=True, text=True, check=True).stdout
+    calls = int(out.split()[-1])
+    return calls, calls / SECS
+
+
+def measure_grpc(d):
+    """Overhead on a grpcio server and client (both traced: two spans per call), untraced
+    and traced runs alternated."""
+    port, mport = free_port(), free_port()
+    write_config(f"{d}/grpc.yaml", "debug: {verbosity: basic}", mport)
+    srv = subprocess.Popen(app_cmd("grpc_app.py", "server") + [str(port)])
+    rows = []
+    try:
+        wait_port(port)
+        grpc_load(port)  # warm-up
+        for i in range(PAIRS):
+            _, base = grpc_load(port)
+            col = subprocess.Popen([BIN, "--config", f"{d}/grpc.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_ready(mport)
+            time.sleep(1)
+            names = ("otelcol_receiver_accepted_spans", "otelcol_ebpf_events_lost", "otelcol_ebpf_h2_headers_undecodable")
+            c0, (s0, l0, u0) = cpu_us(col.pid), [metric(mport, n) for n in names]
+            calls, traced = grpc_load(port)
+            time.sleep(1.5)
+            c1, (s1, l1, u1) = cpu_us(col.pid), [metric(mport, n) for n in names]
+            col.terminate()
+            col.wait(30)
+            rows.append((base, traced, (c1 - c0) / calls, (s1 - s0) / calls, l1 - l0, u1 - u0))
+            print(f"grpc pair {i + 1}: untraced {base:.0f} calls/s, traced {traced:.0f} calls/s, ratio {traced / base:.2f}, "
+                  f"collector {(c1 - c0) / calls:.1f} us/call, spans/call {(s1 - s0) / calls:.2f}, events lost {l1 - l0:.0f}, "
+                  f"undecodable header blocks {u1 - u0:.0f}", flush=True)
+    finally:
+        srv.terminate()
+        srv.wait()
+    return rows
 
 
 CHAIN_N, CHAIN_CONC = 400, 16
@@ -287,6 +350,7 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
         nginx.terminate()
         nginx.wait()
 
+    grpc_rows = measure_grpc(d)
     chains = [measure_chain(d, m) for m in ("headers", "off")]
     loops = [measure_event_loop(d, m) for m in ("headers", "off")]
 
@@ -311,6 +375,20 @@ and a traceparent inserted into every request wrk sends) alternated in one run. 
 
 Median ratio traced/untraced: **{med(ratios):.2f}**; median collector CPU: **{med([r[2] for r in rows]):.1f} µs per request**
 (two spans); median spans exported per request: **{med([r[3] for r in rows]):.2f}**.
+
+## Overhead: gRPC (HTTP/2) under load, traced vs untraced
+
+A grpcio server (`test/e2e/apps/grpc_app.py`, unary `Blob` returning 64 bytes, 16 worker
+threads) and one grpcio client process keeping {GRPC_CONC} calls in flight on ONE channel (streams
+multiplexed on one HTTP/2 connection) for {SECS}s; {PAIRS} pairs, untraced and traced (`ebpf: {{}}`:
+server and client traced, two spans per call) alternated in one run.
+
+| pair | untraced calls/s | traced calls/s | ratio | collector CPU µs/call | spans exported/call | events lost | undecodable header blocks |
+|---|---|---|---|---|---|---|---|
+""" + "\n".join(f"| {i + 1} | {b:.0f} | {t:.0f} | {t / b:.2f} | {c:.1f} | {s:.2f} | {l:.0f} | {u:.0f} |" for i, (b, t, c, s, l, u) in enumerate(grpc_rows)) + f"""
+
+Median ratio traced/untraced: **{med([r[1] / r[0] for r in grpc_rows]):.2f}**; median collector CPU: **{med([r[2] for r in grpc_rows]):.1f} µs per call**
+(two spans); median spans exported per call: **{med([r[3] for r in grpc_rows]):.2f}**.
 
 ## Added latency of header injection
 
