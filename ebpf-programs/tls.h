@@ -48,6 +48,19 @@ struct {
 	__type(value, __u8);
 } tls_socks SEC(".maps");
 
+/* The socket carries TLS: its ciphertext is dropped from now on, and its `socks` entry
+ * starts afresh (the handshake was seen as its first bytes: the plaintext's are checked
+ * for an HTTP/2 preface). Its close must be reported too: the address is reused. */
+static __always_inline void mark_tls(__u64 sid)
+{
+	if (bpf_map_lookup_elem(&tls_socks, &sid))
+		return;
+	__u8 one = 1;
+	bpf_map_update_elem(&tls_socks, &sid, &one, BPF_ANY);
+	struct sock_info fresh = {};
+	bpf_map_update_elem(&socks, &sid, &fresh, BPF_ANY);
+}
+
 /* At sys_exit of a traced syscall on socket `sid`: true when its bytes are ciphertext
  * (the thread is inside an SSL call, or the socket is known to carry TLS). */
 static __always_inline int tls_ciphertext(__u64 pid_tgid, __u64 sid, __u32 fd, struct conn_tuple *t)
@@ -59,13 +72,7 @@ static __always_inline int tls_ciphertext(__u64 pid_tgid, __u64 sid, __u32 fd, s
 		struct ssl_sock ss = {.sid = sid, .fd = fd};
 		__builtin_memcpy(&ss.tuple, t, sizeof(ss.tuple));
 		bpf_map_update_elem(&ssl_socks, &call->ssl, &ss, BPF_ANY);
-		__u8 one = 1;
-		if (!bpf_map_lookup_elem(&tls_socks, &sid)) {
-			bpf_map_update_elem(&tls_socks, &sid, &one, BPF_ANY);
-			/* Its close must be reported too: the address is reused by later sockets. */
-			struct sock_info fresh = {};
-			bpf_map_update_elem(&socks, &sid, &fresh, BPF_ANY);
-		}
+		mark_tls(sid);
 		return 1;
 	}
 	return bpf_map_lookup_elem(&tls_socks, &sid) != NULL;
@@ -157,4 +164,126 @@ int on_ssl_ret(struct pt_regs *ctx)
 	struct sock_info *si = bpf_map_lookup_elem(&socks, &ss->sid);
 	emit_call(e, si, (const void *)c.buf, NULL, 0, n, propagate && !c.write ? pid_tgid : 0);
 	return 0;
+}
+
+/* Go's crypto/tls, linked into each Go program: uprobes on (*Conn).Write at its entry
+ * (the plaintext is there) and on (*Conn).Read at its entry and at each of its RET
+ * instructions. No uretprobes: Go copies goroutine stacks as they grow, and a return
+ * address replaced by the kernel's trampoline breaks that. Go's register ABI (1.17+):
+ * receiver in RAX, the slice's pointer and length in RBX and RCX, the count returned in
+ * RAX; R14 holds the goroutine, which keys a Read from entry to return (a goroutine that
+ * waits for data may resume on another thread). The socket comes from the Conn itself:
+ * tls.Conn.conn (a net.Conn at offset 0; its data word is a *net.TCPConn, whose first
+ * word is the *netFD, whose poll.FD has Sysfd after a 16-byte fdMutex). */
+struct go_read_key {
+	__u32 pid;
+	__u32 _pad;
+	__u64 g;
+};
+
+struct go_read {
+	__u64 buf;
+	__u64 sid;
+	__u32 fd;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct go_read_key);
+	__type(value, struct go_read);
+} go_reads SEC(".maps");
+
+static __always_inline struct sock *go_conn_sock(__u64 conn, __u32 *fd_out)
+{
+	__u64 data = 0, netfd = 0;
+	__s64 fd = -1;
+	if (bpf_probe_read_user(&data, sizeof(data), (const void *)(conn + 8)) || !data ||
+	    bpf_probe_read_user(&netfd, sizeof(netfd), (const void *)data) || !netfd ||
+	    bpf_probe_read_user(&fd, sizeof(fd), (const void *)(netfd + 16)) || fd < 0 || fd > 0x7fffffff)
+		return NULL;
+	*fd_out = fd;
+	return sock_of_fd(fd);
+}
+
+/* Sends a Go TLS call's plaintext as a data record of its socket. */
+static __always_inline int go_tls_emit(__u64 pid_tgid, struct sock *sk, __u32 fd, __u64 buf, __u64 n, int write)
+{
+	if (!n || n > 0x7fffffff)
+		return 0;
+	__u32 zero = 0;
+	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	read_tuple(sk, &e->tuple);
+	if ((port_flag(e->tuple.sport) | port_flag(e->tuple.dport)) & PORT_NO_SPANS)
+		return 0;
+	__u64 sid = (__u64)sk;
+	mark_tls(sid);
+	e->hdr.kind = EVENT_DATA;
+	e->hdr.pid = pid_tgid >> 32;
+	e->hdr.tid = (__u32)pid_tgid;
+	e->hdr.fd = fd;
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.sock_id = sid;
+	e->direction = write ? DIR_SEND : DIR_RECV;
+	e->flags = DATA_FLAG_TLS;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (propagate && write)
+		answered(sid);
+	struct sock_info *si = bpf_map_lookup_elem(&socks, &sid);
+	emit_call(e, si, (const void *)buf, NULL, 0, n, propagate && !write ? pid_tgid : 0);
+	return 0;
+}
+
+SEC("uprobe")
+int on_go_tls_write(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_traced(pid_tgid >> 32))
+		return 0;
+	__u32 fd = 0;
+	struct sock *sk = go_conn_sock(ctx->ax, &fd);
+	if (!sk) {
+		count(COUNTER_TLS_NO_SOCKET, 1);
+		return 0;
+	}
+	return go_tls_emit(pid_tgid, sk, fd, ctx->bx, ctx->cx, 1);
+}
+
+SEC("uprobe")
+int on_go_tls_read(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!is_traced(pid_tgid >> 32))
+		return 0;
+	struct go_read r = {.buf = ctx->bx};
+	struct sock *sk = go_conn_sock(ctx->ax, &r.fd);
+	if (!sk) {
+		count(COUNTER_TLS_NO_SOCKET, 1);
+		return 0;
+	}
+	r.sid = (__u64)sk;
+	mark_tls(r.sid); /* the read syscall inside brings ciphertext */
+	struct go_read_key k = {.pid = pid_tgid >> 32, .g = ctx->r14};
+	bpf_map_update_elem(&go_reads, &k, &r, BPF_ANY);
+	return 0;
+}
+
+/* At a RET of (*Conn).Read: RAX is the count read into the slice. */
+SEC("uprobe")
+int on_go_tls_read_ret(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct go_read_key k = {.pid = pid_tgid >> 32, .g = ctx->r14};
+	struct go_read *rp = bpf_map_lookup_elem(&go_reads, &k);
+	if (!rp)
+		return 0;
+	struct go_read r = *rp;
+	bpf_map_delete_elem(&go_reads, &k);
+	__s64 n = ctx->ax;
+	if (n <= 0)
+		return 0;
+	return go_tls_emit(pid_tgid, (struct sock *)r.sid, r.fd, r.buf, n, 0);
 }

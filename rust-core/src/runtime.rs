@@ -219,7 +219,9 @@ fn pump(
             }
             asm.evict_idle(monotonic_ns(), false);
             if last_tls_scan.elapsed() >= TLS_SCAN {
-                kernel.rescan_tls();
+                let (probed, unprobed) = kernel.rescan_tls();
+                stats::set(&stats.go_tls_programs, probed);
+                stats::set(&stats.go_tls_unprobed, unprobed);
                 last_tls_scan = Instant::now();
             }
             last_housekeeping = Instant::now();

@@ -101,6 +101,11 @@ counters! {
     /// HTTP/2 connections whose frames the kernel stopped following (a call with more
     /// frames than it walks, or file bytes sent with sendfile): plain captures from then on.
     h2_walk_lost,
+    /// Go executables whose crypto/tls is probed.
+    go_tls_programs,
+    /// Go programs whose crypto/tls could not be probed (built without a symbol table):
+    /// their HTTPS traffic is not traced.
+    go_tls_unprobed,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

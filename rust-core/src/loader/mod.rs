@@ -1,6 +1,7 @@
 //! Every aya call: probing the kernel, loading the embedded object, attaching, and the
 //! maps userspace reads and writes. Dropping `Kernel` detaches everything.
 
+mod gotls;
 mod tls;
 
 use std::fmt::Write as _;
@@ -32,6 +33,7 @@ const PROGRAMS: &[(&str, &str)] = &[
 pub struct Kernel {
     bpf: Ebpf,
     tls: tls::Tls,
+    go_tls: gotls::GoTls,
     pub ring: RingBuf<MapData>,
     /// Apart from `ring`, so decisions can be written while records are being read.
     pub maps: Maps,
@@ -235,6 +237,9 @@ impl Kernel {
         tls::load(&mut bpf)?;
         let mut tls = tls::Tls::default();
         tls.scan(&mut bpf);
+        gotls::load(&mut bpf)?;
+        let mut go_tls = gotls::GoTls::default();
+        go_tls.scan(&mut bpf);
 
         let inject_socks = match &cgroup {
             Ok(root) => Some(attach_propagation(&mut bpf, root)?),
@@ -302,9 +307,23 @@ impl Kernel {
                 format!(" ({})", tls.libs.join(", "))
             }
         );
+        let _ = write!(
+            info,
+            ", Go crypto/tls in {} program(s){}",
+            go_tls.exes.len(),
+            if go_tls.failures > 0 {
+                format!(
+                    " ({} Go program(s) without symbols to probe)",
+                    go_tls.failures
+                )
+            } else {
+                String::new()
+            }
+        );
         Ok(Kernel {
             bpf,
             tls,
+            go_tls,
             propagating: inject_socks.is_some(),
             ring,
             maps: Maps {
@@ -320,9 +339,13 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// Probes libssl files mapped since the last call (new processes, new containers).
-    pub fn rescan_tls(&mut self) {
+    /// Probes libssl files mapped and Go programs started since the last call (new
+    /// processes, new containers). Returns the Go programs probed and those that could
+    /// not be, so far.
+    pub fn rescan_tls(&mut self) -> (u64, u64) {
         self.tls.scan(&mut self.bpf);
+        self.go_tls.scan(&mut self.bpf);
+        (self.go_tls.exes.len() as u64, self.go_tls.failures)
     }
 }
 

@@ -1,0 +1,178 @@
+//! uprobes on Go's crypto/tls (see the end of ebpf-programs/tls.h): every Go program
+//! carries its own copy, so each Go executable a process runs is probed once, found as
+//! processes come. (*Conn).Read gets a probe on each of its RET instructions instead of
+//! a uretprobe, which would break Go's stack copying.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
+use aya::programs::UProbe;
+use aya::Ebpf;
+use object::{Object, ObjectSection, ObjectSymbol};
+
+use super::{aya_err, program};
+use crate::error::LoadError;
+use crate::process::is_go_binary;
+
+const WRITE: &str = "crypto/tls.(*Conn).Write";
+const READ: &str = "crypto/tls.(*Conn).Read";
+pub const PROGRAMS: &[&str] = &["on_go_tls_write", "on_go_tls_read", "on_go_tls_read_ret"];
+
+#[derive(Default)]
+pub struct GoTls {
+    /// Executables looked at, by (device, inode), probed or not.
+    seen: HashSet<(u64, u64)>,
+    /// Paths probed, for the start-up line and logs.
+    pub exes: Vec<String>,
+    /// Go programs whose crypto/tls could not be probed (no symbol table: built with
+    /// `-ldflags=-s`; no RET found; attach refused).
+    pub failures: u64,
+}
+
+pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
+    for &name in PROGRAMS {
+        let p: &mut UProbe = program(bpf, name)?;
+        p.load()
+            .map_err(|e| aya_err(format!("loading uprobe {name}"), e))?;
+    }
+    Ok(())
+}
+
+/// Offsets from the start of `func` of its RET instructions. Go ends every return of a
+/// function with a frame with `ADDQ $n, SP; POPQ BP; RET`: matching the whole epilogue,
+/// not a lone 0xc3 byte, keeps bytes inside other instructions out.
+pub fn go_returns(code: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for i in 0..code.len().saturating_sub(1) {
+        if code[i] != 0x5d || code[i + 1] != 0xc3 {
+            continue;
+        }
+        let short = i >= 4 && code[i - 4..i - 1] == [0x48, 0x83, 0xc4];
+        let long = i >= 7 && code[i - 7..i - 4] == [0x48, 0x81, 0xc4];
+        if short || long {
+            out.push((i + 1) as u64);
+        }
+    }
+    out
+}
+
+/// The RET offsets of (*Conn).Read in the executable at `path`, or why not.
+fn read_returns(path: &str) -> Result<Vec<u64>, &'static str> {
+    let data = std::fs::read(path).map_err(|_| "unreadable")?;
+    let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
+    let sym = file
+        .symbols()
+        .find(|s| s.name_bytes().ok() == Some(READ.as_bytes()))
+        .ok_or("no crypto/tls symbols (not linked in, or stripped)")?;
+    let section = sym
+        .section_index()
+        .and_then(|i| file.section_by_index(i).ok())
+        .ok_or("symbol without section")?;
+    let code = section
+        .data_range(sym.address(), sym.size())
+        .ok()
+        .flatten()
+        .ok_or("symbol outside its section")?;
+    let rets = go_returns(code);
+    if rets.is_empty() {
+        return Err("no RET found in crypto/tls.(*Conn).Read");
+    }
+    Ok(rets)
+}
+
+/// Executables of running Go processes, as paths this process can open.
+fn go_exes(own: (u64, u64), seen: &HashSet<(u64, u64)>) -> Vec<(String, (u64, u64))> {
+    let mut out = Vec::new();
+    let mut here = HashSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let path = format!("/proc/{pid}/exe");
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let id = (meta.dev(), meta.ino());
+        if id == own || seen.contains(&id) || !here.insert(id) {
+            continue;
+        }
+        out.push((path, id));
+    }
+    out
+}
+
+impl GoTls {
+    /// Probes every Go executable not looked at yet. Returns lines worth logging.
+    pub fn scan(&mut self, bpf: &mut Ebpf) -> Vec<String> {
+        let own = std::fs::metadata("/proc/self/exe")
+            .map(|m| (m.dev(), m.ino()))
+            .unwrap_or_default();
+        let mut log = Vec::new();
+        for (path, id) in go_exes(own, &self.seen) {
+            self.seen.insert(id);
+            if !is_go_binary(&path) {
+                continue;
+            }
+            // The link names the file, not /proc/<pid>/exe (that pid may go).
+            let shown = std::fs::read_link(&path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| path.clone());
+            match read_returns(&path).and_then(|rets| self.attach(bpf, &path, &rets)) {
+                Ok(()) => {
+                    log.push(format!("Go crypto/tls probed in {shown}"));
+                    self.exes.push(shown);
+                }
+                Err(why) => {
+                    self.failures += 1;
+                    log.push(format!("Go program {shown}: TLS not traced ({why})"));
+                }
+            }
+        }
+        log
+    }
+
+    fn attach(&mut self, bpf: &mut Ebpf, path: &str, rets: &[u64]) -> Result<(), &'static str> {
+        let mut attach = |name: &str, loc: UProbeAttachLocation<'_>| -> Result<(), &'static str> {
+            let p: &mut UProbe = program(bpf, name).map_err(|_| "program missing")?;
+            p.attach(loc, path, UProbeScope::AllProcesses)
+                .map(|_| ())
+                .map_err(|_| "uprobe attach refused")
+        };
+        attach("on_go_tls_write", UProbeAttachLocation::Symbol(WRITE))?;
+        attach("on_go_tls_read", UProbeAttachLocation::Symbol(READ))?;
+        for &off in rets {
+            attach(
+                "on_go_tls_read_ret",
+                UProbeAttachLocation::SymbolOffset(READ, off),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_go_epilogues_only() {
+        let code = [
+            0x49, 0x3b, 0x66, 0x10, // CMPQ SP, 16(R14)
+            0xc3, // a lone 0xc3: not a return here
+            0x48, 0x83, 0xc4, 0x28, 0x5d, 0xc3, // ADDQ $0x28, SP; POPQ BP; RET
+            0x90, 0x5d, 0xc3, // POPQ BP; RET without the ADDQ: not Go's epilogue
+            0x48, 0x81, 0xc4, 0x00, 0x01, 0x00, 0x00, 0x5d, 0xc3, // ADDQ $0x100, SP; ...
+        ];
+        assert_eq!(go_returns(&code), vec![10, 22]);
+        assert!(go_returns(&[]).is_empty());
+        assert!(go_returns(&[0xc3]).is_empty());
+    }
+}
