@@ -76,3 +76,20 @@ def test_large_messages_keep_every_header_block(collector, procs):
             assert s["attrs"]["rpc.grpc.status_code"] == 0, brief([s])
             assert s["status_code"] != 2, brief([s])
     assert collector.ebpf_counter("h2_headers_undecodable") == before
+
+
+def test_traceparent_in_grpc_metadata_is_honoured(collector, procs):
+    port = free_port()
+    srv = procs.spawn([PYTHON, APPS / "grpc_app.py", "server", port], env_extra={"OTEL_SERVICE_NAME": "shop"},
+                      name="grpc-server")
+    wait_listening(port, srv, what="grpc server")
+    trace, parent = "5bf92f3577b34da6a3ce929d0e0e4736", "10f067aa0ba902b7"
+    procs.run([PYTHON, APPS / "grpc_app.py", "meta", port, f"00-{trace}-{parent}-01"], name="grpc-meta")
+    servers = collector.spans.wait(server_on(port), 1)
+    assert len(servers) == 1, brief(servers)
+    s = servers[0]
+    assert s["name"] == "demo.Shop/Get" and s["attrs"]["rpc.grpc.status_code"] == 0
+    assert (s["trace_id"], s["parent_span_id"]) == (trace, parent), brief([s])
+    # The client sent its own header: its span is the one that header names.
+    clients = collector.spans.wait(client_to(port), 1)
+    assert len(clients) == 1 and (clients[0]["trace_id"], clients[0]["span_id"]) == (trace, parent), brief(clients)

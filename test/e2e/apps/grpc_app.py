@@ -6,7 +6,8 @@ python3 grpc_app.py server PORT         serves demo.Shop: Get (unary; a request 
 python3 grpc_app.py client PORT N       N concurrent Get calls on ONE channel, then one List,
                                         one failing Get; prints one JSON line
 python3 grpc_app.py blobs PORT N SIZE   N concurrent Blob calls of SIZE bytes each on ONE
-                                        channel, with N small Get calls among them"""
+                                        channel, with N small Get calls among them
+python3 grpc_app.py meta PORT TP        one Get carrying `traceparent: TP` in its metadata"""
 
 import json
 import os
@@ -79,6 +80,10 @@ def blobs(port, n, size):
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve(int(sys.argv[2]))
+    elif sys.argv[1] == "meta":
+        ch = grpc.insecure_channel(f"127.0.0.1:{sys.argv[2]}")
+        ch.unary_unary("/demo.Shop/Get")(b"meta", metadata=(("traceparent", sys.argv[3]),))
+        print(json.dumps({"pid": os.getpid()}))
     elif sys.argv[1] == "blobs":
         blobs(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:
