@@ -282,6 +282,33 @@ static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __
 
 #include "h2.h"
 
+/* The scratch record with the tuple of `sk`, or NULL (none, or exclude_ports names one of
+ * the connection's ports). */
+static __always_inline struct data_event *record_for(struct sock *sk)
+{
+	__u32 zero = 0;
+	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return NULL;
+	read_tuple(sk, &e->tuple);
+	if ((port_flag(e->tuple.sport) | port_flag(e->tuple.dport)) & PORT_NO_SPANS)
+		return NULL;
+	return e;
+}
+
+/* A data record's header; the tuple, direction and payload are set apart. */
+static __always_inline void data_header(struct data_event *e, __u64 pid_tgid, __u32 fd, __u64 sid, __u8 flags)
+{
+	e->hdr.kind = EVENT_DATA;
+	e->hdr.pid = pid_tgid >> 32;
+	e->hdr.tid = (__u32)pid_tgid;
+	e->hdr.fd = fd;
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.sock_id = sid;
+	e->flags = flags;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
 /* Whether the process's traffic is captured (PENDING ones too: userspace decides later
  * whether to keep what they sent). */
 static __always_inline int is_traced(__u32 pid)
@@ -375,12 +402,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	struct sock *sk = sock_of_fd(fd);
 	if (!sk)
 		return 0;
-	__u32 zero = 0;
-	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	struct data_event *e = record_for(sk);
 	if (!e)
-		return 0;
-	read_tuple(sk, &e->tuple);
-	if ((port_flag(e->tuple.sport) | port_flag(e->tuple.dport)) & PORT_NO_SPANS)
 		return 0;
 
 	__u64 sid = (__u64)sk;
@@ -392,14 +415,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		bpf_map_update_elem(&socks, &sid, &fresh, BPF_NOEXIST);
 		si = bpf_map_lookup_elem(&socks, &sid);
 	}
-	e->hdr.kind = EVENT_DATA;
-	e->hdr.pid = pid;
-	e->hdr.tid = (__u32)pid_tgid;
-	e->hdr.fd = fd;
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.sock_id = sid;
-	e->flags = state && *state == PROC_PENDING ? DATA_FLAG_PENDING : 0;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	data_header(e, pid_tgid, fd, sid, state && *state == PROC_PENDING ? DATA_FLAG_PENDING : 0);
 
 	int recv = nr == NR_READ || nr == NR_RECVFROM || nr == NR_READV || nr == NR_RECVMSG;
 	__u64 ctx_tid = propagate && recv ? pid_tgid : 0;

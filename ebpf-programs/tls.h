@@ -150,15 +150,8 @@ int on_ssl_ret(struct pt_regs *ctx)
 	__builtin_memcpy(&e->tuple, &ss->tuple, sizeof(e->tuple));
 	if ((port_flag(e->tuple.sport) | port_flag(e->tuple.dport)) & PORT_NO_SPANS)
 		return 0;
-	e->hdr.kind = EVENT_DATA;
-	e->hdr.pid = pid_tgid >> 32;
-	e->hdr.tid = (__u32)pid_tgid;
-	e->hdr.fd = ss->fd;
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.sock_id = ss->sid;
+	data_header(e, pid_tgid, ss->fd, ss->sid, DATA_FLAG_TLS);
 	e->direction = c.write ? DIR_SEND : DIR_RECV;
-	e->flags = DATA_FLAG_TLS;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	if (propagate && c.write)
 		answered(ss->sid);
 	struct sock_info *si = bpf_map_lookup_elem(&socks, &ss->sid);
@@ -212,24 +205,13 @@ static __always_inline int go_tls_emit(__u64 pid_tgid, struct sock *sk, __u32 fd
 {
 	if (!n || n > 0x7fffffff)
 		return 0;
-	__u32 zero = 0;
-	struct data_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	struct data_event *e = record_for(sk);
 	if (!e)
-		return 0;
-	read_tuple(sk, &e->tuple);
-	if ((port_flag(e->tuple.sport) | port_flag(e->tuple.dport)) & PORT_NO_SPANS)
 		return 0;
 	__u64 sid = (__u64)sk;
 	mark_tls(sid);
-	e->hdr.kind = EVENT_DATA;
-	e->hdr.pid = pid_tgid >> 32;
-	e->hdr.tid = (__u32)pid_tgid;
-	e->hdr.fd = fd;
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.sock_id = sid;
+	data_header(e, pid_tgid, fd, sid, DATA_FLAG_TLS);
 	e->direction = write ? DIR_SEND : DIR_RECV;
-	e->flags = DATA_FLAG_TLS;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	if (propagate && write)
 		answered(sid);
 	struct sock_info *si = bpf_map_lookup_elem(&socks, &sid);

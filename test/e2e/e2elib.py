@@ -722,3 +722,34 @@ def traceparent_of(received: bytes, sent: bytes) -> tuple[str, str, str]:
     m = TRACEPARENT_LINE.fullmatch(line or b"")
     assert m, f"not exactly one traceparent line inserted after the request line:\nsent     {sent!r}\nreceived {received!r}"
     return tuple(g.decode() for g in m.groups())
+
+
+def go_build(out_dir: Path, app: str) -> Path:
+    """Builds test/e2e/apps/<app>/main.go (standard library only) into out_dir/<app>."""
+    out = out_dir / app
+    subprocess.run(["go", "build", "-o", out, APPS / app / "main.go"], check=True, capture_output=True,
+                   env=dict(os.environ, GO111MODULE="off", CGO_ENABLED="0"))
+    return out
+
+
+def nginx_conf(d: Path, http_body: str) -> str:
+    """An nginx.conf keeping every file under d (one worker, root user), with http_body
+    (server blocks, directives) inside its http block."""
+    return f"""
+user root;
+worker_processes 1;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    default_type application/octet-stream;
+    access_log {d}/access.log;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+{http_body}
+}}
+"""

@@ -1,32 +1,16 @@
 """nginx (master + 1 worker, sendfile on, keep-alive) and one curl fetching 3 URLs on one
 connection."""
 
-from e2elib import brief, by_start, children_of, client_to, run_curl, server_on, wait_listening
+from e2elib import brief, by_start, children_of, client_to, nginx_conf, run_curl, server_on, wait_listening
 
-NGINX_CONF = """
-user root;
-worker_processes 1;
-master_process on;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    default_type application/octet-stream;
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+HTTP = """
     sendfile on;
     tcp_nopush on;
     keepalive_timeout 30;
     server {{
         listen 127.0.0.1:{port};
         root {d}/www;
-    }}
-}}
-"""
+    }}"""
 
 BIG = 100 * 1024
 
@@ -38,7 +22,7 @@ def test_nginx_static_files_with_sendfile(collector, procs, port, tmp_path):
     small = b"small file\n"
     (d / "www" / "small.txt").write_bytes(small)
     conf = d / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(d=d, port=port))
+    conf.write_text(nginx_conf(d, HTTP.format(d=d, port=port)))
     nginx = procs.spawn(["nginx", "-p", d, "-e", d / "error.log", "-c", conf, "-g", "daemon off;"], name="nginx")
     wait_listening(port, nginx, what="nginx")
 

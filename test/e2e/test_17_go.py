@@ -3,21 +3,15 @@ serving another request. Its calls get no parent (never a wrong one), while the 
 inserted into them still makes the callee the call's child."""
 
 import concurrent.futures
-import os
-import subprocess
 
 import pytest
 
-from e2elib import and_, brief, client_to, free_port, run_curl, server_on, start_app, wait_listening
+from e2elib import and_, brief, client_to, free_port, go_build, run_curl, server_on, start_app, wait_listening
 
 
 @pytest.fixture(scope="module")
 def goproxy_bin(tmp_path_factory):
-    out = tmp_path_factory.mktemp("go") / "goproxy"
-    src = os.path.join(os.path.dirname(__file__), "apps", "goproxy", "main.go")
-    subprocess.run(["go", "build", "-o", out, src], check=True, capture_output=True,
-                   env=dict(os.environ, GO111MODULE="off", CGO_ENABLED="0"))
-    return out
+    return go_build(tmp_path_factory.mktemp("goproxy"), "goproxy")
 
 
 def test_go_calls_get_no_wrong_parent(collector, procs, goproxy_bin):

@@ -7,23 +7,9 @@ import subprocess
 
 import pytest
 
-from e2elib import and_, brief, client_to, path_is, run_curl, server_on, wait_listening, free_port
+from e2elib import and_, brief, client_to, free_port, nginx_conf, path_is, run_curl, server_on, wait_listening
 
-NGINX_CONF = """
-user root;
-worker_processes 1;
-master_process on;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    default_type application/octet-stream;
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+HTTP = """
     keepalive_timeout 30;
     server {{
         listen 127.0.0.1:{tls} ssl http2;
@@ -31,9 +17,7 @@ http {{
         ssl_certificate {d}/cert.pem;
         ssl_certificate_key {d}/key.pem;
         root {d}/www;
-    }}
-}}
-"""
+    }}"""
 
 BIG = 300 * 1024
 # Served in this order on one connection, all in flight at once.
@@ -51,7 +35,7 @@ def nginx_h2(tmp_path_factory):
                     "-out", d / "cert.pem", "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
     tls, h2c = free_port(), free_port()
     conf = d / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(d=d, tls=tls, h2c=h2c))
+    conf.write_text(nginx_conf(d, HTTP.format(d=d, tls=tls, h2c=h2c)))
     p = subprocess.Popen(["nginx", "-p", d, "-e", d / "error.log", "-c", conf, "-g", "daemon off;"],
                          start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -4,22 +4,16 @@ executable, found as processes start. HTTP/2 (Go negotiates it by ALPN) with con
 streams on one connection, and HTTP/1.1: spans on both ends with url.scheme https, linked."""
 
 import json
-import os
-import subprocess
 import time
 
 import pytest
 
-from e2elib import and_, brief, client_to, free_port, path_is, server_on, wait_listening
+from e2elib import and_, brief, client_to, free_port, go_build, path_is, server_on, wait_listening
 
 
 @pytest.fixture(scope="module")
 def gotls_bin(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gotls") / "gotls"
-    src = os.path.join(os.path.dirname(__file__), "apps", "gotls", "main.go")
-    subprocess.run(["go", "build", "-o", out, src], check=True, capture_output=True,
-                   env=dict(os.environ, GO111MODULE="off", CGO_ENABLED="0"))
-    return out
+    return go_build(tmp_path_factory.mktemp("gotls"), "gotls")
 
 
 WARM = "/users/0"

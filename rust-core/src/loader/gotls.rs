@@ -11,13 +11,13 @@ use aya::programs::UProbe;
 use aya::Ebpf;
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use super::{aya_err, program};
+use super::program;
 use crate::error::LoadError;
 use crate::process::is_go_binary;
 
 const WRITE: &str = "crypto/tls.(*Conn).Write";
 const READ: &str = "crypto/tls.(*Conn).Read";
-pub const PROGRAMS: &[&str] = &["on_go_tls_write", "on_go_tls_read", "on_go_tls_read_ret"];
+const PROGRAMS: &[&str] = &["on_go_tls_write", "on_go_tls_read", "on_go_tls_read_ret"];
 
 #[derive(Default)]
 pub struct GoTls {
@@ -31,12 +31,7 @@ pub struct GoTls {
 }
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
-    for &name in PROGRAMS {
-        let p: &mut UProbe = program(bpf, name)?;
-        p.load()
-            .map_err(|e| aya_err(format!("loading uprobe {name}"), e))?;
-    }
-    Ok(())
+    super::tls::load_uprobes(bpf, PROGRAMS)
 }
 
 /// Offsets from the start of `func` of its RET instructions. Go ends every return of a

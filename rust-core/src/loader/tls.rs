@@ -32,7 +32,13 @@ pub struct Tls {
 }
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
-    for name in ENTRIES.iter().map(|e| e.0).chain([RETURN]) {
+    let names: Vec<&str> = ENTRIES.iter().map(|e| e.0).chain([RETURN]).collect();
+    load_uprobes(bpf, &names)
+}
+
+/// Loads uprobe programs (attached later, file by file).
+pub(super) fn load_uprobes(bpf: &mut Ebpf, names: &[&str]) -> Result<(), LoadError> {
+    for &name in names {
         let p: &mut UProbe = program(bpf, name)?;
         p.load()
             .map_err(|e| aya_err(format!("loading uprobe {name}"), e))?;
