@@ -103,8 +103,8 @@ counters! {
     h2_walk_lost,
     /// Go executables whose crypto/tls is probed.
     go_tls_programs,
-    /// Go programs whose crypto/tls could not be probed (built without a symbol table):
-    /// their HTTPS traffic is not traced.
+    /// Go programs whose crypto/tls could not be probed (Go before 1.18 without symbols, no
+    /// RET found, attach refused): their HTTPS traffic is not traced.
     go_tls_unprobed,
 }
 

@@ -724,10 +724,10 @@ def traceparent_of(received: bytes, sent: bytes) -> tuple[str, str, str]:
     return tuple(g.decode() for g in m.groups())
 
 
-def go_build(out_dir: Path, app: str) -> Path:
+def go_build(out_dir: Path, app: str, *flags: str) -> Path:
     """Builds test/e2e/apps/<app>/main.go (standard library only) into out_dir/<app>."""
     out = out_dir / app
-    subprocess.run(["go", "build", "-o", out, APPS / app / "main.go"], check=True, capture_output=True,
+    subprocess.run(["go", "build", *flags, "-o", out, APPS / app / "main.go"], check=True, capture_output=True,
                    env=dict(os.environ, GO111MODULE="off", CGO_ENABLED="0"))
     return out
 

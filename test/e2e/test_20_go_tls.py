@@ -1,7 +1,8 @@
 """HTTPS through Go's crypto/tls (linked into the program: no libssl). The receiver probes
 (*Conn).Write at entry and (*Conn).Read at entry and at its RET instructions in each Go
-executable, found as processes start. HTTP/2 (Go negotiates it by ALPN) with concurrent
-streams on one connection, and HTTP/1.1: spans on both ends with url.scheme https, linked."""
+executable, found as processes start, stripped or not. HTTP/2 (Go negotiates it by ALPN)
+with concurrent streams on one connection, and HTTP/1.1: spans on both ends with
+url.scheme https, linked."""
 
 import json
 import time
@@ -11,9 +12,12 @@ import pytest
 from e2elib import and_, brief, client_to, free_port, go_build, path_is, server_on, wait_listening
 
 
-@pytest.fixture(scope="module")
-def gotls_bin(tmp_path_factory):
-    return go_build(tmp_path_factory.mktemp("gotls"), "gotls")
+@pytest.fixture(scope="module", params=["symbols", "stripped"])
+def gotls_bin(request, tmp_path_factory):
+    # Stripped (`-s -w`: no symbol table, no DWARF), as container images usually ship Go
+    # programs: the functions are found in Go's own function table (.gopclntab).
+    flags = ["-ldflags=-s -w"] if request.param == "stripped" else []
+    return go_build(tmp_path_factory.mktemp("gotls"), "gotls", *flags)
 
 
 WARM = "/users/0"

@@ -11,7 +11,7 @@ use aya::programs::UProbe;
 use aya::Ebpf;
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use super::program;
+use super::{gopclntab, program};
 use crate::error::LoadError;
 use crate::process::is_go_binary;
 
@@ -25,8 +25,8 @@ pub struct GoTls {
     seen: HashSet<(u64, u64)>,
     /// Paths probed, for the start-up line and logs.
     pub exes: Vec<String>,
-    /// Go programs whose crypto/tls could not be probed (no symbol table: built with
-    /// `-ldflags=-s`; no RET found; attach refused).
+    /// Go programs whose crypto/tls could not be probed (Go before 1.18 without a symbol
+    /// table; no RET found; attach refused).
     pub failures: u64,
 }
 
@@ -52,28 +52,54 @@ pub fn go_returns(code: &[u8]) -> Vec<u64> {
     out
 }
 
-/// The RET offsets of (*Conn).Read in the executable at `path`, or why not.
-fn read_returns(path: &str) -> Result<Vec<u64>, &'static str> {
+/// Where the probes go in one executable, as file offsets.
+struct Sites {
+    write: u64,
+    read: u64,
+    read_rets: Vec<u64>,
+}
+
+/// (virtual address, size) of a function: from the symbol table, or in a stripped
+/// program from Go's own function table.
+fn func_range(file: &object::File<'_>, text: u64, name: &str) -> Option<(u64, u64)> {
+    if let Some(s) = file
+        .symbols()
+        .find(|s| s.name_bytes().ok() == Some(name.as_bytes()))
+    {
+        return Some((s.address(), s.size()));
+    }
+    let tab = file.section_by_name(".gopclntab")?.data().ok()?;
+    gopclntab::lookup(tab, name, text)
+}
+
+fn sites(path: &str) -> Result<Sites, &'static str> {
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
     let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
-    let sym = file
-        .symbols()
-        .find(|s| s.name_bytes().ok() == Some(READ.as_bytes()))
-        .ok_or("no crypto/tls symbols (not linked in, or stripped)")?;
-    let section = sym
-        .section_index()
-        .and_then(|i| file.section_by_index(i).ok())
-        .ok_or("symbol without section")?;
-    let code = section
-        .data_range(sym.address(), sym.size())
-        .ok()
-        .flatten()
-        .ok_or("symbol outside its section")?;
-    let rets = go_returns(code);
-    if rets.is_empty() {
+    let text = file.section_by_name(".text").ok_or("no .text section")?;
+    let (addr, (off, _)) = (
+        text.address(),
+        text.file_range().ok_or("no .text in the file")?,
+    );
+    let code = text.data().map_err(|_| "unreadable .text")?;
+    // File offset and code of a function.
+    let find = |name: &str| -> Option<(u64, &[u8])> {
+        let (start, size) = func_range(&file, addr, name)?;
+        let rel = start.checked_sub(addr)?;
+        let bytes = code.get(usize::try_from(rel).ok()?..usize::try_from(rel + size).ok()?)?;
+        Some((off + rel, bytes))
+    };
+    let no_tls = "crypto/tls not found (not linked in, or Go older than 1.18 and stripped)";
+    let (write, _) = find(WRITE).ok_or(no_tls)?;
+    let (read, read_code) = find(READ).ok_or(no_tls)?;
+    let read_rets: Vec<u64> = go_returns(read_code).iter().map(|r| read + r).collect();
+    if read_rets.is_empty() {
         return Err("no RET found in crypto/tls.(*Conn).Read");
     }
-    Ok(rets)
+    Ok(Sites {
+        write,
+        read,
+        read_rets,
+    })
 }
 
 /// Executables of running Go processes, as paths this process can open.
@@ -120,7 +146,7 @@ impl GoTls {
             let shown = std::fs::read_link(&path)
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| path.clone());
-            match read_returns(&path).and_then(|rets| self.attach(bpf, &path, &rets)) {
+            match sites(&path).and_then(|sites| self.attach(bpf, &path, &sites)) {
                 Ok(()) => {
                     log.push(format!("Go crypto/tls probed in {shown}"));
                     self.exes.push(shown);
@@ -134,20 +160,21 @@ impl GoTls {
         log
     }
 
-    fn attach(&mut self, bpf: &mut Ebpf, path: &str, rets: &[u64]) -> Result<(), &'static str> {
-        let mut attach = |name: &str, loc: UProbeAttachLocation<'_>| -> Result<(), &'static str> {
+    fn attach(&mut self, bpf: &mut Ebpf, path: &str, sites: &Sites) -> Result<(), &'static str> {
+        let mut attach = |name: &str, offset: u64| -> Result<(), &'static str> {
             let p: &mut UProbe = program(bpf, name).map_err(|_| "program missing")?;
-            p.attach(loc, path, UProbeScope::AllProcesses)
-                .map(|_| ())
-                .map_err(|_| "uprobe attach refused")
+            p.attach(
+                UProbeAttachLocation::AbsoluteOffset(offset),
+                path,
+                UProbeScope::AllProcesses,
+            )
+            .map(|_| ())
+            .map_err(|_| "uprobe attach refused")
         };
-        attach("on_go_tls_write", UProbeAttachLocation::Symbol(WRITE))?;
-        attach("on_go_tls_read", UProbeAttachLocation::Symbol(READ))?;
-        for &off in rets {
-            attach(
-                "on_go_tls_read_ret",
-                UProbeAttachLocation::SymbolOffset(READ, off),
-            )?;
+        attach("on_go_tls_write", sites.write)?;
+        attach("on_go_tls_read", sites.read)?;
+        for &off in &sites.read_rets {
+            attach("on_go_tls_read_ret", off)?;
         }
         Ok(())
     }

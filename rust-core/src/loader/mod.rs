@@ -1,6 +1,7 @@
 //! Every aya call: probing the kernel, loading the embedded object, attaching, and the
 //! maps userspace reads and writes. Dropping `Kernel` detaches everything.
 
+mod gopclntab;
 mod gotls;
 mod tls;
 
@@ -312,10 +313,7 @@ impl Kernel {
             ", Go crypto/tls in {} program(s){}",
             go_tls.exes.len(),
             if go_tls.failures > 0 {
-                format!(
-                    " ({} Go program(s) without symbols to probe)",
-                    go_tls.failures
-                )
+                format!(" ({} Go program(s) could not be probed)", go_tls.failures)
             } else {
                 String::new()
             }
