@@ -83,6 +83,10 @@ var lossCounters = []string{
 	"requests_without_response",
 	"traceparent_invalid",
 	"captures_truncated",
+	"tls_without_socket",
+	"h2_headers_undecodable",
+	"h2_walk_lost",
+	"go_tls_unprobed",
 }
 
 // contextCounters are the requests whose trace context could not be carried; they are
@@ -96,4 +100,4 @@ var contextCounters = []string{
 }
 
 // gaugeCounters are core values that go up and down; all others are monotonic.
-var gaugeCounters = map[string]bool{"processes_traced": true, "connections_tracked": true}
+var gaugeCounters = map[string]bool{"processes_traced": true, "connections_tracked": true, "go_tls_programs": true}
