@@ -5,12 +5,19 @@
 /// `runtime.pcHeader` magics: Go 1.18–1.19 and Go 1.20+ (same layout).
 const MAGICS: [u32; 2] = [0xffff_fff0, 0xffff_fff1];
 
+/// Whether `tab` starts with a function table of the layout read here.
+pub fn valid(tab: &[u8]) -> bool {
+    tab.len() >= 72
+        && MAGICS.contains(&u32::from_le_bytes([tab[0], tab[1], tab[2], tab[3]]))
+        && tab[7] == 8
+}
+
 /// (virtual address, size) of the function called `name`. `text` is the address of
 /// `.text`, used when the header leaves its own base at zero.
 pub fn lookup(tab: &[u8], name: &str, text: u64) -> Option<(u64, u64)> {
     let u32_at = |o: usize| Some(u32::from_le_bytes(tab.get(o..o + 4)?.try_into().ok()?));
     let u64_at = |o: usize| Some(u64::from_le_bytes(tab.get(o..o + 8)?.try_into().ok()?));
-    if !MAGICS.contains(&u32_at(0)?) || tab.get(7) != Some(&8) {
+    if !valid(tab) {
         return None;
     }
     let nfunc = usize::try_from(u64_at(8)?).ok()?;
@@ -30,7 +37,8 @@ pub fn lookup(tab: &[u8], name: &str, text: u64) -> Option<(u64, u64)> {
         let start = names.checked_add(name_off)?;
         let got = tab.get(start..start.checked_add(want.len() + 1)?)?;
         if &got[..want.len()] == want && got[want.len()] == 0 {
-            return Some((base + u64::from(entry), u64::from(next.checked_sub(entry)?)));
+            let start = base.checked_add(u64::from(entry))?;
+            return Some((start, u64::from(next.checked_sub(entry)?)));
         }
     }
     None

@@ -25,9 +25,11 @@ pub struct GoTls {
     seen: HashSet<(u64, u64)>,
     /// Paths probed, for the start-up line and logs.
     pub exes: Vec<String>,
-    /// Go programs whose crypto/tls could not be probed (Go before 1.18 without a symbol
-    /// table; no RET found; attach refused).
+    /// Go programs that may use crypto/tls but could not be probed (Go before 1.18
+    /// without a symbol table; no RET found; attach refused).
     pub failures: u64,
+    /// The first few of them, with the reason, for the start-up line.
+    pub failed: Vec<String>,
 }
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
@@ -60,19 +62,28 @@ struct Sites {
 }
 
 /// (virtual address, size) of a function: from the symbol table, or in a stripped
-/// program from Go's own function table.
-fn func_range(file: &object::File<'_>, text: u64, name: &str) -> Option<(u64, u64)> {
-    if let Some(s) = file
-        .symbols()
-        .find(|s| s.name_bytes().ok() == Some(name.as_bytes()))
-    {
-        return Some((s.address(), s.size()));
+/// program from Go's own function table. None: the program has no such function.
+fn func_range(
+    file: &object::File<'_>,
+    text: u64,
+    name: &str,
+) -> Result<Option<(u64, u64)>, &'static str> {
+    if file.symbols().next().is_some() {
+        return Ok(file
+            .symbols()
+            .find(|s| s.name_bytes().ok() == Some(name.as_bytes()))
+            .map(|s| (s.address(), s.size())));
     }
-    let tab = file.section_by_name(".gopclntab")?.data().ok()?;
-    gopclntab::lookup(tab, name, text)
+    let tab = file
+        .section_by_name(".gopclntab")
+        .and_then(|s| s.data().ok())
+        .filter(|t| gopclntab::valid(t))
+        .ok_or("no symbol table, and no function table of Go 1.18 or later")?;
+    Ok(gopclntab::lookup(tab, name, text))
 }
 
-fn sites(path: &str) -> Result<Sites, &'static str> {
+/// The probe sites of a Go program, or None if it does not use crypto/tls.
+fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
     let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
     let text = file.section_by_name(".text").ok_or("no .text section")?;
@@ -82,24 +93,29 @@ fn sites(path: &str) -> Result<Sites, &'static str> {
     );
     let code = text.data().map_err(|_| "unreadable .text")?;
     // File offset and code of a function.
-    let find = |name: &str| -> Option<(u64, &[u8])> {
-        let (start, size) = func_range(&file, addr, name)?;
-        let rel = start.checked_sub(addr)?;
-        let bytes = code.get(usize::try_from(rel).ok()?..usize::try_from(rel + size).ok()?)?;
-        Some((off + rel, bytes))
+    let find = |name: &str| -> Result<Option<(u64, &[u8])>, &'static str> {
+        let Some((start, size)) = func_range(&file, addr, name)? else {
+            return Ok(None);
+        };
+        let outside = "function outside .text";
+        let rel = start.checked_sub(addr).ok_or(outside)?;
+        let end = rel.checked_add(size).ok_or(outside)?;
+        let (from, to) = (usize::try_from(rel), usize::try_from(end));
+        let bytes = code.get(from.map_err(|_| outside)?..to.map_err(|_| outside)?);
+        Ok(Some((off + rel, bytes.ok_or(outside)?)))
     };
-    let no_tls = "crypto/tls not found (not linked in, or Go older than 1.18 and stripped)";
-    let (write, _) = find(WRITE).ok_or(no_tls)?;
-    let (read, read_code) = find(READ).ok_or(no_tls)?;
+    let (Some((write, _)), Some((read, read_code))) = (find(WRITE)?, find(READ)?) else {
+        return Ok(None);
+    };
     let read_rets: Vec<u64> = go_returns(read_code).iter().map(|r| read + r).collect();
     if read_rets.is_empty() {
         return Err("no RET found in crypto/tls.(*Conn).Read");
     }
-    Ok(Sites {
+    Ok(Some(Sites {
         write,
         read,
         read_rets,
-    })
+    }))
 }
 
 /// Executables of running Go processes, as paths this process can open.
@@ -131,12 +147,11 @@ fn go_exes(own: (u64, u64), seen: &HashSet<(u64, u64)>) -> Vec<(String, (u64, u6
 }
 
 impl GoTls {
-    /// Probes every Go executable not looked at yet. Returns lines worth logging.
-    pub fn scan(&mut self, bpf: &mut Ebpf) -> Vec<String> {
+    /// Probes every Go executable not looked at yet.
+    pub fn scan(&mut self, bpf: &mut Ebpf) {
         let own = std::fs::metadata("/proc/self/exe")
             .map(|m| (m.dev(), m.ino()))
             .unwrap_or_default();
-        let mut log = Vec::new();
         for (path, id) in go_exes(own, &self.seen) {
             self.seen.insert(id);
             if !is_go_binary(&path) {
@@ -146,18 +161,21 @@ impl GoTls {
             let shown = std::fs::read_link(&path)
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| path.clone());
-            match sites(&path).and_then(|sites| self.attach(bpf, &path, &sites)) {
-                Ok(()) => {
-                    log.push(format!("Go crypto/tls probed in {shown}"));
-                    self.exes.push(shown);
-                }
+            let probed = sites(&path).and_then(|found| match found {
+                Some(sites) => self.attach(bpf, &path, &sites).map(|()| true),
+                None => Ok(false), // no crypto/tls in it
+            });
+            match probed {
+                Ok(true) => self.exes.push(shown),
+                Ok(false) => {}
                 Err(why) => {
                     self.failures += 1;
-                    log.push(format!("Go program {shown}: TLS not traced ({why})"));
+                    if self.failed.len() < 8 {
+                        self.failed.push(format!("{shown}: {why}"));
+                    }
                 }
             }
         }
-        log
     }
 
     fn attach(&mut self, bpf: &mut Ebpf, path: &str, sites: &Sites) -> Result<(), &'static str> {

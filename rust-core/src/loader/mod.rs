@@ -313,7 +313,11 @@ impl Kernel {
             ", Go crypto/tls in {} program(s){}",
             go_tls.exes.len(),
             if go_tls.failures > 0 {
-                format!(" ({} Go program(s) could not be probed)", go_tls.failures)
+                format!(
+                    " ({} Go program(s) could not be probed: {})",
+                    go_tls.failures,
+                    go_tls.failed.join("; ")
+                )
             } else {
                 String::new()
             }
