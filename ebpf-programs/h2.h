@@ -13,6 +13,7 @@
  * userspace can walk the same frames and account the left-out bytes. */
 
 #define H2_STEPS 4096 /* loop steps per call: ~2 per frame, 1 per iovec */
+#define H2_MAX_TYPE 0x10 /* frame types up to PRIORITY_UPDATE; beyond: out of step */
 #define SEEN_RECV 1
 #define SEEN_SEND 2
 
@@ -72,13 +73,17 @@ static long h2_step(__u32 i, void *unused)
 			h2_copy(sc, n);
 		w->st.rem -= n;
 	} else if (!w->st.hdr_have && w->cur >= 9) {
-		/* A whole frame header: its length and type. */
-		__u32 head = 0;
+		/* A whole frame header: its length and type (and the reserved bit, clear). */
+		__u64 x = 0;
 		n = 9;
-		if (bpf_probe_read_user(&head, 4, (const void *)w->base))
+		if (bpf_probe_read_user(&x, 8, (const void *)w->base))
 			return 1;
+		__u32 head = bpf_ntohl((__u32)x);
+		if ((head & 0xff) > H2_MAX_TYPE || ((x >> 40) & 0x80)) {
+			w->bad = 1;
+			return 1;
+		}
 		h2_copy(sc, n);
-		head = bpf_ntohl(head);
 		w->st.rem = head >> 8;
 		w->st.is_data = (head & 0xff) == 0;
 	} else {
@@ -87,8 +92,12 @@ static long h2_step(__u32 i, void *unused)
 		n = 1;
 		if (bpf_probe_read_user(&b, 1, (const void *)w->base))
 			return 1;
-		h2_copy(sc, n);
 		__u32 have = w->st.hdr_have;
+		if ((have == 3 && b > H2_MAX_TYPE) || (have == 5 && (b & 0x80))) {
+			w->bad = 1;
+			return 1;
+		}
+		h2_copy(sc, n);
 		if (have < 4)
 			w->st.head = w->st.head << 8 | b;
 		if (++have >= 9) {
@@ -123,10 +132,11 @@ __noinline int emit_h2(struct h2_frame_state *st, __u64 src, __u64 iovcnt, __u32
 	w->left = iovcnt ? total : 0;
 	w->pos = sizeof(struct h2_frame_state);
 	w->full = 0;
+	w->bad = 0;
 	__builtin_memcpy(&w->st, st, sizeof(*st));
 	__builtin_memcpy(sc->e.data, st, sizeof(*st));
 	bpf_loop(H2_STEPS, h2_step, NULL, 0);
-	int lost = w->cur || w->left;
+	int lost = w->cur || w->left || w->bad;
 	if (!lost)
 		__builtin_memcpy(st, &w->st, sizeof(*st));
 	if (w->full)

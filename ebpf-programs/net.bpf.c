@@ -107,6 +107,7 @@ struct h2_walk {
 	__u32 left; /* bytes of the call not in a chunk yet */
 	__u32 pos; /* bytes in data[] */
 	__u32 full; /* data[] had no room for bytes it needed: nothing more is copied */
+	__u32 bad; /* a frame header no HTTP/2 peer sends: the walk is out of step */
 	struct h2_frame_state st;
 };
 

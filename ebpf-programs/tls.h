@@ -55,8 +55,11 @@ static __always_inline void mark_tls(__u64 sid)
 {
 	if (bpf_map_lookup_elem(&tls_socks, &sid))
 		return;
+	/* Only the first to mark it resets it: a Go reader goroutine may mark the socket on
+	 * one CPU after its writer already sent the HTTP/2 preface on another. */
 	__u8 one = 1;
-	bpf_map_update_elem(&tls_socks, &sid, &one, BPF_ANY);
+	if (bpf_map_update_elem(&tls_socks, &sid, &one, BPF_NOEXIST))
+		return;
 	struct sock_info fresh = {};
 	bpf_map_update_elem(&socks, &sid, &fresh, BPF_ANY);
 }

@@ -53,8 +53,9 @@ enum counter {
 				 * traceparent may have been missed by the kernel */
 	COUNTER_TRACESTATE_DROPPED = 8, /* tracestate too long to carry: traceparent only */
 	COUNTER_TLS_NO_SOCKET = 9, /* TLS plaintext of an SSL object whose socket is unknown */
-	COUNTER_H2_WALK_LOST = 10, /* HTTP/2 frame walk given up (too many frames in one call):
-				    * that connection's records are plain captures again */
+	COUNTER_H2_WALK_LOST = 10, /* HTTP/2 frame walk given up (too many frames in one call, a
+				    * frame header no peer sends, sendfile): that connection's
+				    * records are plain captures again */
 	COUNTER_MAX = 16,
 };
 

@@ -280,6 +280,11 @@ impl Conn {
         self.last_ts = ts;
         if let Proto::Unknown = self.proto {
             if data.is_empty() {
+                // Bytes missed before the protocol is known: what was sniffed does not
+                // continue into what comes next.
+                if gap > 0 {
+                    self.sniffed.clear();
+                }
                 return out;
             }
             let mut head: Vec<u8> = self

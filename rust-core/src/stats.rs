@@ -99,7 +99,8 @@ counters! {
     /// refers to compression state we never saw): those streams' spans lack what was lost.
     h2_headers_undecodable,
     /// HTTP/2 connections whose frames the kernel stopped following (a call with more
-    /// frames than it walks, or file bytes sent with sendfile): plain captures from then on.
+    /// frames than it walks, a frame header no peer sends, or file bytes sent with
+    /// sendfile): plain captures from then on.
     h2_walk_lost,
     /// Go executables whose crypto/tls is probed.
     go_tls_programs,

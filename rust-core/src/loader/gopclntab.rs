@@ -12,11 +12,21 @@ pub fn valid(tab: &[u8]) -> bool {
         && tab[7] == 8
 }
 
-/// (virtual address, size) of the function called `name`. `text` is the address of
-/// `.text`, used when the header leaves its own base at zero.
+/// (virtual address, size) of the function called `name`. Entry offsets count from the
+/// start of Go's code, which the file leaves at zero (the runtime fills it in); `text`,
+/// the address of `.text`, stands in for it. That holds for Go's own linker; after an
+/// external link (cgo) C code comes first, so callers must check what they find there.
 pub fn lookup(tab: &[u8], name: &str, text: u64) -> Option<(u64, u64)> {
-    let u32_at = |o: usize| Some(u32::from_le_bytes(tab.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(tab.get(o..o + 8)?.try_into().ok()?));
+    let u32_at = |o: usize| {
+        Some(u32::from_le_bytes(
+            tab.get(o..o.checked_add(4)?)?.try_into().ok()?,
+        ))
+    };
+    let u64_at = |o: usize| {
+        Some(u64::from_le_bytes(
+            tab.get(o..o.checked_add(8)?)?.try_into().ok()?,
+        ))
+    };
     if !valid(tab) {
         return None;
     }
@@ -30,10 +40,14 @@ pub fn lookup(tab: &[u8], name: &str, text: u64) -> Option<(u64, u64)> {
     let want = name.as_bytes();
     // functab: nfunc + 1 pairs (entry offset, offset of the function's _func from pcln).
     for i in 0..nfunc {
-        let at = pcln.checked_add(i * 8)?;
-        let (entry, func, next) = (u32_at(at)?, u32_at(at + 4)?, u32_at(at + 8)?);
+        let at = pcln.checked_add(i.checked_mul(8)?)?;
+        let (entry, func, next) = (
+            u32_at(at)?,
+            u32_at(at.checked_add(4)?)?,
+            u32_at(at.checked_add(8)?)?,
+        );
         // _func: entryOff u32, nameOff i32, ...
-        let name_off = u32_at(pcln.checked_add(func as usize)? + 4)? as usize;
+        let name_off = u32_at(pcln.checked_add(func as usize)?.checked_add(4)?)? as usize;
         let start = names.checked_add(name_off)?;
         let got = tab.get(start..start.checked_add(want.len() + 1)?)?;
         if &got[..want.len()] == want && got[want.len()] == 0 {
@@ -104,7 +118,7 @@ mod tests {
         );
         assert_eq!(lookup(&t, "crypto/tls.(*Conn).Rea", 0), None);
         assert_eq!(lookup(&t, "nope", 0), None);
-        // A zero base in the header: the .text address is used.
+        // A zero base in the header (as Go writes it): the .text address stands in.
         let t = table(&funcs, 0x290, 0);
         assert_eq!(lookup(&t, "main.main", 0x500000), Some((0x500000, 0x100)));
     }

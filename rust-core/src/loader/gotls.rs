@@ -54,6 +54,30 @@ pub fn go_returns(code: &[u8]) -> Vec<u64> {
     out
 }
 
+/// Offset of the first instruction after a Go function's stack check (`CMPQ SP,
+/// 16(R14)` or, for large frames, `LEAQ -n(SP), R12; CMPQ R12, 16(R14)`, then `JBE` to
+/// the code that grows the stack and jumps back to the function's start). A probe at
+/// offset 0 would fire again after each growth (the same call seen twice); after the
+/// check it fires once, the arguments still in their registers. None: not Go's prologue
+/// (then nothing is probed: the address may not be a function's start at all).
+pub fn after_stack_check(code: &[u8]) -> Option<u64> {
+    let mut i = match code {
+        [0x4c, 0x8d, 0x64, 0x24, ..] => 5,
+        [0x4c, 0x8d, 0xa4, 0x24, ..] => 8,
+        _ => 0,
+    };
+    match code.get(i..i + 4)? {
+        [0x49 | 0x4d, 0x3b, 0x66, 0x10 | 0x18] => i += 4,
+        _ => return None,
+    }
+    match code.get(i..)? {
+        [0x76, ..] => i += 2,
+        [0x0f, 0x86, ..] => i += 6,
+        _ => return None,
+    }
+    (i <= code.len()).then_some(i as u64)
+}
+
 /// Where the probes go in one executable, as file offsets.
 struct Sites {
     write: u64,
@@ -86,6 +110,18 @@ fn func_range(
 fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
     let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err("not an x86-64 program");
+    }
+    // Go 1.18 and later write the build info inline (flag 2): older ones may predate the
+    // register ABI the probes read.
+    let info = file
+        .section_by_name(".go.buildinfo")
+        .and_then(|s| s.data().ok())
+        .ok_or("no Go build info")?;
+    if info.len() < 16 || &info[..14] != b"\xff Go buildinf:" || info[15] & 2 == 0 {
+        return Err("Go older than 1.18");
+    }
     let text = file.section_by_name(".text").ok_or("no .text section")?;
     let (addr, (off, _)) = (
         text.address(),
@@ -104,16 +140,20 @@ fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
         let bytes = code.get(from.map_err(|_| outside)?..to.map_err(|_| outside)?);
         Ok(Some((off + rel, bytes.ok_or(outside)?)))
     };
-    let (Some((write, _)), Some((read, read_code))) = (find(WRITE)?, find(READ)?) else {
+    let (Some((write, write_code)), Some((read, read_code))) = (find(WRITE)?, find(READ)?) else {
         return Ok(None);
     };
+    // Go's stack check at both entries also proves the addresses are functions' starts.
+    let prologue = "no Go function prologue where crypto/tls should start";
+    let write = write + after_stack_check(write_code).ok_or(prologue)?;
+    let read_entry = read + after_stack_check(read_code).ok_or(prologue)?;
     let read_rets: Vec<u64> = go_returns(read_code).iter().map(|r| read + r).collect();
     if read_rets.is_empty() {
         return Err("no RET found in crypto/tls.(*Conn).Read");
     }
     Ok(Some(Sites {
         write,
-        read,
+        read: read_entry,
         read_rets,
     }))
 }
@@ -179,20 +219,28 @@ impl GoTls {
     }
 
     fn attach(&mut self, bpf: &mut Ebpf, path: &str, sites: &Sites) -> Result<(), &'static str> {
-        let mut attach = |name: &str, offset: u64| -> Result<(), &'static str> {
+        let mut points = vec![
+            ("on_go_tls_write", sites.write),
+            ("on_go_tls_read", sites.read),
+        ];
+        points.extend(sites.read_rets.iter().map(|&r| ("on_go_tls_read_ret", r)));
+        let mut links = Vec::new();
+        for (name, offset) in points {
             let p: &mut UProbe = program(bpf, name).map_err(|_| "program missing")?;
-            p.attach(
-                UProbeAttachLocation::AbsoluteOffset(offset),
-                path,
-                UProbeScope::AllProcesses,
-            )
-            .map(|_| ())
-            .map_err(|_| "uprobe attach refused")
-        };
-        attach("on_go_tls_write", sites.write)?;
-        attach("on_go_tls_read", sites.read)?;
-        for &off in &sites.read_rets {
-            attach("on_go_tls_read_ret", off)?;
+            let at = UProbeAttachLocation::AbsoluteOffset(offset);
+            match p.attach(at, path, UProbeScope::AllProcesses) {
+                Ok(link) => links.push((name, link)),
+                Err(_) => {
+                    // Half the probes would drop a direction's ciphertext and never
+                    // send its plaintext: none at all.
+                    for (name, link) in links {
+                        if let Ok(p) = program::<UProbe>(bpf, name) {
+                            let _ = p.detach(link);
+                        }
+                    }
+                    return Err("uprobe attach refused");
+                }
+            }
         }
         Ok(())
     }
@@ -212,6 +260,19 @@ mod tests {
             0x48, 0x81, 0xc4, 0x00, 0x01, 0x00, 0x00, 0x5d, 0xc3, // ADDQ $0x100, SP; ...
         ];
         assert_eq!(go_returns(&code), vec![10, 22]);
+        // Stack checks as Go 1.26 emits them (crypto/tls Read, Write, readRecordOrCCS).
+        let read = [0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x7a, 0x03, 0, 0, 0x55];
+        assert_eq!(after_stack_check(&read), Some(10));
+        let write = [
+            0x4c, 0x8d, 0x64, 0x24, 0xb8, 0x4d, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x93, 7, 0, 0, 0x55,
+        ];
+        assert_eq!(after_stack_check(&write), Some(15));
+        let big = [
+            0x4c, 0x8d, 0xa4, 0x24, 0xa8, 0xfe, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x10,
+        ];
+        assert_eq!(after_stack_check(&big), Some(14));
+        assert_eq!(after_stack_check(&[0x55, 0x48, 0x89, 0xe5]), None);
+        assert_eq!(after_stack_check(&read[..4]), None);
         assert!(go_returns(&[]).is_empty());
         assert!(go_returns(&[0xc3]).is_empty());
     }
