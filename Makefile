@@ -49,6 +49,7 @@ run: build
 test: build test-rust test-fuzz test-go test-e2e
 
 test-rust:
+	cargo clippy --release -p otelcol-ebpf-core --all-targets -- -D warnings
 	cargo test --release -p otelcol-ebpf-core
 
 test-fuzz:

@@ -31,6 +31,10 @@ fi
 
 command -v cargo >/dev/null || { echo "[deps] cargo not found: install Rust 1.95 with rustup" >&2; exit 1; }
 command -v go >/dev/null || { echo "[deps] go not found: install Go 1.26" >&2; exit 1; }
+if ! cargo clippy --version >/dev/null 2>&1; then
+  say "installing clippy"
+  rustup component add clippy
+fi
 
 if ! "$CACHE_DIR/bin/cbindgen" --version 2>/dev/null | grep -q "$CBINDGEN_VERSION"; then
   say "installing cbindgen $CBINDGEN_VERSION"

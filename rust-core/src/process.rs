@@ -196,6 +196,10 @@ impl ProcessTable {
     pub fn len(&self) -> usize {
         self.procs.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,10 @@
 //! `stats` is called from another thread. `stop` and `free` must not race with other calls
 //! on the same handle.
 
+// The functions take raw pointers from C, which cannot see Rust's `unsafe`: each one
+// checks its pointers for null before use and says what it needs in its doc comment.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;

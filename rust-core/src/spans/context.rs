@@ -39,6 +39,9 @@ pub const LINK_WAIT_NS: u64 = 200_000_000;
 /// Bound on the addresses remembered as this host's.
 const LOCAL_IPS: usize = 4096;
 
+/// (trace id, span id).
+type TraceSpan = ([u8; 16], [u8; 8]);
+
 /// What a provisional trace turned out to be.
 #[derive(Debug, Clone)]
 struct Alias {
@@ -70,7 +73,7 @@ pub struct Contexts {
     /// Client requests not yet matched by a server read, per connection.
     clients: HashMap<LinkKey, VecDeque<SpanCtx>>,
     /// Server requests read before the client's write was seen: (trace id, span id).
-    servers: HashMap<LinkKey, VecDeque<([u8; 16], [u8; 8])>>,
+    servers: HashMap<LinkKey, VecDeque<TraceSpan>>,
     /// Provisional trace id → when its spans stop waiting (event time, ns).
     provisional: HashMap<[u8; 16], u64>,
     aliases: HashMap<[u8; 16], Alias>,
@@ -104,7 +107,7 @@ fn take_injected(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEv
     // Injections of earlier sends whose request was never seen (a lost record) would
     // only mislead.
     kq.retain(|k| !mine(k) || k.hdr.ts_ns == send);
-    let pos = kq.iter().position(|k| mine(k))?;
+    let pos = kq.iter().position(mine)?;
     kq.remove(pos)
 }
 

@@ -164,7 +164,7 @@ mod tests {
         for s in segs {
             match s {
                 Segment::Data(d) => out.extend(d.iter().map(|&b| Some(b))),
-                Segment::Gap(n) => out.extend(std::iter::repeat(None).take(*n as usize)),
+                Segment::Gap(n) => out.extend(std::iter::repeat_n(None, *n as usize)),
             }
         }
         out
