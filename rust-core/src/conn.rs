@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::events::{ConnTuple, Direction};
+use crate::process::{listens_on, ListenProbe};
 use crate::protocols::http1::{self, Http1Event, Http1Parser, RequestHead, ResponseHead, Segment};
 use crate::protocols::http2::{self, H2Conn, H2Event, H2Request};
 
@@ -170,6 +171,8 @@ pub struct Conn {
     /// Set when uncaptured bytes hid the response framing: the response's remaining
     /// bytes are skipped until the next response starts (see `resync`).
     draining: Option<Draining>,
+    /// Tells an HTTP/2 connection seen mid-stream which end it is.
+    pub listens: ListenProbe,
 }
 
 /// A response whose end we can no longer find by framing.
@@ -195,8 +198,20 @@ fn may_become_http(b: &[u8]) -> bool {
 
 /// An HTTP/2 request as an exchange: the fields the span code reads for HTTP/1.
 fn h2_exchange(stream_id: u32, ts: u64, tid: u32, h: H2Request) -> Exchange {
+    // Without a content type (absent, or in a header block that did not decode), a POST
+    // to `/package.Service/Method` is gRPC: plain HTTP paths seldom look like that.
+    let grpc_path = || {
+        h.method.as_deref().is_none_or(|m| m == "POST")
+            && h.path
+                .as_deref()
+                .and_then(http2::grpc_method)
+                .is_some_and(|(service, _)| service.contains('.'))
+    };
     Exchange {
-        grpc: h.content_type.as_deref().is_some_and(http2::is_grpc),
+        grpc: match h.content_type.as_deref() {
+            Some(ct) => http2::is_grpc(ct),
+            None => grpc_path(),
+        },
         req: RequestHead {
             method: h.method.unwrap_or_else(|| "_OTHER".into()),
             target: h.path.unwrap_or_default(),
@@ -239,6 +254,7 @@ impl Conn {
             scratch: Vec::new(),
             sniffed: Vec::new(),
             draining: None,
+            listens: listens_on,
         }
     }
 
@@ -307,6 +323,15 @@ impl Conn {
                         Side::Client
                     } else {
                         Side::Server
+                    });
+                    H2Conn::new()
+                } else if let Some(listening) = (self.listens)(self.pid, self.tuple.sport) {
+                    // Mid-stream: header blocks may not decode (so no `:method` tells the
+                    // roles), but an accepted connection's local port is a listening one.
+                    self.side = Some(if listening {
+                        Side::Server
+                    } else {
+                        Side::Client
                     });
                     H2Conn::new()
                 } else {

@@ -113,6 +113,39 @@ pub fn is_go_binary(path: &str) -> bool {
     go().unwrap_or(false)
 }
 
+/// Whether a TCP socket listens on `port` in the network namespace of `pid`, from
+/// /proc/<pid>/net/tcp{,6}: a connection on that local port was accepted there (the server
+/// end). None when neither table can be read.
+pub fn listens_on(pid: u32, port: u16) -> Option<bool> {
+    const LISTEN: &str = "0A";
+    let mut read_any = false;
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        read_any = true;
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st ...
+            let mut f = line.split_whitespace().skip(1);
+            let (Some(local), Some(_), Some(st)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let lport = local
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            if st == LISTEN && lport == Some(port) {
+                return Some(true);
+            }
+        }
+    }
+    read_any.then_some(false)
+}
+
+/// How a connection seen mid-stream learns which end it is: `listens_on`, or a stand-in
+/// for replays (where the recorded pids are not this host's).
+pub type ListenProbe = fn(pid: u32, port: u16) -> Option<bool>;
+
 /// `k1=v1,k2=v2` with percent-encoded values, as the OTel SDK spec defines it; malformed
 /// pairs are skipped.
 pub fn parse_resource_attributes(s: &str) -> Vec<(String, String)> {

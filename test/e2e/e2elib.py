@@ -753,3 +753,11 @@ http {{
 {http_body}
 }}
 """
+
+
+def wait_output(procs: Procs, p: subprocess.Popen, text: str, timeout: float = 15) -> None:
+    """Until the running process p has printed text."""
+    deadline = time.monotonic() + timeout
+    while text not in procs.output_of(p):
+        assert time.monotonic() < deadline and p.poll() is None, procs.output_of(p)
+        time.sleep(0.02)

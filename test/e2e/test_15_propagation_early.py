@@ -5,7 +5,6 @@ requests_not_injected, still with spans); the collector then adopts the socket
 
 import base64
 import json
-import time
 
 from e2elib import (
     APPS,
@@ -20,17 +19,11 @@ from e2elib import (
     server_on,
     start_dump_server,
     traceparent_of,
+    wait_output,
 )
 
 COUNTERS = ("context_injected", "requests_not_injected", "connections_adopted", "inject_skipped_own_header",
             "inject_skipped_split_head", "inject_failed")
-
-
-def wait_output(procs, p, text, timeout=15):
-    deadline = time.monotonic() + timeout
-    while text not in procs.output_of(p):
-        assert time.monotonic() < deadline and p.poll() is None, procs.output_of(p)
-        time.sleep(0.02)
 
 
 def test_connection_opened_before_the_collector(collectors, procs, tmp_path):

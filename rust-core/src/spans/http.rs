@@ -98,11 +98,18 @@ pub fn build(
     let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(20);
     let s = AttrValue::Str;
     let shared = |v: &Arc<str>| AttrValue::Shared(v.clone());
+    // An HTTP/2 request whose header block did not decode (seen mid-stream) has no
+    // target: its path, route and URL are left out rather than made up.
+    let known_target = !req.target.is_empty();
     attrs.push(("http.request.method", s(req.method.clone())));
-    attrs.push(("url.path", s(path.to_string())));
+    if known_target {
+        attrs.push(("url.path", s(path.to_string())));
+    }
     let scheme = if peer.tls { "https" } else { "http" };
     attrs.push(("url.scheme", AttrValue::Static(scheme)));
-    attrs.push(("http.route", s(route.clone())));
+    if known_target {
+        attrs.push(("http.route", s(route.clone())));
+    }
     if let Some(st) = status {
         attrs.push(("http.response.status_code", AttrValue::Int(st as i64)));
     }
@@ -140,7 +147,7 @@ pub fn build(
     if kind == SpanKind::Server {
         attrs.push(("client.address", shared(&peer.remote_ip)));
         attrs.push(("client.port", AttrValue::Int(peer.remote_port as i64)));
-    } else {
+    } else if known_target {
         let target = redact_query(&req.target);
         let full = if target.starts_with("http://") || target.starts_with("https://") {
             target.into_owned()
@@ -188,7 +195,13 @@ pub fn build(
         parent_span_id: ctx.parent_span_id,
         trace_state: ctx.trace_state,
         flags: ctx.flags,
-        name: format!("{} {}", req.method, route),
+        // Semantic conventions: `HTTP` stands for a method not known as such.
+        name: match (req.method.as_str(), known_target) {
+            ("_OTHER", true) => format!("HTTP {route}"),
+            ("_OTHER", false) => "HTTP".to_string(),
+            (m, true) => format!("{m} {route}"),
+            (m, false) => m.to_string(),
+        },
         kind,
         start_ns: clock.unix(d.ex.req_start),
         end_ns: clock.unix(d.resp_end.max(d.ex.req_start)),
@@ -217,6 +230,7 @@ fn grpc(
             attrs.push(("rpc.method", AttrValue::Str(method.to_string())));
             format!("{service}/{method}")
         }
+        None if path.is_empty() => "grpc".to_string(), // :path did not decode
         None => path.trim_start_matches('/').to_string(),
     };
     let (ip, port) = match kind {

@@ -13,7 +13,7 @@ use crate::config::{glob_match, Config};
 use crate::conn::{Conn, Done};
 use crate::events::{cstr, CtxEvent, Event, PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED};
 use crate::otlp::BatchBuilder;
-use crate::process::{ProcReader, ProcessInfo, ProcessTable};
+use crate::process::{listens_on, ListenProbe, ProcReader, ProcessInfo, ProcessTable};
 use crate::protocols::http2::kernel_frames;
 use crate::stats::{self, Stats};
 
@@ -128,6 +128,7 @@ pub struct Assembler {
     /// fork) reads or writes it.
     conns: HashMap<u64, Conn>,
     procs: ProcessTable,
+    listens: ListenProbe,
     /// Processes whose exec was matched as not traced: their pending-era events are dropped.
     untraced: HashSet<u32>,
     contexts: context::Contexts,
@@ -150,6 +151,7 @@ impl Assembler {
             clock,
             conns: HashMap::new(),
             procs: ProcessTable::default(),
+            listens: listens_on,
             untraced: HashSet::new(),
             contexts: context::Contexts::default(),
             kctx: HashMap::new(),
@@ -180,6 +182,7 @@ impl Assembler {
     /// Resolve processes with `reader` instead of /proc (replaying recordings).
     pub fn with_proc_reader(mut self, reader: ProcReader) -> Self {
         self.procs = ProcessTable::with_reader(reader);
+        self.listens = |_, _| None; // nor their sockets
         self
     }
 
@@ -208,7 +211,8 @@ impl Assembler {
                     if self.conns.len() >= MAX_CONNS {
                         self.evict_idle(hdr.ts_ns, true);
                     }
-                    let conn = Conn::new(tuple, hdr.pid, cstr(&comm), tls);
+                    let mut conn = Conn::new(tuple, hdr.pid, cstr(&comm), tls);
+                    conn.listens = self.listens;
                     self.contexts.note_local(conn.peer.local);
                     // Read /proc now: short-lived clients are often gone when their span ends.
                     let info = self.procs.get(hdr.pid, &conn.comm);

@@ -7,7 +7,10 @@ python3 grpc_app.py client PORT N       N concurrent Get calls on ONE channel, t
                                         one failing Get; prints one JSON line
 python3 grpc_app.py blobs PORT N SIZE   N concurrent Blob calls of SIZE bytes each on ONE
                                         channel, with N small Get calls among them
-python3 grpc_app.py meta PORT TP        one Get carrying `traceparent: TP` in its metadata"""
+python3 grpc_app.py meta PORT TP        one Get carrying `traceparent: TP` in its metadata
+python3 grpc_app.py gated PORT GATE     3 Get calls, prints "ready", waits until the file
+                                        GATE exists, then 5 concurrent Get calls and one
+                                        List on the same channel; prints one JSON line"""
 
 import json
 import os
@@ -80,6 +83,18 @@ def blobs(port, n, size):
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve(int(sys.argv[2]))
+    elif sys.argv[1] == "gated":
+        ch = grpc.insecure_channel(f"127.0.0.1:{sys.argv[2]}")
+        get, lst = ch.unary_unary("/demo.Shop/Get"), ch.unary_stream("/demo.Shop/List")
+        for i in range(3):
+            get(b"early%d" % i)
+        print("ready", flush=True)
+        while not os.path.exists(sys.argv[3]):
+            time.sleep(0.05)
+        calls = [get.future(b"late%d" % i) for i in range(5)]
+        got = [c.result() for c in calls]
+        parts = list(lst(b"all"))
+        print(json.dumps({"pid": os.getpid(), "unary": len(got), "parts": len(parts)}))
     elif sys.argv[1] == "meta":
         ch = grpc.insecure_channel(f"127.0.0.1:{sys.argv[2]}")
         ch.unary_unary("/demo.Shop/Get")(b"meta", metadata=(("traceparent", sys.argv[3]),))
