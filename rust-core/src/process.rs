@@ -113,6 +113,16 @@ pub fn is_go_binary(path: &str) -> bool {
     go().unwrap_or(false)
 }
 
+/// The pids of the processes running now (the numeric entries of /proc).
+pub fn running_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 /// Whether a TCP socket listens on `port` in the network namespace of `pid`, from
 /// /proc/<pid>/net/tcp{,6}: a connection on that local port was accepted there (the server
 /// end). None when neither table can be read.

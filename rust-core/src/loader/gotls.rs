@@ -13,7 +13,7 @@ use object::{Object, ObjectSection, ObjectSymbol};
 
 use super::{gopclntab, program};
 use crate::error::LoadError;
-use crate::process::is_go_binary;
+use crate::process::{is_go_binary, running_pids};
 
 const WRITE: &str = "crypto/tls.(*Conn).Write";
 const READ: &str = "crypto/tls.(*Conn).Read";
@@ -162,17 +162,7 @@ fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
 fn go_exes(own: (u64, u64), seen: &HashSet<(u64, u64)>) -> Vec<(String, (u64, u64))> {
     let mut out = Vec::new();
     let mut here = HashSet::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
+    for pid in running_pids() {
         let path = format!("/proc/{pid}/exe");
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;

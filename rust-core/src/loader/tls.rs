@@ -11,6 +11,7 @@ use aya::Ebpf;
 
 use super::{aya_err, program};
 use crate::error::LoadError;
+use crate::process::running_pids;
 
 /// (program, symbol): entry probes, then the one return probe on every symbol.
 const ENTRIES: &[(&str, &str)] = &[
@@ -50,17 +51,7 @@ pub(super) fn load_uprobes(bpf: &mut Ebpf, names: &[&str]) -> Result<(), LoadErr
 /// /proc/<pid>/root, so a container's own copy is found).
 fn mapped_libssl() -> Vec<String> {
     let mut out = HashSet::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
+    for pid in running_pids() {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             continue;
         };
