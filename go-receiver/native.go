@@ -84,6 +84,7 @@ var lossCounters = []string{
 	"traceparent_invalid",
 	"captures_truncated",
 	"tls_without_socket",
+	"tls_not_decrypted",
 	"h2_headers_undecodable",
 	"h2_walk_lost",
 	"go_tls_unprobed",

@@ -173,6 +173,8 @@ pub struct Conn {
     draining: Option<Draining>,
     /// Tells an HTTP/2 connection seen mid-stream which end it is.
     pub listens: ListenProbe,
+    /// Its bytes were a TLS handshake, and no plaintext came (yet).
+    pub tls_handshake: bool,
 }
 
 /// A response whose end we can no longer find by framing.
@@ -255,6 +257,7 @@ impl Conn {
             sniffed: Vec::new(),
             draining: None,
             listens: listens_on,
+            tls_handshake: false,
         }
     }
 
@@ -354,9 +357,10 @@ impl Conn {
             }
             if head.len() >= 3 && head[0] == 0x16 && head[1] == 0x03 && head[2] <= 0x04 {
                 // A TLS handshake: its plaintext, if the process uses a library we
-                // probe, arrives as TLS records of this socket.
+                // probe, arrives as TLS records of this socket (and replaces this Conn).
                 self.sniffed.clear();
                 self.proto = Proto::Ignored;
+                self.tls_handshake = true;
                 return out;
             }
             // The first bytes decide the protocol and, for HTTP, which end we are: a

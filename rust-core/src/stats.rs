@@ -102,6 +102,10 @@ counters! {
     /// frames than it walks, a frame header no peer sends, or file bytes sent with
     /// sendfile): plain captures from then on.
     h2_walk_lost,
+    /// TLS connections whose plaintext never came: encrypted by a library the receiver does
+    /// not probe (BoringSSL, as in grpcio; rustls; Java...), or closed after the handshake
+    /// without data. Counted when the connection ends.
+    tls_not_decrypted,
     /// Go executables whose crypto/tls is probed.
     go_tls_programs,
     /// Go programs whose crypto/tls could not be probed (Go before 1.18 without symbols, no

@@ -3,6 +3,8 @@ each end with concurrent calls multiplexed on ONE channel, server-streaming call
 the end of the stream, gRPC status codes and error rules, one trace per call."""
 
 import json
+import subprocess
+import time
 
 from e2elib import APPS, PYTHON, brief, client_to, duration_ms, free_port, server_on, wait_listening
 
@@ -93,3 +95,24 @@ def test_traceparent_in_grpc_metadata_is_honoured(collector, procs):
     # The client sent its own header: its span is the one that header names.
     clients = collector.spans.wait(client_to(port), 1)
     assert len(clients) == 1 and (clients[0]["trace_id"], clients[0]["span_id"]) == (trace, parent), brief(clients)
+
+
+def test_tls_the_receiver_cannot_read_is_counted(collector, procs, tmp_path):
+    """grpcio encrypts with its own BoringSSL, which is not probed: no spans can come from
+    that traffic, and the connections say so in tls_not_decrypted (warned in the log)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", tmp_path / "key.pem",
+                    "-out", tmp_path / "cert.pem", "-days", "2", "-subj", "/CN=localhost"], check=True,
+                   capture_output=True)
+    port = free_port()
+    srv = procs.spawn([PYTHON, APPS / "grpc_app.py", "server", port, tmp_path / "cert.pem", tmp_path / "key.pem"],
+                      name="grpc-tls-server")
+    wait_listening(port, srv, what="grpc TLS server")
+    before = collector.ebpf_counter("tls_not_decrypted") or 0
+    _, out = procs.run([PYTHON, APPS / "grpc_app.py", "tlsget", port, tmp_path / "cert.pem"], name="grpc-tls-client")
+    assert json.loads(out.strip().splitlines()[-1])["reply"] == "item:tls", out
+    procs.cleanup()  # the server goes: both ends of the connection close
+    deadline = time.monotonic() + 15
+    while (collector.ebpf_counter("tls_not_decrypted") or 0) < before + 2:
+        assert time.monotonic() < deadline, collector.ebpf_counter("tls_not_decrypted")
+        time.sleep(0.2)
+    assert collector.spans.wait(lambda s: server_on(port)(s) or client_to(port)(s), 1, timeout=1) == []

@@ -368,6 +368,10 @@ impl Assembler {
     }
 
     fn close(&mut self, mut conn: Conn, ts: u64, key: u64) {
+        if conn.tls_handshake {
+            // Encrypted by a library we do not probe (or closed before any data).
+            stats::inc(&self.stats.tls_not_decrypted);
+        }
         conn.close(ts, &mut self.done);
         self.finish(conn.pid, &conn.comm, &conn.peer, key);
         if let Some(side) = conn.side {

@@ -1,5 +1,6 @@
 """gRPC peers with grpcio, no generated code (raw bytes messages):
-python3 grpc_app.py server PORT         serves demo.Shop: Get (unary; a request b"fail" ends
+python3 grpc_app.py server PORT [CERT KEY]
+                                        serves demo.Shop (over TLS with CERT and KEY): Get (unary; a request b"fail" ends
                                         with NOT_FOUND, b"crash" with INTERNAL), List
                                         (server streaming: 5 messages, 50 ms apart)
                                         Blob (unary: a reply of the size the request names)
@@ -8,6 +9,7 @@ python3 grpc_app.py client PORT N       N concurrent Get calls on ONE channel, t
 python3 grpc_app.py blobs PORT N SIZE   N concurrent Blob calls of SIZE bytes each on ONE
                                         channel, with N small Get calls among them
 python3 grpc_app.py meta PORT TP        one Get carrying `traceparent: TP` in its metadata
+python3 grpc_app.py tlsget PORT CERT    one Get over TLS (grpcio's own BoringSSL)
 python3 grpc_app.py gated PORT GATE     3 Get calls, prints "ready", waits until the file
                                         GATE exists, then 5 concurrent Get calls and one
                                         List on the same channel; prints one JSON line"""
@@ -21,7 +23,7 @@ from concurrent import futures
 import grpc
 
 
-def serve(port):
+def serve(port, cert=None, key=None):
     def get(req, ctx):
         if req == b"fail":
             ctx.abort(grpc.StatusCode.NOT_FOUND, "no such item")
@@ -45,7 +47,12 @@ def serve(port):
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    if cert:
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        server.add_secure_port(f"127.0.0.1:{port}", creds)
+    else:
+        server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
 
@@ -82,7 +89,13 @@ def blobs(port, n, size):
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        serve(int(sys.argv[2]))
+        serve(int(sys.argv[2]), *sys.argv[3:5])
+    elif sys.argv[1] == "tlsget":
+        with open(sys.argv[3], "rb") as c:
+            creds = grpc.ssl_channel_credentials(root_certificates=c.read())
+        ch = grpc.secure_channel(f"127.0.0.1:{sys.argv[2]}", creds,
+                                 options=[("grpc.ssl_target_name_override", "localhost")])
+        print(json.dumps({"pid": os.getpid(), "reply": ch.unary_unary("/demo.Shop/Get")(b"tls").decode()}))
     elif sys.argv[1] == "gated":
         ch = grpc.insecure_channel(f"127.0.0.1:{sys.argv[2]}")
         get, lst = ch.unary_unary("/demo.Shop/Get"), ch.unary_stream("/demo.Shop/List")
