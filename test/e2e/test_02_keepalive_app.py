@@ -72,6 +72,19 @@ def test_http10_request(collector, procs, app):
         assert spans[0]["attrs"]["http.response.status_code"] == 200
 
 
+def test_method_outside_the_known_set(collector, procs, app):
+    # Semantic conventions: http.request.method is _OTHER, the original apart, name "HTTP ...".
+    _, port = app
+    run_curl(procs, "-X", "PURGE", "-o", "/dev/null", f"http://127.0.0.1:{port}/users/5", check=False)
+    for pred in (server_on(port), client_to(port)):
+        spans = collector.spans.wait(pred, 1)
+        assert len(spans) == 1, brief(spans)
+        a = spans[0]["attrs"]
+        assert (a["http.request.method"], a["http.request.method_original"]) == ("_OTHER", "PURGE"), a
+        assert spans[0]["name"] == "HTTP /users/{id}", brief(spans)
+        assert a["http.response.status_code"] == 501
+
+
 def test_status_codes(collector, procs, app):
     _, port = app
     _, res = run_client(procs, port, [{"path": "/status/404"}, {"path": "/status/503"}, {"path": "/status/200"}])

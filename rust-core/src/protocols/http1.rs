@@ -202,8 +202,9 @@ impl ResponseTo {
 }
 
 /// Cheap check on the first bytes of a stream: `Some(Role)` if they start like
-/// an HTTP/1 request (known method token + space) or response (`HTTP/1.`),
-/// `None` otherwise (including when too few bytes are given to tell).
+/// an HTTP/1 request (known method token + space, or a whole request line with any
+/// upper-case method: `PURGE /x HTTP/1.1`) or response (`HTTP/1.`), `None` otherwise
+/// (including when too few bytes are given to tell).
 pub fn detect(first_bytes: &[u8]) -> Option<Role> {
     if first_bytes.starts_with(b"HTTP/1.") {
         return Some(Role::Responses);
@@ -217,7 +218,22 @@ pub fn detect(first_bytes: &[u8]) -> Option<Role> {
             return Some(Role::Requests);
         }
     }
-    None
+    let end = first_bytes.iter().take(8192).position(|&b| b == b'\n')?;
+    let line = &first_bytes[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(m), Some(t), Some(v), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let method = !m.is_empty()
+        && m.len() <= 32
+        && m.iter()
+            .all(|&b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
+    let target =
+        t.starts_with(b"/") || t.starts_with(b"http://") || t.starts_with(b"https://") || t == b"*";
+    (method && target && (v == b"HTTP/1.1" || v == b"HTTP/1.0")).then_some(Role::Requests)
 }
 
 // ---------------------------------------------------------------------------
@@ -1255,6 +1271,20 @@ fn parse_fields<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Result<Fields, Par
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn any_method_with_a_whole_request_line() {
+        assert_eq!(
+            detect(b"PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(Role::Requests)
+        );
+        assert_eq!(detect(b"MKCOL /d HTTP/1.0\n"), Some(Role::Requests));
+        assert_eq!(detect(b"PURGE /x HTTP/1.1"), None); // not all there yet
+        assert_eq!(detect(b"HELLO world\r\n"), None);
+        assert_eq!(detect(b"purge /x HTTP/1.1\r\n"), None);
+        assert_eq!(detect(b"PURGE x HTTP/1.1\r\n"), None);
+        assert_eq!(detect(b"PURGE /x HTTP/2.0\r\n"), None);
+    }
+
     use super::*;
     use Http1Event as E;
 

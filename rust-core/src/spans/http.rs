@@ -5,7 +5,7 @@ use super::{AttrValue, Clock, SpanKind, SpanRecord};
 use crate::config::Config;
 use crate::conn::{Done, Peer, Side};
 use crate::process::ProcessInfo;
-use crate::protocols::http2;
+use crate::protocols::{http1, http2};
 use std::sync::Arc;
 
 pub enum Built {
@@ -101,7 +101,15 @@ pub fn build(
     // An HTTP/2 request whose header block did not decode (seen mid-stream) has no
     // target: its path, route and URL are left out rather than made up.
     let known_target = !req.target.is_empty();
-    attrs.push(("http.request.method", s(req.method.clone())));
+    // Semantic conventions: a method outside the known set is `_OTHER`, the original
+    // kept apart (any token parses as a method; the set keeps the attribute low-cardinality).
+    let method = if http1::KNOWN_METHODS.contains(&req.method.as_str()) || req.method == "_OTHER" {
+        req.method.as_str()
+    } else {
+        attrs.push(("http.request.method_original", s(req.method.clone())));
+        "_OTHER"
+    };
+    attrs.push(("http.request.method", s(method.to_string())));
     if known_target {
         attrs.push(("url.path", s(path.to_string())));
     }
@@ -196,7 +204,7 @@ pub fn build(
         trace_state: ctx.trace_state,
         flags: ctx.flags,
         // Semantic conventions: `HTTP` stands for a method not known as such.
-        name: match (req.method.as_str(), known_target) {
+        name: match (method, known_target) {
             ("_OTHER", true) => format!("HTTP {route}"),
             ("_OTHER", false) => "HTTP".to_string(),
             (m, true) => format!("{m} {route}"),
