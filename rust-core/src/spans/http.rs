@@ -88,16 +88,78 @@ pub fn build(
         Side::Client => SpanKind::Client,
     };
 
-    if d.ex.grpc {
-        return grpc(d, peer, process, clock, ctx, kind);
-    }
+    let (name, attrs, error) = match d.ex.grpc {
+        true => grpc(d, peer, kind),
+        false => http(d, peer, kind, path, &route, status),
+    };
+    Built::Span(Box::new(SpanRecord {
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
+        parent_span_id: ctx.parent_span_id,
+        trace_state: ctx.trace_state,
+        flags: ctx.flags,
+        name,
+        kind,
+        start_ns: clock.unix(d.ex.req_start),
+        end_ns: clock.unix(d.resp_end.max(d.ex.req_start)),
+        attrs,
+        error,
+        process: process.clone(),
+    }))
+}
 
+/// Name, attributes and error of a span.
+type Parts = (String, Vec<(&'static str, AttrValue)>, Option<String>);
+
+/// server.* (from the Host header when there is one, else the socket), the peer and
+/// local ports, and client.* on the server side.
+fn push_endpoints(
+    attrs: &mut Vec<(&'static str, AttrValue)>,
+    d: &Done,
+    peer: &Peer,
+    kind: SpanKind,
+) {
+    let (ip, port) = match kind {
+        SpanKind::Server => (&peer.local_ip, peer.local_port),
+        SpanKind::Client => (&peer.remote_ip, peer.remote_port),
+    };
+    match d.ex.req.host.as_deref().map(split_host) {
+        Some((h, p)) => {
+            attrs.push(("server.address", AttrValue::Str(h)));
+            attrs.push(("server.port", AttrValue::Int(p.unwrap_or(port) as i64)));
+        }
+        None => {
+            attrs.push(("server.address", AttrValue::Shared(ip.clone())));
+            attrs.push(("server.port", AttrValue::Int(port as i64)));
+        }
+    }
+    attrs.push((
+        "network.peer.address",
+        AttrValue::Shared(peer.remote_ip.clone()),
+    ));
+    attrs.push(("network.peer.port", AttrValue::Int(peer.remote_port as i64)));
+    attrs.push(("network.local.port", AttrValue::Int(peer.local_port as i64)));
+    if kind == SpanKind::Server {
+        attrs.push(("client.address", AttrValue::Shared(peer.remote_ip.clone())));
+        attrs.push(("client.port", AttrValue::Int(peer.remote_port as i64)));
+    }
+}
+
+/// An HTTP exchange: named "{method} {route}", HTTP attributes, error from the status.
+fn http(
+    d: &Done,
+    peer: &Peer,
+    kind: SpanKind,
+    path: &str,
+    route: &str,
+    status: Option<u16>,
+) -> Parts {
+    let req = &d.ex.req;
     // Opt-in attributes that say nothing here (network.transport "tcp", network.protocol.name
     // "http", network.local.address) are left out: each one costs in the core and again
     // when the collector decodes the batch.
     let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(20);
     let s = AttrValue::Str;
-    let shared = |v: &Arc<str>| AttrValue::Shared(v.clone());
     // An HTTP/2 request whose header block did not decode (seen mid-stream) has no
     // target: its path, route and URL are left out rather than made up.
     let known_target = !req.target.is_empty();
@@ -116,7 +178,7 @@ pub fn build(
     let scheme = if peer.tls { "https" } else { "http" };
     attrs.push(("url.scheme", AttrValue::Static(scheme)));
     if known_target {
-        attrs.push(("http.route", s(route.clone())));
+        attrs.push(("http.route", s(route.to_string())));
     }
     if let Some(st) = status {
         attrs.push(("http.response.status_code", AttrValue::Int(st as i64)));
@@ -134,28 +196,8 @@ pub fn build(
             _ => "1.1",
         }),
     ));
-    // server.* names the server: from the Host header when there is one, else the socket.
-    let (ip, port) = match kind {
-        SpanKind::Server => (&peer.local_ip, peer.local_port),
-        SpanKind::Client => (&peer.remote_ip, peer.remote_port),
-    };
-    match req.host.as_deref().map(split_host) {
-        Some((h, p)) => {
-            attrs.push(("server.address", s(h)));
-            attrs.push(("server.port", AttrValue::Int(p.unwrap_or(port) as i64)));
-        }
-        None => {
-            attrs.push(("server.address", shared(ip)));
-            attrs.push(("server.port", AttrValue::Int(port as i64)));
-        }
-    }
-    attrs.push(("network.peer.address", shared(&peer.remote_ip)));
-    attrs.push(("network.peer.port", AttrValue::Int(peer.remote_port as i64)));
-    attrs.push(("network.local.port", AttrValue::Int(peer.local_port as i64)));
-    if kind == SpanKind::Server {
-        attrs.push(("client.address", shared(&peer.remote_ip)));
-        attrs.push(("client.port", AttrValue::Int(peer.remote_port as i64)));
-    } else if known_target {
+    push_endpoints(&mut attrs, d, peer, kind);
+    if kind == SpanKind::Client && known_target {
         let target = redact_query(&req.target);
         let full = if target.starts_with("http://") || target.starts_with("https://") {
             target.into_owned()
@@ -197,38 +239,18 @@ pub fn build(
         _ => None,
     };
 
-    let rec = SpanRecord {
-        trace_id: ctx.trace_id,
-        span_id: ctx.span_id,
-        parent_span_id: ctx.parent_span_id,
-        trace_state: ctx.trace_state,
-        flags: ctx.flags,
-        // Semantic conventions: `HTTP` stands for a method not known as such.
-        name: match (method, known_target) {
-            ("_OTHER", true) => format!("HTTP {route}"),
-            ("_OTHER", false) => "HTTP".to_string(),
-            (m, true) => format!("{m} {route}"),
-            (m, false) => m.to_string(),
-        },
-        kind,
-        start_ns: clock.unix(d.ex.req_start),
-        end_ns: clock.unix(d.resp_end.max(d.ex.req_start)),
-        attrs,
-        error,
-        process: process.clone(),
+    // Semantic conventions: `HTTP` stands for a method not known as such.
+    let name = match (method, known_target) {
+        ("_OTHER", true) => format!("HTTP {route}"),
+        ("_OTHER", false) => "HTTP".to_string(),
+        (m, true) => format!("{m} {route}"),
+        (m, false) => m.to_string(),
     };
-    Built::Span(Box::new(rec))
+    (name, attrs, error)
 }
 
 /// A gRPC call: named "{service}/{method}", rpc.* attributes, status from grpc-status.
-fn grpc(
-    d: &Done,
-    peer: &Peer,
-    process: &Arc<ProcessInfo>,
-    clock: &Clock,
-    ctx: crate::spans::ids::SpanCtx,
-    kind: SpanKind,
-) -> Built {
+fn grpc(d: &Done, peer: &Peer, kind: SpanKind) -> Parts {
     let path = d.ex.req.target.as_str();
     let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(12);
     attrs.push(("rpc.system", AttrValue::Static("grpc")));
@@ -241,32 +263,9 @@ fn grpc(
         None if path.is_empty() => "grpc".to_string(), // :path did not decode
         None => path.trim_start_matches('/').to_string(),
     };
-    let (ip, port) = match kind {
-        SpanKind::Server => (&peer.local_ip, peer.local_port),
-        SpanKind::Client => (&peer.remote_ip, peer.remote_port),
-    };
-    match d.ex.req.host.as_deref().map(split_host) {
-        Some((h, p)) => {
-            attrs.push(("server.address", AttrValue::Str(h)));
-            attrs.push(("server.port", AttrValue::Int(p.unwrap_or(port) as i64)));
-        }
-        None => {
-            attrs.push(("server.address", AttrValue::Shared(ip.clone())));
-            attrs.push(("server.port", AttrValue::Int(port as i64)));
-        }
-    }
-    attrs.push((
-        "network.peer.address",
-        AttrValue::Shared(peer.remote_ip.clone()),
-    ));
-    attrs.push(("network.peer.port", AttrValue::Int(peer.remote_port as i64)));
-    attrs.push(("network.local.port", AttrValue::Int(peer.local_port as i64)));
+    push_endpoints(&mut attrs, d, peer, kind);
     attrs.push(("network.protocol.name", AttrValue::Static("http")));
     attrs.push(("network.protocol.version", AttrValue::Static("2")));
-    if kind == SpanKind::Server {
-        attrs.push(("client.address", AttrValue::Shared(peer.remote_ip.clone())));
-        attrs.push(("client.port", AttrValue::Int(peer.remote_port as i64)));
-    }
     let error = match (d.error, d.ex.grpc_status) {
         (Some(why), _) => {
             attrs.push(("error.type", AttrValue::Static("stream_reset")));
@@ -285,20 +284,7 @@ fn grpc(
         }
         (None, None) => None,
     };
-    Built::Span(Box::new(SpanRecord {
-        trace_id: ctx.trace_id,
-        span_id: ctx.span_id,
-        parent_span_id: ctx.parent_span_id,
-        trace_state: ctx.trace_state,
-        flags: ctx.flags,
-        name,
-        kind,
-        start_ns: clock.unix(d.ex.req_start),
-        end_ns: clock.unix(d.resp_end.max(d.ex.req_start)),
-        attrs,
-        error,
-        process: process.clone(),
-    }))
+    (name, attrs, error)
 }
 
 #[cfg(test)]
