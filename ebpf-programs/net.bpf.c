@@ -527,14 +527,25 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	return 0;
 }
 
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_sock_state, const struct sock *sk, int oldstate, int newstate)
 {
+	__u64 sid = (__u64)sk;
+	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
+		/* A socket is born (connect, or a listener's child). A call whose exit came
+		 * after its socket's TCP_CLOSE (a peer's RST racing a read) left an entry that
+		 * the next socket at this address would inherit: no preface check, or TLS. */
+		bpf_map_delete_elem(&socks, &sid);
+		if (tls_on)
+			bpf_map_delete_elem(&tls_socks, &sid);
+		return 0;
+	}
 	if (newstate != TCP_CLOSE)
 		return 0;
-	__u64 sid = (__u64)sk;
 	if (propagate)
 		answered(sid); /* closed unanswered: the thread no longer serves it */
 	if (tls_on) /* the next socket at this address is not TLS */

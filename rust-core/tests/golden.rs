@@ -7,7 +7,7 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use otelcol_ebpf_core::config::Config;
-use otelcol_ebpf_core::events::decode;
+use otelcol_ebpf_core::events::{decode, encode, Event};
 use otelcol_ebpf_core::process::ProcessInfo;
 use otelcol_ebpf_core::spans::{Assembler, Clock};
 use otelcol_ebpf_core::stats::{Stats, NAMES};
@@ -54,22 +54,38 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn replay_with(name: &str, cfg: Config) -> (Vec<S>, HashMap<&'static str, u64>) {
+/// The records of a recorded stream, in order.
+fn load(name: &str) -> Vec<Vec<u8>> {
     let path = format!("{}/../test/golden/{name}.rec", env!("CARGO_MANIFEST_DIR"));
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let stats = Arc::new(Stats::default());
-    let mut asm = Assembler::new(Arc::new(cfg), stats.clone(), Clock { offset_ns: 0 })
-        .with_proc_reader(fake_proc);
-    // Recorded with context_propagation: headers (the kernel's ids are in the stream).
-    asm.set_propagating(name == "inject");
+    let mut recs = Vec::new();
     let mut off = 0;
     while off + 4 <= data.len() {
         let n = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
-        let rec = &data[off + 4..off + 4 + n];
+        recs.push(data[off + 4..off + 4 + n].to_vec());
         off += 4 + n;
-        asm.handle(decode(rec).expect("record decodes"));
     }
     assert_eq!(off, data.len(), "trailing bytes in {path}");
+    recs
+}
+
+fn replay_with(name: &str, cfg: Config) -> (Vec<S>, HashMap<&'static str, u64>) {
+    // Recorded with context_propagation: headers (the kernel's ids are in the stream).
+    replay_records(&load(name), cfg, name == "inject")
+}
+
+fn replay_records(
+    recs: &[Vec<u8>],
+    cfg: Config,
+    propagating: bool,
+) -> (Vec<S>, HashMap<&'static str, u64>) {
+    let stats = Arc::new(Stats::default());
+    let mut asm = Assembler::new(Arc::new(cfg), stats.clone(), Clock { offset_ns: 0 })
+        .with_proc_reader(fake_proc);
+    asm.set_propagating(propagating);
+    for rec in recs {
+        asm.handle(decode(rec).expect("record decodes"));
+    }
     asm.flush_waiting(u64::MAX);
     let (bytes, count) = asm.batch.take();
     let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
@@ -155,6 +171,50 @@ fn keepalive_many_requests_on_one_connection() {
     // Secrets never leave the parser.
     let dump = format!("{spans:?}");
     assert!(!dump.contains("SECRET-TOKEN"));
+}
+
+#[test]
+fn a_new_socket_at_a_closed_ones_address_is_a_new_connection() {
+    // The keep-alive exchange twice: the second time from other sockets (another client
+    // port) at the same kernel addresses, the first sockets' close never seen (a record
+    // that came after it re-created them).
+    let first = load("keepalive");
+    let (orig, _) = replay("keepalive");
+    let port = of_kind(&orig, false)[0].int("network.local.port");
+    let shift = 1_000_000_000;
+    let mut recs: Vec<Vec<u8>> = first
+        .iter()
+        .filter(|r| !matches!(decode(r), Ok(Event::Close { .. })))
+        .cloned()
+        .collect();
+    for r in &first {
+        let mut ev = decode(r).unwrap();
+        match &mut ev {
+            Event::Data { hdr, tuple, .. } => {
+                hdr.ts_ns += shift;
+                for p in [&mut tuple.sport, &mut tuple.dport] {
+                    if i64::from(*p) == port {
+                        *p -= 1000;
+                    }
+                }
+            }
+            Event::Close { hdr } | Event::Exit { hdr } | Event::Exec { hdr, .. } => {
+                hdr.ts_ns += shift
+            }
+            Event::Ctx(c) => c.hdr.ts_ns += shift,
+        }
+        recs.push(encode(&ev));
+    }
+    let (spans, _) = replay_records(&recs, Config::default(), false);
+    let servers = of_kind(&spans, true);
+    let clients = of_kind(&spans, false);
+    assert_eq!((servers.len(), clients.len()), (10, 10));
+    for (i, (s, c)) in servers.iter().zip(&clients).enumerate() {
+        let want = if i < 5 { port } else { port - 1000 };
+        assert_eq!(c.int("network.local.port"), want, "{c:?}");
+        assert_eq!(s.int("client.port"), want, "{s:?}");
+        assert_eq!(s.str("url.path"), format!("/users/{}", i % 5 + 1));
+    }
 }
 
 #[test]

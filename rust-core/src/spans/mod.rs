@@ -207,6 +207,13 @@ impl Assembler {
                     // What was seen of it so far was the handshake's ciphertext.
                     self.conns.remove(&key);
                 }
+                if self.conns.get(&key).is_some_and(|c| c.tuple != tuple) {
+                    // A new socket at the address of one whose close came before its
+                    // last record (a peer's RST racing a read): that one is over.
+                    if let Some(old) = self.conns.remove(&key) {
+                        self.close(old, hdr.ts_ns, key);
+                    }
+                }
                 if !self.conns.contains_key(&key) {
                     if self.conns.len() >= MAX_CONNS {
                         self.evict_idle(hdr.ts_ns, true);
