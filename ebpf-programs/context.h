@@ -510,7 +510,7 @@ static __always_inline int insert(struct sk_msg_md *msg, __u32 at, struct line_b
 	if (bpf_msg_pull_data(msg, at, at + len, 0))
 		goto undo;
 	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
-	if (data + TP_LINE > end)
+	if (data + 64 > end) /* (every access below is checked too) */
 		goto undo;
 	/* Eight bytes at a time (few steps for the verifier to walk), then the tail. */
 	__u32 k = 0;
@@ -538,12 +538,59 @@ undo:
 	return -1;
 }
 
+/* The thread's context for the calls it makes, when it can be trusted. */
+static __always_inline struct thread_ctx *thread_ctx_of(__u64 pid_tgid)
+{
+	struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &pid_tgid);
+	__u32 pid = pid_tgid >> 32;
+	if (tc && bpf_map_lookup_elem(&no_thread_ctx, &pid))
+		return NULL; /* kept before userspace knew the process: not to be trusted */
+	return tc;
+}
+
+/* Ids for a request the thread sends: in the trace of the request it serves, or new. */
+static __always_inline void fill_ids(struct ctx_event *ev, struct thread_ctx *tc, __u64 pid_tgid,
+				     __u64 now, __u64 sock)
+{
+	__builtin_memset(ev, 0, sizeof(*ev));
+	if (tc && !tc->ambiguous) {
+		__builtin_memcpy(ev->trace_id, tc->trace_id, 16);
+		__builtin_memcpy(ev->parent_span_id, tc->span_id, 8);
+		ev->trace_flags = tc->flags;
+	} else {
+		random_bytes(ev->trace_id, 16);
+		ev->trace_flags = 1;
+		if (tc)
+			ev->ctx_flags |= CTX_FLAG_AMBIGUOUS;
+	}
+	random_bytes(ev->span_id, 8);
+	ev->hdr.kind = EVENT_CTX;
+	ev->hdr.pid = pid_tgid >> 32;
+	ev->hdr.tid = (__u32)pid_tgid;
+	ev->hdr.ts_ns = now; /* one time for the send: userspace takes them in order */
+	ev->hdr.sock_id = sock;
+	ev->ctx_kind = CTX_INJECTED;
+}
+
+#include "h2_inject.h"
+
 SEC("sk_msg")
 int on_msg(struct sk_msg_md *msg)
 {
 	__u32 zero = 0;
 	if (!propagate)
 		return SK_PASS;
+	/* HTTP/2 connections are followed from their preface. */
+	__u64 sk = (__u64)msg->sk;
+	struct h2_tx *tx = bpf_map_lookup_elem(&h2_txs, &sk);
+	if (tx)
+		return h2_msg(msg, tx);
+	if (h2_preface(msg)) {
+		struct h2_tx fresh = {.rem = 24};
+		bpf_map_update_elem(&h2_txs, &sk, &fresh, BPF_NOEXIST);
+		tx = bpf_map_lookup_elem(&h2_txs, &sk);
+		return tx ? h2_msg(msg, tx) : SK_PASS;
+	}
 	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
 	if (data + 16 > end || !method_start(data))
 		return SK_PASS;
@@ -600,32 +647,10 @@ int on_msg(struct sk_msg_md *msg)
 	if (!cnt)
 		return SK_PASS;
 
-	struct thread_ctx *tc = bpf_map_lookup_elem(&thread_ctxs, &pid_tgid);
-	__u32 pid = pid_tgid >> 32;
-	if (tc && bpf_map_lookup_elem(&no_thread_ctx, &pid))
-		tc = NULL; /* kept before userspace knew the process: not to be trusted */
+	struct thread_ctx *tc = thread_ctx_of(pid_tgid);
 	__u64 now = bpf_ktime_get_ns();
-	for (__u32 i = 0; i < MAX_REQS && i < cnt; i++) {
-		struct ctx_event *ev = &plan->ev[i];
-		__builtin_memset(ev, 0, sizeof(*ev));
-		if (tc && !tc->ambiguous) {
-			__builtin_memcpy(ev->trace_id, tc->trace_id, 16);
-			__builtin_memcpy(ev->parent_span_id, tc->span_id, 8);
-			ev->trace_flags = tc->flags;
-		} else {
-			random_bytes(ev->trace_id, 16);
-			ev->trace_flags = 1;
-			if (tc)
-				ev->ctx_flags |= CTX_FLAG_AMBIGUOUS;
-		}
-		random_bytes(ev->span_id, 8);
-		ev->hdr.kind = EVENT_CTX;
-		ev->hdr.pid = pid_tgid >> 32;
-		ev->hdr.tid = (__u32)pid_tgid;
-		ev->hdr.ts_ns = now; /* one time for the send: userspace takes them in order */
-		ev->hdr.sock_id = (__u64)msg->sk;
-		ev->ctx_kind = CTX_INJECTED;
-	}
+	for (__u32 i = 0; i < MAX_REQS && i < cnt; i++)
+		fill_ids(&plan->ev[i], tc, pid_tgid, now, (__u64)msg->sk);
 	__u32 ts_len = tc && !tc->ambiguous ? tc->ts_len : 0;
 	/* Last request first: earlier offsets stay valid. */
 	for (int i = MAX_REQS - 1; i >= 0; i--) {

@@ -98,6 +98,8 @@ var contextCounters = []string{
 	"requests_not_injected",
 	"context_mismatch",
 	"tracestate_dropped",
+	"h2_requests_not_injected",
+	"h2_inject_lost",
 }
 
 // gaugeCounters are core values that go up and down; all others are monotonic.

@@ -56,6 +56,11 @@ enum counter {
 	COUNTER_H2_WALK_LOST = 10, /* HTTP/2 frame walk given up (too many frames in one call, a
 				    * frame header no peer sends, sendfile): that connection's
 				    * records are plain captures again */
+	COUNTER_H2_INJECT_SKIPPED = 11, /* HTTP/2 requests sent without a header: block in
+					 * several frames or sends, frame past 16 KiB, more
+					 * than H2TX_REQS in one send */
+	COUNTER_H2_INJECT_LOST = 12, /* HTTP/2 connections whose frames sk_msg lost: no
+				      * headers inserted from then on */
 	COUNTER_MAX = 16,
 };
 
@@ -146,7 +151,8 @@ struct ctx_event {
 	__u8 ctx_kind;
 	__u8 trace_flags; /* W3C trace-flags */
 	__u8 ctx_flags;
-	__u8 _pad[5];
+	__u8 _pad;
+	__u32 stream_id; /* CTX_INJECTED into an HTTP/2 request: its stream */
 };
 
 

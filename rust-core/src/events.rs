@@ -44,6 +44,8 @@ pub const COUNTER_HEAD_SPLIT: u32 = 7;
 pub const COUNTER_TRACESTATE_DROPPED: u32 = 8;
 pub const COUNTER_TLS_NO_SOCKET: u32 = 9;
 pub const COUNTER_H2_WALK_LOST: u32 = 10;
+pub const COUNTER_H2_INJECT_SKIPPED: u32 = 11;
+pub const COUNTER_H2_INJECT_LOST: u32 = 12;
 pub const COUNTER_MAX: u32 = 16;
 
 const AF_INET: u16 = 2;
@@ -108,7 +110,9 @@ pub struct CtxEvent {
     pub ctx_kind: u8,
     pub trace_flags: u8,
     pub ctx_flags: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// CTX_INJECTED into an HTTP/2 request: its stream (0 for HTTP/1).
+    pub stream_id: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<EventHeader>() == 32);
@@ -374,7 +378,8 @@ mod tests {
             ctx_kind: CTX_INJECTED,
             trace_flags: 1,
             ctx_flags: CTX_FLAG_TRACESTATE,
-            _pad: [0; 5],
+            _pad: 0,
+            stream_id: 0,
         };
         let rec = encode(&Event::Ctx(c));
         assert!(matches!(decode(&rec), Ok(Event::Ctx(d)) if d == c));

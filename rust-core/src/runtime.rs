@@ -214,6 +214,11 @@ fn pump(
                 ),
                 (events::COUNTER_TLS_NO_SOCKET, &stats.tls_without_socket),
                 (events::COUNTER_H2_WALK_LOST, &stats.h2_walk_lost),
+                (
+                    events::COUNTER_H2_INJECT_SKIPPED,
+                    &stats.h2_requests_not_injected,
+                ),
+                (events::COUNTER_H2_INJECT_LOST, &stats.h2_inject_lost),
             ] {
                 stats::set(c, kernel.maps.counter(idx));
             }

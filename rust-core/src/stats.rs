@@ -102,6 +102,12 @@ counters! {
     /// frames than it walks, a frame header no peer sends, or file bytes sent with
     /// sendfile): plain captures from then on.
     h2_walk_lost,
+    /// HTTP/2 requests (h2c) sent without an inserted header: a header block in several
+    /// frames or sends, a frame that would outgrow 16 KiB, more than 4 requests in one send.
+    h2_requests_not_injected,
+    /// h2c connections whose frames the kernel lost from sight while inserting headers:
+    /// their later requests go without one.
+    h2_inject_lost,
     /// TLS connections whose plaintext never came: encrypted by a library the receiver does
     /// not probe (BoringSSL, as in grpcio; rustls; Java...), or closed after the handshake
     /// without data. Counted when the connection ends.

@@ -1,9 +1,14 @@
 """`context_propagation: off`: requests leave exactly as the apps wrote them, and spans
 are still made (and joined on this node by same-node linking and in-process parenting)."""
 
+import json
+
 import pytest
 
 from e2elib import (
+    APPS,
+    PYTHON,
+    wait_listening,
     brief,
     client_to,
     counters_settled,
@@ -68,4 +73,20 @@ def test_chain_through_a_service_is_joined_without_headers(collector, procs, tmp
     assert srvs[0]["parent_span_id"] == curls[0]["span_id"], brief(spans)
     assert calls[0]["parent_span_id"] == srvs[0]["span_id"], brief(spans)
     assert dumps[0]["parent_span_id"] == calls[0]["span_id"], brief(spans)
+    assert counters_settled(collector, {"context_injected": 0}) == {"context_injected": 0}
+
+
+def test_grpc_calls_are_not_modified(collector, procs):
+    """HTTP/2 too: the server's gRPC stack sees no traceparent; the spans are still linked."""
+    port = free_port()
+    srv = procs.spawn([PYTHON, APPS / "grpc_app.py", "server", port], name="grpc-server")
+    wait_listening(port, srv, what="grpc server")
+    _, out = procs.run([PYTHON, APPS / "grpc_app.py", "echo", port, 2], name="grpc-echo")
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["seen"] == [""] * 4, res
+    clients = collector.spans.wait(client_to(port), 4)
+    servers = collector.spans.wait(server_on(port), 4)
+    assert len(clients) == 4 and len(servers) == 4, brief(clients + servers)
+    by_id = {c["span_id"]: c for c in clients}
+    assert all(s["parent_span_id"] in by_id for s in servers), brief(clients + servers)
     assert counters_settled(collector, {"context_injected": 0}) == {"context_injected": 0}

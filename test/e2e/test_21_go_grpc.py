@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from e2elib import APPS, and_, brief, client_to, duration_ms, free_port, server_on, wait_listening
+from e2elib import APPS, and_, brief, client_to, counters_settled, duration_ms, ebpf_counters, free_port, \
+    server_on, wait_listening
 
 N = 6
 
@@ -39,6 +40,8 @@ def test_grpc_go_calls(collector, procs, gogrpc_bin, transport):
         while not collector.spans.wait(server_on(port), 1, timeout=1, settle=0):
             assert time.time() < deadline, "the Go executable was never probed"
             procs.run([gogrpc_bin, "client", f"127.0.0.1:{port}", "0", *extra], name="gogrpc-warm")
+    counters = ["context_injected", "h2_requests_not_injected", "h2_inject_lost"]
+    before = ebpf_counters(collector, counters)
     _, out = procs.run([gogrpc_bin, "client", f"127.0.0.1:{port}", N, *extra],
                        env_extra={"OTEL_SERVICE_NAME": "gobuyer"}, name="gogrpc-client")
     res = json.loads(out.strip().splitlines()[-1])
@@ -70,3 +73,11 @@ def test_grpc_go_calls(collector, procs, gogrpc_bin, transport):
         assert c is not None and c["trace_id"] == s["trace_id"], brief([s])
         assert c["name"] == s["name"]
     assert collector.ebpf_counter("h2_headers_undecodable") == 0
+    if transport == "h2c":
+        # grpc-go sends the preface alone, then batches many streams' HEADERS in one write:
+        # the kernel put a traceparent into every call.
+        after = counters_settled(collector, {"context_injected": before["context_injected"] + total})
+        assert after["context_injected"] >= before["context_injected"] + total, (before, after)
+        after = ebpf_counters(collector, counters)
+        assert (after["h2_requests_not_injected"], after["h2_inject_lost"]) == \
+            (before["h2_requests_not_injected"], before["h2_inject_lost"]), (before, after)

@@ -102,12 +102,24 @@ fn take_server(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEven
 /// The inject happens inside that send, so it is of the newest send by the thread before
 /// `ts`; the requests of one send (pipelining) share its time and come in order.
 fn take_injected(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEvent> {
-    let mine = |k: &CtxEvent| k.ctx_kind == CTX_INJECTED && k.hdr.ts_ns <= ts && k.hdr.tid == tid;
+    let mine = |k: &CtxEvent| {
+        k.ctx_kind == CTX_INJECTED && k.stream_id == 0 && k.hdr.ts_ns <= ts && k.hdr.tid == tid
+    };
     let send = kq.iter().filter(|k| mine(k)).map(|k| k.hdr.ts_ns).max()?;
     // Injections of earlier sends whose request was never seen (a lost record) would
     // only mislead.
     kq.retain(|k| !mine(k) || k.hdr.ts_ns == send);
     let pos = kq.iter().position(mine)?;
+    kq.remove(pos)
+}
+
+/// The header the kernel inserted into the HTTP/2 request that opened `stream`. Streams
+/// open in increasing order: injections for lower ones whose HEADERS were never seen go.
+fn take_injected_stream(kq: &mut VecDeque<CtxEvent>, stream: u32) -> Option<CtxEvent> {
+    kq.retain(|k| k.ctx_kind != CTX_INJECTED || k.stream_id == 0 || k.stream_id >= stream);
+    let pos = kq
+        .iter()
+        .position(|k| k.ctx_kind == CTX_INJECTED && k.stream_id == stream)?;
     kq.remove(pos)
 }
 
@@ -150,6 +162,9 @@ impl Contexts {
         let kernel = kq.and_then(|q| match side {
             Side::Server => take_server(q, ex.req_start, ex.tid),
             // A request with its own header was not touched.
+            Side::Client if header.is_none() && ex.stream_id != 0 => {
+                take_injected_stream(q, ex.stream_id)
+            }
             Side::Client if header.is_none() => take_injected(q, ex.req_start, ex.tid),
             Side::Client => None,
         });
@@ -190,7 +205,8 @@ impl Contexts {
                 self.injected(pid, ex.tid, k, stats)
             }
             (Side::Client, None) => {
-                // HTTP/2 is not rewritten (yet): not a miss.
+                // HTTP/2 requests the kernel left alone are counted there (and TLS ones
+                // cannot be rewritten).
                 if self.propagating && ex.req.version < 20 {
                     stats::inc(&stats.requests_not_injected);
                     missed = true;
@@ -633,6 +649,48 @@ mod tests {
         }
         assert_eq!(got, [7, 8, 9]);
         assert!(kq.is_empty());
+        assert_eq!(count(&stats.requests_not_injected), 0);
+    }
+
+    #[test]
+    fn http2_requests_take_the_injection_of_their_stream() {
+        let stats = Stats::default();
+        let cp = Peer::of(&tuple(41000, 50051, 7));
+        let mut c = Contexts {
+            propagating: true,
+            ..Default::default()
+        };
+        let h2 = |stream: u32, span: u8| CtxEvent {
+            stream_id: stream,
+            ..kctx(CTX_INJECTED, 10, 1, 2, span, 0)
+        };
+        // Streams 1, 3, 5 opened in one send; the HEADERS of 1 was never seen (requests
+        // are given ids as their HEADERS are read: in order). An HTTP/1 injection is not
+        // theirs.
+        let mut kq: VecDeque<CtxEvent> = [
+            h2(1, 1),
+            h2(3, 3),
+            kctx(CTX_INJECTED, 10, 1, 2, 9, 0),
+            h2(5, 5),
+        ]
+        .into();
+        for (stream, span) in [(3, 3), (5, 5)] {
+            let mut call = ex(1);
+            call.stream_id = stream;
+            call.req.version = 20;
+            call.req_start = 20;
+            c.assign(10, Side::Client, &cp, &mut call, Some(&mut kq), &stats);
+            let cc = call.ctx.unwrap();
+            assert_eq!((cc.trace_id, cc.span_id), ([2; 16], [span; 8]));
+        }
+        assert_eq!(kq.len(), 1);
+        assert_eq!(kq[0].span_id, [9; 8]);
+        // A stream the kernel left alone: new ids, not counted here (the kernel counts).
+        let mut call = ex(1);
+        call.stream_id = 7;
+        call.req.version = 20;
+        c.assign(10, Side::Client, &cp, &mut call, Some(&mut kq), &stats);
+        assert_ne!(call.ctx.unwrap().span_id, [9; 8]);
         assert_eq!(count(&stats.requests_not_injected), 0);
     }
 

@@ -9,6 +9,9 @@ python3 grpc_app.py client PORT N       N concurrent Get calls on ONE channel, t
 python3 grpc_app.py blobs PORT N SIZE   N concurrent Blob calls of SIZE bytes each on ONE
                                         channel, with N small Get calls among them
 python3 grpc_app.py meta PORT TP        one Get carrying `traceparent: TP` in its metadata
+python3 grpc_app.py echo PORT N [TP]    N concurrent Echo calls on ONE channel (each with `traceparent: TP`
+                                        when given), then N more one at a time; prints one JSON line
+                                        with the traceparent values the server saw for each call
 python3 grpc_app.py tlsget PORT CERT    one Get over TLS (grpcio's own BoringSSL)
 python3 grpc_app.py gated PORT GATE     3 Get calls, prints "ready", waits until the file
                                         GATE exists, then 5 concurrent Get calls and one
@@ -40,9 +43,14 @@ def serve(port, cert=None, key=None):
     def blob(req, ctx):
         return b"b" * int(req)
 
+    def echo(req, ctx):
+        # The traceparent values the call arrived with, as the server's gRPC stack sees them.
+        return ",".join(v for k, v in ctx.invocation_metadata() if k == "traceparent").encode()
+
     handler = grpc.method_handlers_generic_handler("demo.Shop", {
         "Get": grpc.unary_unary_rpc_method_handler(get),
         "Blob": grpc.unary_unary_rpc_method_handler(blob),
+        "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "List": grpc.unary_stream_rpc_method_handler(lst),
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
@@ -112,6 +120,14 @@ if __name__ == "__main__":
         ch = grpc.insecure_channel(f"127.0.0.1:{sys.argv[2]}")
         ch.unary_unary("/demo.Shop/Get")(b"meta", metadata=(("traceparent", sys.argv[3]),))
         print(json.dumps({"pid": os.getpid()}))
+    elif sys.argv[1] == "echo":
+        ch = grpc.insecure_channel(f"127.0.0.1:{sys.argv[2]}")
+        echo = ch.unary_unary("/demo.Shop/Echo")
+        n = int(sys.argv[3])
+        md = (("traceparent", sys.argv[4]),) if len(sys.argv) > 4 else None
+        seen = [c.result().decode() for c in [echo.future(b"e", metadata=md) for _ in range(n)]]
+        seen += [echo(b"e", metadata=md).decode() for _ in range(n)]
+        print(json.dumps({"pid": os.getpid(), "seen": seen}))
     elif sys.argv[1] == "blobs":
         blobs(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:

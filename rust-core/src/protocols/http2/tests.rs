@@ -1316,3 +1316,23 @@ fn random_inputs_never_panic() {
         }
     }
 }
+
+/// The kernel recognises an app's own `traceparent` in a header block by its name as an
+/// encoder first sends it: plain, or Huffman-coded. Its constants must be those bytes.
+#[test]
+fn kernel_knows_the_traceparent_name_in_both_encodings() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf-programs/h2_inject.h");
+    let src = std::fs::read_to_string(path).unwrap();
+    let word = |name: &str| {
+        let line = src
+            .lines()
+            .find(|l| l.starts_with(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("{name} in {path}"));
+        let hex = line.split_whitespace().nth(2).unwrap();
+        let hex = hex.trim_start_matches("0x").trim_end_matches("ULL");
+        u64::from_str_radix(hex, 16).unwrap().to_le_bytes()
+    };
+    assert_eq!(&word("TP_NAME_PLAIN"), b"tracepar");
+    let huff = super::huffman::encode(b"traceparent");
+    assert_eq!(word("TP_NAME_HUFF").as_slice(), huff.as_slice());
+}
