@@ -581,15 +581,18 @@ int on_msg(struct sk_msg_md *msg)
 	if (!propagate)
 		return SK_PASS;
 	/* HTTP/2 connections are followed from their preface. */
-	__u64 sk = (__u64)msg->sk;
-	struct h2_tx *tx = bpf_map_lookup_elem(&h2_txs, &sk);
-	if (tx)
-		return h2_msg(msg, tx);
+	struct bpf_sock *sk = msg->sk;
+	if (!sk)
+		return SK_PASS;
+	struct h2_sock *hs = bpf_sk_storage_get(&h2_socks, sk, NULL, 0);
+	if (hs)
+		return h2_msg(msg, hs, sk);
 	if (h2_preface(msg)) {
-		struct h2_tx fresh = {.rem = 24};
-		bpf_map_update_elem(&h2_txs, &sk, &fresh, BPF_NOEXIST);
-		tx = bpf_map_lookup_elem(&h2_txs, &sk);
-		return tx ? h2_msg(msg, tx) : SK_PASS;
+		hs = bpf_sk_storage_get(&h2_socks, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!hs)
+			return SK_PASS;
+		hs->tx.rem = 24;
+		return h2_msg(msg, hs, sk);
 	}
 	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
 	if (data + 16 > end || !method_start(data))

@@ -7,21 +7,31 @@
  * appended to its block and its length grown; nothing else on the connection changes.
  *
  * sk_msg sees every byte a marked socket sends, in order, from the first: the client
- * preface says HTTP/2, and from there the frames are followed across sends (struct h2_tx
- * per socket). A connection whose frames are lost from sight is left alone, counted. A
- * connection whose app names traceparent in a header block is left alone too: the name
- * appears literally (plain or Huffman-coded) the first time an encoder sends it, and
- * the kernel sees every block from the preface on. */
+ * preface says HTTP/2, and from there the frames are followed across sends (struct h2_sock
+ * in the socket's own storage: it goes with the socket, and the socket lock serialises its
+ * sends). The walk is checked against TCP's write sequence at each send: a send the kernel
+ * took only in part, frame lengths no peer sends, anything unexpected leaves the connection
+ * alone from then on, counted. A connection whose app names traceparent in a header block
+ * is left alone too: the name appears literally (plain or Huffman-coded) the first time an
+ * encoder sends it, and the kernel sees every block from the preface on. Wrong bytes must
+ * never reach the wire: every doubt means "do not insert". */
 
 #define H2TX_STEPS 1024 /* frames (and pieces of frames) walked per send */
 #define H2TX_REQS 16 /* requests given a header per send; a power of two */
 #define H2_FIELD 69 /* 0x00, 11, "traceparent", 55, "00-<32>-<16>-<2>" */
 #define H2_FRAME_FLOOR 16384 /* SETTINGS_MAX_FRAME_SIZE's floor: every peer takes it */
+#define H2_DATA 0
 #define H2_HEADERS 1
+#define H2_PRIORITY 2
+#define H2_RST_STREAM 3
+#define H2_SETTINGS 4
+#define H2_PING 6
+#define H2_WINDOW_UPDATE 8
 #define H2_CONTINUATION 9
 #define H2_END_HEADERS 0x4
 #define H2_PADDED 0x8
 #define H2TX_MAX_TYPE 0x10
+#define NAME_TAIL 7 /* bytes of a block piece kept to find a name cut between pieces */
 /* "tracepar" as sent plain, and "traceparent" as HPACK's Huffman code writes it (8
  * bytes), as little-endian words. */
 #define TP_NAME_PLAIN 0x7261706563617274ULL
@@ -29,24 +39,23 @@
 #define PREFACE_0 0x5448202a20495250ULL
 #define PREFACE_1 0x0a0d302e322f5054ULL
 #define PREFACE_2 0x0a0d0a0d4d530a0dULL
+#define SK_DROP 0
 
 struct h2_tx {
 	__u32 rem; /* payload bytes of the current frame still to come */
 	__u32 last_stream; /* the highest stream the client opened */
+	__u32 expect_seq; /* TCP write_seq once the previous send is all queued */
+	__u8 seq_known;
 	__u8 hdr[9]; /* a frame header split between sends */
 	__u8 have; /* ... its bytes so far */
 	__u8 block; /* the current frame carries a header block: scan the rest of it */
+	__u8 in_block; /* a header block is open: CONTINUATION may follow */
 	__u8 done; /* not followed any more: the app's own header, or frames lost */
+	__u8 tail_len;
+	__u8 tail[NAME_TAIL]; /* the end of the previous piece of the open header block */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct h2_tx);
-} h2_txs SEC(".maps");
-
-/* One send's walk and what it will insert, per CPU. */
+/* One send's walk and what it will insert. */
 struct h2_plan {
 	struct ctx_event ev[H2TX_REQS];
 	__u32 frame[H2TX_REQS]; /* offset of the HEADERS frame */
@@ -56,22 +65,29 @@ struct h2_plan {
 	__u32 cnt;
 	__u32 off; /* where the walk is */
 	__u32 size;
+	__u32 done_from; /* insertions [done_from, cnt) made */
 	__u8 own; /* a block names traceparent */
 	__u8 lost; /* the walk could not go on */
 	__u8 first; /* the block's first byte (the pad length of a PADDED frame) */
+	__u8 drop; /* a frame could not be put right: the send must not go out */
+};
+
+struct h2_sock {
+	struct h2_tx tx;
+	struct h2_plan p;
+	char field[72];
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct h2_plan);
-} h2_plans SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct h2_sock);
+} h2_socks SEC(".maps");
 
 struct h2_walk_ctx {
 	struct sk_msg_md *msg;
-	struct h2_tx *tx;
-	struct h2_plan *p;
+	struct h2_sock *hs;
 };
 
 struct name_scan {
@@ -92,15 +108,16 @@ static long name_step(__u32 i, struct name_scan *s)
 	return 0;
 }
 
-/* Whether bytes [from, from+n) of the message name traceparent: 1 yes, 0 no, -1 unknown
- * (too long to look at). Keeps the first byte in p->first. */
-static __always_inline int names_traceparent(struct sk_msg_md *msg, struct h2_plan *p, __u32 from,
+/* Whether bytes [from, from+n) of the message, a piece of a header block, name
+ * traceparent (with the previous piece's tail in front: a name cut between pieces): 1
+ * yes, 0 no, -1 unknown. Keeps this piece's tail. */
+static __always_inline int names_traceparent(struct sk_msg_md *msg, struct h2_tx *tx, __u32 from,
 					     __u32 n)
 {
 	__u32 zero = 0;
 	if (!n)
 		return 0;
-	if (n > SCAN_MAX - 1)
+	if (n > SCAN_MAX - 1 - NAME_TAIL)
 		return -1;
 	struct hdr_buf *h = bpf_map_lookup_elem(&hdr_bufs, &zero);
 	if (!h || bpf_msg_pull_data(msg, from, from + n, 0))
@@ -108,35 +125,74 @@ static __always_inline int names_traceparent(struct sk_msg_md *msg, struct h2_pl
 	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
 	if ((long)end - (long)data < (long)n)
 		return -1;
-	BOUND(n, SCAN_MAX - 1);
-	if (bpf_probe_read_kernel(h->b, n, data))
+	__u32 t = tx->tail_len;
+	if (t > NAME_TAIL)
 		return -1;
-	p->first = h->b[0];
-	if (n < 8)
+	__builtin_memcpy(h->b, tx->tail, NAME_TAIL);
+	BOUND(n, SCAN_MAX - 1 - NAME_TAIL);
+	if (bpf_probe_read_kernel(&h->b[t], n, data))
+		return -1;
+	__u32 total = t + n;
+	/* The tail for the next piece. */
+	__u32 keep = total < NAME_TAIL ? total : NAME_TAIL;
+	__u32 at = (total - keep) & (SCAN_MAX - 1 - NAME_TAIL);
+	__builtin_memcpy(tx->tail, &h->b[at], NAME_TAIL);
+	tx->tail_len = keep;
+	if (total < 8)
 		return 0;
-	struct name_scan s = {.h = h};
-	bpf_loop(n - 7, name_step, &s, 0);
-	return s.found;
+	struct name_scan sc = {.h = h};
+	bpf_loop(total - 7, name_step, &sc, 0);
+	return sc.found;
+}
+
+/* Whether a frame header is one a client sends: type, reserved bit, and the lengths and
+ * streams RFC 9113 fixes. The only way to notice the walk being out of step. */
+static __always_inline int frame_ok(__u8 type, __u32 len, __u32 stream, __u8 r_bit, int in_block)
+{
+	if (type > H2TX_MAX_TYPE || r_bit)
+		return 0;
+	if (in_block != (type == H2_CONTINUATION))
+		return 0; /* a header block is followed by its CONTINUATIONs, and only there */
+	switch (type) {
+	case H2_DATA:
+	case H2_HEADERS:
+	case H2_CONTINUATION:
+		return stream != 0;
+	case H2_PRIORITY:
+		return stream != 0 && len == 5;
+	case H2_RST_STREAM:
+		return stream != 0 && len == 4;
+	case H2_SETTINGS:
+		return stream == 0 && len % 6 == 0;
+	case H2_PING:
+		return stream == 0 && len == 8;
+	case H2_WINDOW_UPDATE:
+		return len == 4;
+	}
+	return 1;
 }
 
 /* bpf_loop body: the next frame header, or the next piece of a frame's payload. */
 static long h2_frame_step(__u32 i, struct h2_walk_ctx *c)
 {
 	struct sk_msg_md *msg = c->msg;
-	struct h2_tx *tx = c->tx;
-	struct h2_plan *p = c->p;
-	if (!tx || !p)
+	struct h2_sock *hs = c->hs;
+	if (!hs)
 		return 1;
+	struct h2_tx *tx = &hs->tx;
+	struct h2_plan *p = &hs->p;
 	__u32 off = p->off, size = p->size;
 	if (off >= size)
 		return 1;
 	if (tx->rem) {
 		__u32 k = tx->rem < size - off ? tx->rem : size - off;
 		if (tx->block) {
-			int r = names_traceparent(msg, p, off, k);
-			if (r < 0)
+			int r = names_traceparent(msg, tx, off, k);
+			if (r < 0) {
 				p->lost = 1;
-			else if (r)
+				return 1;
+			}
+			if (r)
 				p->own = 1;
 		}
 		tx->rem -= k;
@@ -177,25 +233,45 @@ static long h2_frame_step(__u32 i, struct h2_walk_ctx *c)
 	__u32 len = (__u32)b[0] << 16 | (__u32)b[1] << 8 | b[2];
 	__u8 type = b[3], flags = b[4];
 	__u32 stream = (__u32)(b[5] & 0x7f) << 24 | (__u32)b[6] << 16 | (__u32)b[7] << 8 | b[8];
-	if (type > H2TX_MAX_TYPE || (b[5] & 0x80)) {
-		p->lost = 1; /* not a frame header any peer sends: out of step */
+	if (!frame_ok(type, len, stream, b[5] & 0x80, tx->in_block)) {
+		/* Out of step: what this send's walk found cannot be trusted either. */
+		p->lost = 1;
+		p->cnt = 0;
 		return 1;
 	}
 	__u32 pos = off + k;
 	__u32 take = len < size - pos ? len : size - pos;
 	int block = type == H2_HEADERS || type == H2_CONTINUATION;
-	p->first = 0;
+	__u32 first = 0;
 	if (block) {
-		int r = names_traceparent(msg, p, pos, take);
-		if (r < 0)
+		if (type == H2_HEADERS)
+			tx->tail_len = 0; /* a new block */
+		int r = names_traceparent(msg, tx, pos, take);
+		if (r < 0) {
 			p->lost = 1;
-		else if (r)
+			return 1;
+		}
+		if (r)
 			p->own = 1;
+		tx->in_block = !(flags & H2_END_HEADERS);
+		if ((flags & H2_PADDED) && take) {
+			/* The pad length, read from the message itself. */
+			if (bpf_msg_pull_data(msg, pos, pos + 1, 0)) {
+				p->lost = 1;
+				return 1;
+			}
+			__u8 *d = (void *)(long)msg->data, *e = (void *)(long)msg->data_end;
+			if ((void *)(d + 1) > (void *)e) {
+				p->lost = 1;
+				return 1;
+			}
+			first = d[0];
+		}
 	}
 	if (type == H2_HEADERS && (stream & 1) && stream > tx->last_stream) {
 		/* A request: the client opens a stream with its headers. */
 		tx->last_stream = stream;
-		__u32 pad = flags & H2_PADDED ? 1 + p->first : 0;
+		__u32 pad = flags & H2_PADDED ? 1 + first : 0;
 		__u32 n = p->cnt;
 		if (!have && take == len && (flags & H2_END_HEADERS) && pad < len &&
 		    len + H2_FIELD <= H2_FRAME_FLOOR && n < H2TX_REQS) {
@@ -230,9 +306,8 @@ static __always_inline int set_frame_len(struct sk_msg_md *msg, __u32 frame, __u
 }
 
 /* The HPACK field carrying ev: a literal without indexing, with a new name. */
-static __always_inline void h2_field(struct line_buf *l, struct ctx_event *ev)
+static __always_inline void h2_field(char *o, struct ctx_event *ev)
 {
-	char *o = l->b;
 	o[0] = 0x00;
 	o[1] = 11;
 	__builtin_memcpy(o + 2, "traceparent", 11);
@@ -254,55 +329,88 @@ static __always_inline int h2_preface(struct sk_msg_md *msg)
 	       *(__u64 *)(data + 16) == PREFACE_2;
 }
 
+/* Puts the field at `at` and grows the frame at `frame`: 0 done, -1 nothing changed,
+ * -2 the frame could not be put right. */
+static __always_inline int h2_insert_one(struct sk_msg_md *msg, char *field, __u32 at, __u32 frame,
+					 __u32 len)
+{
+	if (bpf_msg_push_data(msg, at, H2_FIELD, 0))
+		return -1;
+	if (bpf_msg_pull_data(msg, at, at + H2_FIELD, 0))
+		goto undo;
+	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
+	if (data + 64 > end) /* (every access below is checked too) */
+		goto undo;
+	for (int w = 0; w < 8; w++) {
+		char *q = (char *)data + 8 * w;
+		if ((void *)(q + 8) > end)
+			goto undo;
+		*(__u64 *)q = *(__u64 *)&field[8 * w];
+	}
+	for (int t = 64; t < H2_FIELD; t++) {
+		char *q = (char *)data + t;
+		if ((void *)(q + 1) > end)
+			goto undo;
+		*q = field[t];
+	}
+	if (set_frame_len(msg, frame, len + H2_FIELD))
+		goto undo;
+	return 0;
+undo:
+	return bpf_msg_pop_data(msg, at, H2_FIELD, 0) ? -2 : -1;
+}
+
 struct h2_ins_ctx {
 	struct sk_msg_md *msg;
-	struct h2_plan *p;
-	struct line_buf *l;
-	__u32 undo_from; /* nonzero: insertions from this index on are to be undone */
+	struct h2_sock *hs;
 };
 
 /* bpf_loop body: the k-th insertion from the last request back. */
 static long h2_insert_step(__u32 k, struct h2_ins_ctx *c)
 {
-	struct h2_plan *p = c->p;
-	if (!p || !c->l || k >= p->cnt)
+	struct h2_sock *hs = c->hs;
+	if (!hs)
+		return 1;
+	struct h2_plan *p = &hs->p;
+	if (k >= p->cnt || p->cnt > H2TX_REQS)
 		return 1;
 	__u32 i = (p->cnt - 1 - k) & (H2TX_REQS - 1);
-	h2_field(c->l, &p->ev[i]);
-	if (insert(c->msg, p->at[i], c->l, H2_FIELD)) {
-		c->undo_from = i + 1;
+	h2_field(hs->field, &p->ev[i]);
+	int r = h2_insert_one(c->msg, hs->field, p->at[i], p->frame[i], p->len[i]);
+	if (r == -2)
+		p->drop = 1;
+	if (r)
 		return 1;
-	}
-	if (set_frame_len(c->msg, p->frame[i], p->len[i] + H2_FIELD)) {
-		bpf_msg_pop_data(c->msg, p->at[i], H2_FIELD, 0);
-		c->undo_from = i + 1;
-		return 1;
-	}
+	p->done_from = i;
 	return 0;
 }
 
-/* bpf_loop body: undoes the insertion undo_from + k. */
-static long h2_undo_step(__u32 k, struct h2_ins_ctx *c)
+/* Whether the socket's send queue has room for the send grown by `grow`: a send TCP takes
+ * only in part returns a count that does not know of the inserted bytes. */
+static __always_inline int room_to_grow(struct tcp_sock *tp, __u32 size, __u32 grow)
 {
-	struct h2_plan *p = c->p;
-	if (!p)
-		return 1;
-	__u32 j = (c->undo_from + k) & (H2TX_REQS - 1);
-	set_frame_len(c->msg, p->frame[j], p->len[j]);
-	bpf_msg_pop_data(c->msg, p->at[j], H2_FIELD, 0);
-	return 0;
+	int queued = tp->inet_conn.icsk_inet.sk.sk_wmem_queued;
+	int sndbuf = tp->inet_conn.icsk_inet.sk.sk_sndbuf;
+	return (long)queued + size + grow <= (long)sndbuf;
 }
 
 /* One send on a followed HTTP/2 connection: walk its frames, then insert a traceparent
  * into each request it opens (at most H2TX_REQS; the others are counted). */
-static __always_inline int h2_msg(struct sk_msg_md *msg, struct h2_tx *tx)
+static __always_inline int h2_msg(struct sk_msg_md *msg, struct h2_sock *hs, struct bpf_sock *sk)
 {
-	__u32 zero = 0;
+	struct h2_tx *tx = &hs->tx;
+	struct h2_plan *p = &hs->p;
 	if (tx->done)
 		return SK_PASS;
-	struct h2_plan *p = bpf_map_lookup_elem(&h2_plans, &zero);
-	struct line_buf *l = bpf_map_lookup_elem(&line_bufs, &zero);
-	if (!p || !l) {
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp) {
+		tx->done = 1;
+		count(COUNTER_H2_INJECT_LOST, 1);
+		return SK_PASS;
+	}
+	/* Everything sent before was queued whole: the walk is where the stream is. */
+	__u32 seq = tp->write_seq;
+	if (tx->seq_known && seq != tx->expect_seq) {
 		tx->done = 1;
 		count(COUNTER_H2_INJECT_LOST, 1);
 		return SK_PASS;
@@ -312,7 +420,8 @@ static __always_inline int h2_msg(struct sk_msg_md *msg, struct h2_tx *tx)
 	p->size = msg->size;
 	p->own = 0;
 	p->lost = 0;
-	struct h2_walk_ctx c = {.msg = msg, .tx = tx, .p = p};
+	p->drop = 0;
+	struct h2_walk_ctx c = {.msg = msg, .hs = hs};
 	bpf_loop(H2TX_STEPS, h2_frame_step, &c, 0);
 	if (p->own) {
 		tx->done = 1;
@@ -320,34 +429,47 @@ static __always_inline int h2_msg(struct sk_msg_md *msg, struct h2_tx *tx)
 		return SK_PASS;
 	}
 	if (p->lost || p->off < p->size) {
-		/* The frames of later sends cannot be found: stop here, keep what was planned
-		 * (those frames were read whole). */
+		/* Later sends' frames cannot be found; what was planned was read whole. */
 		tx->done = 1;
 		count(COUNTER_H2_INJECT_LOST, 1);
 	}
 	__u32 cnt = p->cnt;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!cnt || cnt > H2TX_REQS || !traces(pid_tgid >> 32, 0))
-		return SK_PASS;
-	struct thread_ctx *tc = thread_ctx_of(pid_tgid);
-	__u64 now = bpf_ktime_get_ns();
-	for (__u32 i = 0; i < H2TX_REQS && i < cnt; i++) {
-		fill_ids(&p->ev[i], tc, pid_tgid, now, (__u64)msg->sk);
-		p->ev[i].stream_id = p->stream[i];
+	if (cnt > H2TX_REQS)
+		cnt = 0;
+	if (cnt && (!traces(pid_tgid >> 32, 0) || !room_to_grow(tp, p->size, cnt * H2_FIELD) ||
+		    bpf_msg_pull_data(msg, 0, p->at[(cnt - 1) & (H2TX_REQS - 1)], 0))) {
+		/* (The pull puts every insertion point in the message's first buffer.) */
+		count(COUNTER_H2_INJECT_SKIPPED, cnt);
+		cnt = 0;
 	}
-	/* Last request first: earlier offsets stay valid. */
-	struct h2_ins_ctx ic = {.msg = msg, .p = p, .l = l};
-	bpf_loop(cnt, h2_insert_step, &ic, 0);
-	if (ic.undo_from) {
-		/* Nearest first: each removal puts the next back at its offset. */
-		bpf_loop(cnt - ic.undo_from, h2_undo_step, &ic, 0);
-		/* A length that could not be put back would break the stream: stop here. */
-		tx->done = 1;
-		count(COUNTER_INJECT_FAILED, cnt);
-		return SK_PASS;
+	if (cnt) {
+		struct thread_ctx *tc = thread_ctx_of(pid_tgid);
+		__u64 now = bpf_ktime_get_ns();
+		for (__u32 i = 0; i < H2TX_REQS && i < cnt; i++) {
+			fill_ids(&p->ev[i], tc, pid_tgid, now, (__u64)sk);
+			p->ev[i].stream_id = p->stream[i];
+		}
+		/* Last request first: earlier offsets stay valid. A failure keeps what was
+		 * done (each insertion is whole) and stops following the connection. */
+		p->done_from = cnt;
+		struct h2_ins_ctx ic = {.msg = msg, .hs = hs};
+		bpf_loop(cnt, h2_insert_step, &ic, 0);
+		if (p->drop)
+			return SK_DROP; /* a frame that would go out wrong: the app sees an error */
+		__u32 from = p->done_from;
+		if (from > cnt)
+			from = cnt;
+		if (from) {
+			tx->done = 1;
+			count(COUNTER_INJECT_FAILED, from);
+		}
+		count(COUNTER_INJECTED, cnt - from);
+		for (__u32 i = 0; i < H2TX_REQS && i < cnt; i++)
+			if (i >= from)
+				emit_ctx(&p->ev[i]);
 	}
-	count(COUNTER_INJECTED, cnt);
-	for (__u32 i = 0; i < H2TX_REQS && i < cnt; i++)
-		emit_ctx(&p->ev[i]);
+	tx->expect_seq = seq + msg->size;
+	tx->seq_known = 1;
 	return SK_PASS;
 }

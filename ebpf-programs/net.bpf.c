@@ -543,14 +543,13 @@ int BPF_PROG(on_sock_state, const struct sock *sk, int oldstate, int newstate)
 		if (tls_on)
 			bpf_map_delete_elem(&tls_socks, &sid);
 		if (propagate)
-			bpf_map_delete_elem(&h2_txs, &sid);
+			answered(sid); /* a read that ended after the old one's close */
 		return 0;
 	}
 	if (newstate != TCP_CLOSE)
 		return 0;
 	if (propagate) {
 		answered(sid); /* closed unanswered: the thread no longer serves it */
-		bpf_map_delete_elem(&h2_txs, &sid);
 	}
 	if (tls_on) /* the next socket at this address is not TLS */
 		bpf_map_delete_elem(&tls_socks, &sid);

@@ -113,13 +113,14 @@ fn take_injected(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEv
     kq.remove(pos)
 }
 
-/// The header the kernel inserted into the HTTP/2 request that opened `stream`. Streams
-/// open in increasing order: injections for lower ones whose HEADERS were never seen go.
-fn take_injected_stream(kq: &mut VecDeque<CtxEvent>, stream: u32) -> Option<CtxEvent> {
+/// The header the kernel inserted into the HTTP/2 request that opened `stream` in the
+/// write at `ts` (inside that send, so not after it). Streams open in increasing order:
+/// injections for lower ones whose HEADERS were never seen go.
+fn take_injected_stream(kq: &mut VecDeque<CtxEvent>, stream: u32, ts: u64) -> Option<CtxEvent> {
     kq.retain(|k| k.ctx_kind != CTX_INJECTED || k.stream_id == 0 || k.stream_id >= stream);
     let pos = kq
         .iter()
-        .position(|k| k.ctx_kind == CTX_INJECTED && k.stream_id == stream)?;
+        .position(|k| k.ctx_kind == CTX_INJECTED && k.stream_id == stream && k.hdr.ts_ns <= ts)?;
     kq.remove(pos)
 }
 
@@ -163,7 +164,7 @@ impl Contexts {
             Side::Server => take_server(q, ex.req_start, ex.tid),
             // A request with its own header was not touched.
             Side::Client if header.is_none() && ex.stream_id != 0 => {
-                take_injected_stream(q, ex.stream_id)
+                take_injected_stream(q, ex.stream_id, ex.req_start)
             }
             Side::Client if header.is_none() => take_injected(q, ex.req_start, ex.tid),
             Side::Client => None,

@@ -118,7 +118,7 @@ impl Clock {
 const IDLE_NS: u64 = 300_000_000_000;
 const MAX_CONNS: usize = 65_536;
 /// Kernel ids waiting for their request, per socket (more: the request was not seen).
-const KCTX_PER_SOCK: usize = 16;
+const KCTX_PER_SOCK: usize = 64;
 
 pub struct Assembler {
     cfg: Arc<Config>,
