@@ -75,7 +75,7 @@ struct h2_plan {
 struct h2_sock {
 	struct h2_tx tx;
 	struct h2_plan p;
-	char field[72];
+	struct line_buf field; /* (insert() reads whole words of a line_buf) */
 };
 
 struct {
@@ -329,34 +329,15 @@ static __always_inline int h2_preface(struct sk_msg_md *msg)
 	       *(__u64 *)(data + 16) == PREFACE_2;
 }
 
-/* Puts the field at `at` and grows the frame at `frame`: 0 done, -1 nothing changed,
- * -2 the frame could not be put right. */
-static __always_inline int h2_insert_one(struct sk_msg_md *msg, char *field, __u32 at, __u32 frame,
-					 __u32 len)
+/* Puts the field at `at` (insert(): written whole or not at all) and grows the frame at
+ * `frame`: 0 done, -1 nothing changed, -2 the frame could not be put right. */
+static __always_inline int h2_insert_one(struct sk_msg_md *msg, struct line_buf *field, __u32 at,
+					 __u32 frame, __u32 len)
 {
-	if (bpf_msg_push_data(msg, at, H2_FIELD, 0))
+	if (insert(msg, at, field, H2_FIELD))
 		return -1;
-	if (bpf_msg_pull_data(msg, at, at + H2_FIELD, 0))
-		goto undo;
-	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
-	if (data + 64 > end) /* (every access below is checked too) */
-		goto undo;
-	for (int w = 0; w < 8; w++) {
-		char *q = (char *)data + 8 * w;
-		if ((void *)(q + 8) > end)
-			goto undo;
-		*(__u64 *)q = *(__u64 *)&field[8 * w];
-	}
-	for (int t = 64; t < H2_FIELD; t++) {
-		char *q = (char *)data + t;
-		if ((void *)(q + 1) > end)
-			goto undo;
-		*q = field[t];
-	}
-	if (set_frame_len(msg, frame, len + H2_FIELD))
-		goto undo;
-	return 0;
-undo:
+	if (!set_frame_len(msg, frame, len + H2_FIELD))
+		return 0;
 	return bpf_msg_pop_data(msg, at, H2_FIELD, 0) ? -2 : -1;
 }
 
@@ -375,8 +356,8 @@ static long h2_insert_step(__u32 k, struct h2_ins_ctx *c)
 	if (k >= p->cnt || p->cnt > H2TX_REQS)
 		return 1;
 	__u32 i = (p->cnt - 1 - k) & (H2TX_REQS - 1);
-	h2_field(hs->field, &p->ev[i]);
-	int r = h2_insert_one(c->msg, hs->field, p->at[i], p->frame[i], p->len[i]);
+	h2_field(hs->field.b, &p->ev[i]);
+	int r = h2_insert_one(c->msg, &hs->field, p->at[i], p->frame[i], p->len[i]);
 	if (r == -2)
 		p->drop = 1;
 	if (r)
