@@ -168,6 +168,13 @@ static __always_inline void emit_call(struct data_event *e, struct sock_info *si
 				      const struct iovec *iov, __u64 iovcnt, __u32 len, __u64 ctx_tid)
 {
 	__u8 dir = e->direction & 1;
+	e->peer_pid = 0;
+	if (dir == DIR_RECV) {
+		e->flags |= peer_flags(si, e);
+	} else if (si && !si->noted) {
+		si->noted = 1;
+		note_client_end(&e->tuple, e->hdr.pid);
+	}
 	if (si && !si->h2) {
 		__u8 bit = dir == DIR_RECV ? SEEN_RECV : SEEN_SEND;
 		if (!(si->seen & bit)) {

@@ -42,6 +42,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by userspace before load. */
 const volatile __u8 trace_all = 0; /* no discovery block: every process not excluded */
 const volatile __u8 watch_exec = 0; /* exe_path selectors exist: report execs */
+const volatile __u32 self_tgid = 0; /* the collector: never traced, its clients known */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -77,7 +78,9 @@ struct {
 struct sock_info {
 	__u8 seen; /* SEEN_* (h2.h): directions whose first bytes were looked at */
 	__u8 h2; /* HTTP/2 followed from its preface: records carry frames (h2.h) */
-	__u8 _pad[6];
+	__u8 noted; /* recorded in client_ends at its first send */
+	__u8 _pad;
+	__u32 peer_pid; /* the process of the client end, once known (ends.h) */
 	struct h2_frame_state dirs[2]; /* by enum direction */
 };
 
@@ -281,6 +284,7 @@ static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __
 	return 0;
 }
 
+#include "ends.h"
 #include "h2.h"
 
 /* The scratch record with the tuple of `sk`, or NULL (none, or exclude_ports names one of
@@ -365,6 +369,20 @@ static __always_inline void select_by_port(__u32 pid, __u32 *state, __u32 fd, in
 	bpf_map_update_elem(&proc_state, &pid, &next, BPF_ANY);
 }
 
+/* A connect by a traced process (or by the collector): its socket is a client end a
+ * server on this host may read from before the client's first record arrives. */
+static __always_inline void connected(__u32 pid, __u32 fd)
+{
+	if (pid != self_tgid && !is_traced(pid))
+		return;
+	struct sock *sk = sock_of_fd(fd);
+	if (!sk)
+		return;
+	struct conn_tuple t = {};
+	read_tuple(sk, &t);
+	note_client_end(&t, pid);
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -387,6 +405,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	if (nr == NR_CONNECT || nr == NR_ACCEPT || nr == NR_ACCEPT4) {
 		if (!trace_all && (!state || *state != PROC_EXCLUDED))
 			select_by_port(pid, state, nr == NR_CONNECT ? regs->di : ret, nr == NR_CONNECT);
+		if (nr == NR_CONNECT)
+			connected(pid, regs->di);
 		return 0;
 	}
 	if (!traced)

@@ -23,6 +23,10 @@ type Config struct {
 	// ContextPropagation is "headers" (insert traceparent into outgoing plaintext
 	// HTTP/1 requests of traced processes) or "off" (never touch traffic).
 	ContextPropagation string `mapstructure:"context_propagation"`
+	// SkipSDKInstrumented: a process seen exporting OTLP itself (an OpenTelemetry SDK)
+	// gets no spans from this receiver from then on; its traffic still links its
+	// neighbours' spans to its SDK's.
+	SkipSDKInstrumented bool `mapstructure:"skip_sdk_instrumented"`
 }
 
 // DiscoveryConfig picks processes: one matching any Instrument selector is traced,
@@ -147,6 +151,7 @@ type nativeConfig struct {
 	ExcludePaths []string         `json:"exclude_paths"`
 	ExcludePorts []int            `json:"exclude_ports"`
 	Propagation  string           `json:"context_propagation"`
+	SkipSDK      bool             `json:"skip_sdk_instrumented"`
 }
 
 type nativeDiscovery struct {
@@ -168,6 +173,7 @@ func (c *Config) nativeJSON() ([]byte, error) {
 		ExcludePaths: append([]string{}, c.ExcludePaths...),
 		ExcludePorts: append([]int{}, c.ExcludePorts...),
 		Propagation:  c.ContextPropagation,
+		SkipSDK:      c.SkipSDKInstrumented,
 	}
 	if d := c.Discovery; d != nil {
 		nc.Discovery = &nativeDiscovery{Instrument: nativeSelectors(d.Instrument), Exclude: nativeSelectors(d.Exclude)}

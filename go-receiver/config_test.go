@@ -35,6 +35,7 @@ func TestLoadConfig(t *testing.T) {
 	cfg, err := loadConfig(t, "config.yaml", component.NewID(metadata.Type).String())
 	require.NoError(t, err)
 	assert.Equal(t, createDefaultConfig(), cfg)
+	assert.True(t, cfg.SkipSDKInstrumented, "SDK-instrumented processes are skipped by default")
 	assert.NoError(t, confmap.Validate(cfg))
 
 	cfg, err = loadConfig(t, "config.yaml", component.NewIDWithName(metadata.Type, "full").String())
@@ -48,9 +49,10 @@ func TestLoadConfig(t *testing.T) {
 			},
 			Exclude: []Selector{{ExePath: ptr("*/sshd")}},
 		},
-		ExcludePaths:       []string{"/health", "/metrics", "/static/*"},
-		ExcludePorts:       []int{22},
-		ContextPropagation: "off",
+		ExcludePaths:        []string{"/health", "/metrics", "/static/*"},
+		ExcludePorts:        []int{22},
+		ContextPropagation:  "off",
+		SkipSDKInstrumented: false,
 	}, cfg)
 	assert.NoError(t, confmap.Validate(cfg))
 }
@@ -121,17 +123,17 @@ func TestNativeJSON(t *testing.T) {
 	}
 	b, err := cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22],"context_propagation":"off"}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22],"context_propagation":"off","skip_sdk_instrumented":false}`, string(b))
 
 	// No discovery: the key is left out and lists are empty, never null.
 	b, err = createDefaultConfig().(*Config).nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers"}`, string(b))
+	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true}`, string(b))
 
 	cfg = &Config{Discovery: &DiscoveryConfig{Instrument: []Selector{{OpenPorts: ptr("443")}}}, ContextPropagation: "headers"}
 	b, err = cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers"}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":false}`, string(b))
 
 	cfg.ExcludePorts = []int{0}
 	_, err = cfg.nativeJSON()

@@ -19,7 +19,7 @@ func NewFactory() receiver.Factory {
 }
 
 func createDefaultConfig() component.Config {
-	return &Config{ContextPropagation: "headers"}
+	return &Config{ContextPropagation: "headers", SkipSDKInstrumented: true}
 }
 
 func createTraces(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {

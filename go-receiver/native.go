@@ -18,6 +18,8 @@ type native interface {
 	// stats returns every counter of the core by name.
 	stats() (map[string]uint64, error)
 	info() string
+	// nextNotice returns the next line the core has for the collector's log, if any.
+	nextNotice() (string, bool)
 	stop() error
 	free()
 }
@@ -103,4 +105,4 @@ var contextCounters = []string{
 }
 
 // gaugeCounters are core values that go up and down; all others are monotonic.
-var gaugeCounters = map[string]bool{"processes_traced": true, "connections_tracked": true, "go_tls_programs": true}
+var gaugeCounters = map[string]bool{"processes_traced": true, "connections_tracked": true, "go_tls_programs": true, "sdk_instrumented_processes": true}

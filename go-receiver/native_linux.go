@@ -98,6 +98,15 @@ func (n *cNative) info() string {
 	return cString(buf)
 }
 
+func (n *cNative) nextNotice() (string, bool) {
+	buf := make([]byte, infoBufLen)
+	rc := C.otel_ebpf_receiver_next_notice(n.h, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	if rc != C.OTEL_EBPF_RESULT_OK {
+		return "", false
+	}
+	return cString(buf), true
+}
+
 func (n *cNative) stop() error {
 	if rc := C.otel_ebpf_receiver_stop(n.h); rc != C.OTEL_EBPF_RESULT_OK {
 		return resultError("stop", int(rc), "")

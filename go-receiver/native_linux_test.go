@@ -25,6 +25,8 @@ func TestNativeLifecycleWithoutStart(t *testing.T) {
 		assert.Contains(t, vals, name)
 	}
 	assert.NotEmpty(t, n.info())
+	_, ok := n.nextNotice()
+	assert.False(t, ok, "nothing to log before start")
 
 	_, _, st, err := n.nextBatch(10 * time.Millisecond)
 	require.NoError(t, err)

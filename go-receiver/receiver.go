@@ -25,16 +25,20 @@ const (
 	// pollTimeout bounds how long the poll loop is blind to Shutdown.
 	pollTimeout   = 200 * time.Millisecond
 	statsInterval = 10 * time.Second
-	obsFormat     = "ebpf"
+	// noticeInterval is how soon a line the core has for the log (a process found
+	// SDK-instrumented, ...) is logged.
+	noticeInterval = time.Second
+	obsFormat      = "ebpf"
 )
 
 type ebpfReceiver struct {
-	cfg           *Config
-	set           receiver.Settings
-	next          consumer.Traces
-	newNative     newNativeFunc
-	obsrecv       *receiverhelper.ObsReport
-	statsInterval time.Duration
+	cfg            *Config
+	set            receiver.Settings
+	next           consumer.Traces
+	newNative      newNativeFunc
+	obsrecv        *receiverhelper.ObsReport
+	statsInterval  time.Duration
+	noticeInterval time.Duration
 
 	host component.Host
 	done chan struct{}
@@ -61,14 +65,15 @@ func newReceiver(cfg *Config, set receiver.Settings, next consumer.Traces, newNa
 		return nil, err
 	}
 	return &ebpfReceiver{
-		cfg:           cfg,
-		set:           set,
-		next:          next,
-		newNative:     newNative,
-		obsrecv:       obsrecv,
-		statsInterval: statsInterval,
-		done:          make(chan struct{}),
-		lastLoss:      map[string]uint64{},
+		cfg:            cfg,
+		set:            set,
+		next:           next,
+		newNative:      newNative,
+		obsrecv:        obsrecv,
+		statsInterval:  statsInterval,
+		noticeInterval: noticeInterval,
+		done:           make(chan struct{}),
+		lastLoss:       map[string]uint64{},
 	}, nil
 }
 
@@ -262,13 +267,34 @@ func (r *ebpfReceiver) watchStats() {
 	defer r.wg.Done()
 	t := time.NewTicker(r.statsInterval)
 	defer t.Stop()
+	nt := time.NewTicker(r.noticeInterval)
+	defer nt.Stop()
 	for {
 		select {
 		case <-r.done:
 			return
 		case <-t.C:
 			r.logLoss()
+		case <-nt.C:
+			r.logNotices()
 		}
+	}
+}
+
+// logNotices logs the lines the core has for the collector's log.
+func (r *ebpfReceiver) logNotices() {
+	for {
+		r.mu.Lock()
+		var line string
+		var ok bool
+		if r.n != nil {
+			line, ok = r.n.nextNotice()
+		}
+		r.mu.Unlock()
+		if !ok {
+			return
+		}
+		r.set.Logger.Info("eBPF receiver: " + line)
 	}
 }
 

@@ -39,6 +39,7 @@ type fakeNative struct {
 	batchErr  error // returned by nextBatch
 	startErr  error
 	counters  map[string]uint64
+	notices   []string
 	calls     []string
 
 	active atomic.Int32 // calls in progress, to catch stop/free racing with others
@@ -103,6 +104,18 @@ func (f *fakeNative) stats() (map[string]uint64, error) {
 }
 
 func (f *fakeNative) info() string { return "fake core: 3 hooks attached" }
+
+func (f *fakeNative) nextNotice() (string, bool) {
+	defer f.enter(false)()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.notices) == 0 {
+		return "", false
+	}
+	line := f.notices[0]
+	f.notices = f.notices[1:]
+	return line, true
+}
 
 func (f *fakeNative) stop() error {
 	defer f.enter(true)()
@@ -169,7 +182,7 @@ func newTestReceiver(t *testing.T, fake *fakeNative, next consumer.Traces) testE
 	set.TelemetrySettings = tel.NewTelemetrySettings()
 	set.Logger = zap.New(core)
 	r, err := newReceiver(createDefaultConfig().(*Config), set, next, func(cfgJSON []byte) (native, error) {
-		assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers"}`, string(cfgJSON))
+		assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true}`, string(cfgJSON))
 		return fake, nil
 	})
 	require.NoError(t, err)
@@ -288,6 +301,21 @@ func TestCoreCountersAndLossWarnings(t *testing.T) {
 	require.Len(t, warns, 2, "no warning when nothing grew")
 	assert.Equal(t, map[string]any{"events_lost": uint64(5)}, warns[0].ContextMap())
 	assert.Equal(t, map[string]any{"events_lost": uint64(3), "streams_unparsable": uint64(2)}, warns[1].ContextMap())
+}
+
+func TestCoreNoticesAreLogged(t *testing.T) {
+	fake := &fakeNative{notices: []string{"process 42 (/usr/bin/python3) exports OTLP itself: SDK-instrumented"}}
+	env := newTestReceiver(t, fake, consumertest.NewNop())
+	env.r.noticeInterval = 5 * time.Millisecond
+	require.NoError(t, env.r.Start(context.Background(), componenttest.NewNopHost()))
+	require.Eventually(t, func() bool {
+		return env.logs.FilterMessageSnippet("SDK-instrumented").Len() == 1
+	}, 5*time.Second, time.Millisecond)
+	require.NoError(t, env.r.Shutdown(context.Background()))
+	logged := env.logs.FilterMessageSnippet("SDK-instrumented").All()
+	require.Len(t, logged, 1, "each notice is logged once")
+	assert.Equal(t, "eBPF receiver: process 42 (/usr/bin/python3) exports OTLP itself: SDK-instrumented", logged[0].Message)
+	assert.Equal(t, zapcore.InfoLevel, logged[0].Level)
 }
 
 func TestContextFallbackWarnings(t *testing.T) {

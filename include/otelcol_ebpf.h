@@ -76,6 +76,13 @@ enum OtelEbpfResult otel_ebpf_receiver_info(const struct OtelEbpfReceiver *r,
                                             char *buf,
                                             size_t len);
 
+// Copies the next line the core has for the collector's log (a process found
+// SDK-instrumented, ...) into `buf` (NUL-terminated, truncated to `len`): `Ok`, or
+// `Timeout` when there is none.
+enum OtelEbpfResult otel_ebpf_receiver_next_notice(const struct OtelEbpfReceiver *r,
+                                                   char *buf,
+                                                   size_t len);
+
 // Detaches every program, stops the threads and flushes what is pending; a later
 // `next_batch` drains the last batches and then returns `Stopped`. Safe to call twice.
 enum OtelEbpfResult otel_ebpf_receiver_stop(struct OtelEbpfReceiver *r);

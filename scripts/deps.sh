@@ -56,4 +56,12 @@ if ! python3 -c 'import pytest' 2>/dev/null; then
   say "installing pytest"
   python3 -m pip install -q pytest
 fi
+# The SDK-instrumented service next to the receiver (test/e2e/apps/sdk_app.py): the real
+# OpenTelemetry Python SDK, OTLP/HTTP exporter, Flask and requests instrumentations.
+if ! python3 -c 'import flask, requests, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.instrumentation.flask, opentelemetry.instrumentation.requests' 2>/dev/null; then
+  say "installing the OpenTelemetry Python SDK, Flask and requests (the SDK app of the e2e tests)"
+  python3 -m pip install -q flask==3.1.3 requests==2.34.2 opentelemetry-api==1.45.1 opentelemetry-sdk==1.45.1 \
+    opentelemetry-exporter-otlp-proto-http==1.45.1 opentelemetry-instrumentation-flask==0.66b1 \
+    opentelemetry-instrumentation-requests==0.66b1
+fi
 say "ok"

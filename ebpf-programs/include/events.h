@@ -92,7 +92,8 @@ struct data_event {
 	__u32 captured_len; /* bytes in data[] */
 	__u8 direction;
 	__u8 flags; /* DATA_FLAG_* */
-	__u8 _pad[6];
+	__u8 _pad[2];
+	__u32 peer_pid; /* DATA_FLAG_PEER_TRACED: the process of the client end */
 	char comm[COMM_LEN];
 	__u8 data[CAPTURE_MAX];
 };
@@ -103,6 +104,8 @@ struct data_event {
 #define DATA_FLAG_H2 4 /* HTTP/2 frames: data[] is a struct h2_frame_state (where the
 			* bytes start in the frame stream), then the frame headers and
 			* non-DATA payloads in order; DATA payloads are left out */
+#define DATA_FLAG_PEER_TRACED 8 /* read from a connection whose client end is traced here */
+#define DATA_FLAG_PEER_COLLECTOR 16 /* ... whose client end is this collector */
 
 /* Where an HTTP/2 direction is in its frame stream. The client preface counts as a
  * non-DATA payload of 24 bytes. */

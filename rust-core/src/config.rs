@@ -20,6 +20,13 @@ pub struct Config {
     /// How trace context crosses process boundaries.
     #[serde(default)]
     pub context_propagation: Propagation,
+    /// No spans for processes seen exporting OTLP themselves (an OpenTelemetry SDK).
+    #[serde(default = "yes")]
+    pub skip_sdk_instrumented: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `headers`: insert `traceparent` into outgoing plaintext HTTP/1 requests of traced

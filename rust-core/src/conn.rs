@@ -175,6 +175,8 @@ pub struct Conn {
     pub listens: ListenProbe,
     /// Its bytes were a TLS handshake, and no plaintext came (yet).
     pub tls_handshake: bool,
+    /// What the kernel last said of the connection's client end (reads only).
+    pub client_end: crate::events::PeerEnd,
 }
 
 /// A response whose end we can no longer find by framing.
@@ -258,6 +260,7 @@ impl Conn {
             draining: None,
             listens: listens_on,
             tls_handshake: false,
+            client_end: crate::events::PeerEnd::Unknown,
         }
     }
 

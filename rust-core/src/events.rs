@@ -22,6 +22,8 @@ pub const CTX_FLAG_TRACESTATE: u8 = 4;
 pub const DATA_FLAG_PENDING: u8 = 1;
 pub const DATA_FLAG_TLS: u8 = 2;
 pub const DATA_FLAG_H2: u8 = 4;
+pub const DATA_FLAG_PEER_TRACED: u8 = 8;
+pub const DATA_FLAG_PEER_COLLECTOR: u8 = 16;
 
 pub const PROC_TRACED: u32 = 1;
 pub const PROC_EXCLUDED: u32 = 2;
@@ -84,7 +86,8 @@ pub struct DataEventHead {
     pub captured_len: u32,
     pub direction: u8,
     pub flags: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    pub peer_pid: u32,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -159,6 +162,8 @@ pub enum Event<'a> {
         tls: bool,
         /// HTTP/2 frames as the kernel walked them: see `protocols::http2::kernel_frames`.
         h2_frames: bool,
+        /// A read: what the kernel knows of the connection's client end.
+        peer: PeerEnd,
         /// Bytes the syscall moved; `data` holds the first of them.
         total_len: u32,
         comm: [u8; COMM_LEN],
@@ -178,6 +183,20 @@ pub enum Event<'a> {
         hdr: EventHeader,
     },
     Ctx(CtxEvent),
+}
+
+/// What the kernel knew, at a read, of the connection's client end (ebpf-programs/ends.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerEnd {
+    /// Not a socket of a process traced here (or not known to be, for connections
+    /// older than the collector): no client span will come from this host.
+    #[default]
+    Unknown,
+    /// A socket of this process, traced (or waiting for its exe-path decision, which
+    /// userspace has made by the time it reads this): its client span will come.
+    Traced(u32),
+    /// This collector's own socket (its exports).
+    Collector,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +244,11 @@ pub fn decode(rec: &[u8]) -> Result<Event<'_>, Malformed> {
                 pending: head.flags & DATA_FLAG_PENDING != 0,
                 tls: head.flags & DATA_FLAG_TLS != 0,
                 h2_frames: head.flags & DATA_FLAG_H2 != 0,
+                peer: match head.flags & (DATA_FLAG_PEER_TRACED | DATA_FLAG_PEER_COLLECTOR) {
+                    0 => PeerEnd::Unknown,
+                    DATA_FLAG_PEER_COLLECTOR => PeerEnd::Collector,
+                    _ => PeerEnd::Traced(head.peer_pid),
+                },
                 total_len: head.total_len,
                 comm: head.comm,
                 data: &rec[start..start + n],
@@ -267,6 +291,7 @@ pub fn encode(ev: &Event<'_>) -> Vec<u8> {
             pending,
             tls,
             h2_frames,
+            peer,
             total_len,
             comm,
             data,
@@ -279,8 +304,17 @@ pub fn encode(ev: &Event<'_>) -> Vec<u8> {
                 direction: (*direction == Direction::Send) as u8,
                 flags: if *pending { DATA_FLAG_PENDING } else { 0 }
                     | if *tls { DATA_FLAG_TLS } else { 0 }
-                    | if *h2_frames { DATA_FLAG_H2 } else { 0 },
-                _pad: [0; 6],
+                    | if *h2_frames { DATA_FLAG_H2 } else { 0 }
+                    | match peer {
+                        PeerEnd::Unknown => 0,
+                        PeerEnd::Traced(_) => DATA_FLAG_PEER_TRACED,
+                        PeerEnd::Collector => DATA_FLAG_PEER_COLLECTOR,
+                    },
+                _pad: [0; 2],
+                peer_pid: match peer {
+                    PeerEnd::Traced(pid) => *pid,
+                    _ => 0,
+                },
                 comm: *comm,
             };
             let mut v = bytes(&head).to_vec();
@@ -334,6 +368,7 @@ mod tests {
             pending: false,
             tls: true,
             h2_frames: false,
+            peer: PeerEnd::Traced(4242),
             total_len: 10,
             comm: [0; 16],
             data: b"HTTP/1.1 2",
@@ -345,9 +380,11 @@ mod tests {
                 total_len,
                 direction,
                 tls,
+                peer,
                 ..
             } => {
                 assert!(tls);
+                assert_eq!(peer, PeerEnd::Traced(4242));
                 assert_eq!(data, b"HTTP/1.1 2");
                 assert_eq!(total_len, 10);
                 assert_eq!(direction, Direction::Send);

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod ffi;

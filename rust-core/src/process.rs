@@ -152,6 +152,140 @@ pub fn listens_on(pid: u32, port: u16) -> Option<bool> {
     read_any.then_some(false)
 }
 
+/// The endpoints this collector listens on (its receivers, its telemetry), so that
+/// requests to them never become spans. Read from our own descriptors and TCP tables.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OwnEndpoints {
+    /// (bound address, port); an unspecified address means every address of `addrs`.
+    pub listeners: Vec<(std::net::IpAddr, u16)>,
+    /// The addresses of our network namespace's interfaces.
+    pub addrs: std::collections::HashSet<std::net::IpAddr>,
+    /// Our network namespace (loopback addresses are only ours in it).
+    pub netns: u32,
+}
+
+impl OwnEndpoints {
+    pub fn read() -> OwnEndpoints {
+        let mut inodes = std::collections::HashSet::new();
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            for fd in fds.flatten() {
+                if let Some(i) = std::fs::read_link(fd.path()).ok().and_then(|t| {
+                    t.to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse::<u64>()
+                        .ok()
+                }) {
+                    inodes.insert(i);
+                }
+            }
+        }
+        let mut listeners = Vec::new();
+        for table in ["tcp", "tcp6"] {
+            if let Ok(text) = std::fs::read_to_string(format!("/proc/self/net/{table}")) {
+                listeners.extend(parse_listeners(&text, &inodes));
+            }
+        }
+        let netns = std::fs::metadata("/proc/self/ns/net")
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m) as u32)
+            .unwrap_or(0);
+        OwnEndpoints {
+            listeners,
+            addrs: interface_addrs(),
+            netns,
+        }
+    }
+
+    /// Whether a connection to `remote` made from network namespace `netns` reaches us.
+    pub fn is_ours(&self, remote: std::net::IpAddr, port: u16, netns: u32) -> bool {
+        let remote = canonical(remote);
+        if remote.is_loopback() && netns != self.netns {
+            return false;
+        }
+        self.listeners.iter().any(|&(bound, p)| {
+            p == port
+                && (bound == remote || (bound.is_unspecified() && self.addrs.contains(&remote)))
+        })
+    }
+}
+
+/// v4-mapped IPv6 addresses as IPv4.
+fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Listening sockets among `inodes`, from one /proc/net/tcp{,6} table.
+fn parse_listeners(
+    text: &str,
+    inodes: &std::collections::HashSet<u64>,
+) -> Vec<(std::net::IpAddr, u16)> {
+    const LISTEN: &str = "0A";
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 || f[3] != LISTEN || !f[9].parse().is_ok_and(|i| inodes.contains(&i)) {
+            continue;
+        }
+        let Some((addr, port)) = f[1].split_once(':') else {
+            continue;
+        };
+        let (Some(ip), Ok(port)) = (proc_net_addr(addr), u16::from_str_radix(port, 16)) else {
+            continue;
+        };
+        out.push((canonical(ip), port));
+    }
+    out
+}
+
+/// An address as /proc/net/tcp{,6} prints it: 32-bit words in host (little-endian) order.
+fn proc_net_addr(hex: &str) -> Option<std::net::IpAddr> {
+    let words: Option<Vec<u32>> = (0..hex.len() / 8)
+        .map(|i| u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok())
+        .collect();
+    let bytes: Vec<u8> = words?.iter().flat_map(|w| w.to_le_bytes()).collect();
+    match bytes.len() {
+        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
+}
+
+/// The addresses of this network namespace's interfaces (getifaddrs).
+fn interface_addrs() -> std::collections::HashSet<std::net::IpAddr> {
+    let mut out = std::collections::HashSet::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we walk read-only and free once.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while let Some(ifa) = cur.as_ref() {
+            if let Some(sa) = ifa.ifa_addr.as_ref() {
+                match sa.sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        out.insert(std::net::IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        out.insert(canonical(std::net::IpAddr::from(sin6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
 /// How a connection seen mid-stream learns which end it is: `listens_on`, or a stand-in
 /// for replays (where the recorded pids are not this host's).
 pub type ListenProbe = fn(pid: u32, port: u16) -> Option<bool>;
@@ -263,6 +397,37 @@ mod tests {
         assert!(!is_go_binary("/proc/self/exe"));
         assert!(!is_go_binary("/bin/sh"));
         assert!(!is_go_binary("/nonexistent"));
+    }
+
+    #[test]
+    fn own_endpoints() {
+        let me = OwnEndpoints::read();
+        assert!(me.addrs.contains(&"127.0.0.1".parse().unwrap()));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let me = OwnEndpoints::read();
+        assert!(me.listeners.contains(&("127.0.0.1".parse().unwrap(), port)));
+        assert!(me.is_ours("127.0.0.1".parse().unwrap(), port, me.netns));
+        assert!(me.is_ours("::ffff:127.0.0.1".parse().unwrap(), port, me.netns));
+        assert!(
+            !me.is_ours("127.0.0.1".parse().unwrap(), port, me.netns + 1),
+            "another namespace's loopback"
+        );
+        assert!(!me.is_ours("127.0.0.1".parse().unwrap(), port ^ 1, me.netns));
+        drop(l);
+        // /proc/net/tcp6 words are little-endian: ::1 and a v4-mapped 10.0.0.5.
+        assert_eq!(
+            proc_net_addr("00000000000000000000000001000000"),
+            Some("::1".parse().unwrap())
+        );
+        assert_eq!(
+            proc_net_addr("0100007F"),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            proc_net_addr("0000000000000000FFFF00000500000A").map(canonical),
+            Some("10.0.0.5".parse().unwrap())
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::events::{self, decode};
 use crate::loader::Kernel;
+use crate::process::OwnEndpoints;
 use crate::spans::{Assembler, Clock};
 use crate::stats::{self, Stats};
 
@@ -39,7 +40,13 @@ pub struct Receiver {
     thread: Option<JoinHandle<()>>,
     rx: Option<ChanRx<(Vec<u8>, u64)>>,
     info: Mutex<String>,
+    notices: Notices,
 }
+
+/// Lines for the collector's log, from the pump to whoever asks (bounded: a log that
+/// nobody reads must not grow without end).
+type Notices = Arc<Mutex<std::collections::VecDeque<String>>>;
+const NOTICES_MAX: usize = 1024;
 
 impl Receiver {
     pub fn new(cfg: Config) -> Self {
@@ -50,6 +57,7 @@ impl Receiver {
             thread: None,
             rx: None,
             info: Mutex::new(String::from("not started")),
+            notices: Notices::default(),
         }
     }
 
@@ -62,10 +70,12 @@ impl Receiver {
         let (tx, rx) = bounded(QUEUE_BATCHES);
         let mut asm = Assembler::new(self.cfg.clone(), self.stats.clone(), Clock::now());
         asm.set_propagating(kernel.propagating);
+        asm.set_own_endpoints(OwnEndpoints::read(), monotonic_ns());
         let (stats, stop) = (self.stats.clone(), self.stop.clone());
+        let notices = self.notices.clone();
         let thread = std::thread::Builder::new()
             .name("otelcol-ebpf-pump".into())
-            .spawn(move || pump(kernel, asm, tx, stats, stop))?;
+            .spawn(move || pump(kernel, asm, tx, stats, stop, notices))?;
         self.thread = Some(thread);
         self.rx = Some(rx);
         Ok(())
@@ -88,6 +98,10 @@ impl Receiver {
 
     pub fn info(&self) -> String {
         self.info.lock().clone()
+    }
+
+    pub fn next_notice(&self) -> Option<String> {
+        self.notices.lock().pop_front()
     }
 
     /// Stops the pump (which flushes its last batch and detaches every program).
@@ -133,6 +147,7 @@ fn pump(
     tx: Sender<(Vec<u8>, u64)>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
+    notices: Notices,
 ) {
     use std::io::Write;
     let mut record = recorder();
@@ -223,6 +238,8 @@ fn pump(
                 stats::set(c, kernel.maps.counter(idx));
             }
             asm.evict_idle(monotonic_ns(), false);
+            // Receivers start after us and may open ports later.
+            asm.set_own_endpoints(OwnEndpoints::read(), monotonic_ns());
             if last_tls_scan.elapsed() >= TLS_SCAN {
                 let (probed, unprobed) = kernel.rescan_tls();
                 stats::set(&stats.go_tls_programs, probed);
@@ -230,6 +247,16 @@ fn pump(
                 last_tls_scan = Instant::now();
             }
             last_housekeeping = Instant::now();
+        }
+        let new = asm.take_notices();
+        if !new.is_empty() {
+            let mut q = notices.lock();
+            for line in new {
+                if q.len() >= NOTICES_MAX {
+                    q.pop_front();
+                }
+                q.push_back(line);
+            }
         }
         if stopping {
             break;

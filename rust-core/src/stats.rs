@@ -117,6 +117,14 @@ counters! {
     /// Go programs whose crypto/tls could not be probed (Go before 1.18 without symbols, no
     /// RET found, attach refused): their HTTPS traffic is not traced.
     go_tls_unprobed,
+    /// Spans not made of this collector's own traffic: its exports read by a traced
+    /// server, and requests to its own listening ports (receivers, telemetry).
+    spans_collector_traffic,
+    /// Processes seen exporting OTLP themselves (an OpenTelemetry SDK) and still running.
+    sdk_instrumented_processes,
+    /// Spans not made for SDK-instrumented processes (`skip_sdk_instrumented`), and
+    /// OTLP export requests, which never become spans.
+    spans_sdk_skipped,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

@@ -761,3 +761,55 @@ def wait_output(procs: Procs, p: subprocess.Popen, text: str, timeout: float = 1
     while text not in procs.output_of(p):
         assert time.monotonic() < deadline and p.poll() is None, procs.output_of(p)
         time.sleep(0.02)
+
+
+# ------------------------------------------------- a collector with an otlp receiver too
+
+
+def collector_config_with_otlp(receiver: dict, traces_path: Path, metrics_port: int, otlp_port: int) -> dict:
+    """collector_config with an `otlp` receiver (OTLP/HTTP on 127.0.0.1:otlp_port) next to
+    `ebpf` in the traces pipeline: SDK spans and eBPF spans end up in one span file."""
+    cfg = collector_config(receiver, traces_path, metrics_port)
+    cfg["receivers"]["otlp"] = {"protocols": {"http": {"endpoint": f"127.0.0.1:{otlp_port}"}}}
+    cfg["service"]["pipelines"]["traces"]["receivers"] = ["ebpf", "otlp"]
+    return cfg
+
+
+def start_collector_with_otlp(collectors: CollectorManager, receiver: dict, workdir: Path) -> Collector:
+    """A collector of its own with collector_config_with_otlp (its OTLP/HTTP port in
+    `.otlp_port`, traces URL in `.otlp_traces_url`). The manager's collector is stopped
+    first (never two collectors at once); the caller stops this one."""
+    collectors.stop()
+    c = Collector(receiver, workdir)
+    c.otlp_port = free_port()  # type: ignore[attr-defined]
+    c.otlp_traces_url = f"http://127.0.0.1:{c.otlp_port}/v1/traces"  # type: ignore[attr-defined]
+    c.write_config(raw=json.dumps(collector_config_with_otlp(c.receiver, c.traces_path, c.metrics_port, c.otlp_port),
+                                  indent=2))
+    c.start()
+    return c
+
+
+def wait_until(cond, timeout: float = 15, interval: float = 0.1):
+    """Polls cond() until it returns something truthy (returned) or the timeout passes
+    (the last falsy value is returned); never an assertion by itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got or time.monotonic() >= deadline:
+            return got
+        time.sleep(interval)
+
+
+def log_lines(collector: Collector, *needles: str) -> list[str]:
+    """The collector's log lines that contain every one of `needles`."""
+    return [line for line in collector.log().splitlines() if all(n in line for n in needles)]
+
+
+def is_ebpf_span(span: dict) -> bool:
+    """A span made by the ebpf receiver (scope otelcol-ebpf), not one an SDK sent in."""
+    return span["scope"] == "otelcol-ebpf"
+
+
+def is_sdk_span(span: dict) -> bool:
+    """A span an OpenTelemetry SDK exported (its resource has telemetry.sdk.*)."""
+    return "telemetry.sdk.name" in span["resource"] and not is_ebpf_span(span)

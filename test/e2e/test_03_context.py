@@ -37,13 +37,16 @@ def test_sampled_traceparent_is_honoured(collector, procs, app):
     assert is_span_id(s["span_id"]) and s["span_id"] != parent_id
     assert s["trace_state"] == tracestate
 
-    # curl sent the header itself: its CLIENT span is the header's parent.
+    # curl sent the header itself: the header's parent id belongs to the app's span (the
+    # callee names it as parent); our CLIENT span is its child, never a second span with
+    # that id.
     clients = collector.spans.wait(client_to(port), 1)
     assert len(clients) == 1, brief(clients)
     c = clients[0]
     assert c["resource"]["process.pid"] == curl.pid
     assert c["trace_id"] == trace_id, brief(clients)
-    assert c["span_id"] == parent_id, brief(clients)
+    assert c["parent_span_id"] == parent_id and is_span_id(c["span_id"]), brief(clients)
+    assert c["span_id"] not in (parent_id, s["span_id"]), brief(clients)
 
 
 def test_unsampled_traceparent_drops_the_server_span(collector, procs, app):

@@ -141,7 +141,8 @@ def test_own_traceparent_and_tracestate_are_left_untouched(collector, procs, dum
     assert len(clients) == 1, brief(clients)
     c = clients[0]
     assert c["resource"]["process.pid"] == client.pid
-    assert (c["trace_id"], c["span_id"]) == (trace, parent), brief(clients)
+    # The header's id is the app's span's; ours is its child with an id of its own.
+    assert (c["trace_id"], c["parent_span_id"]) == (trace, parent) and c["span_id"] != parent, brief(clients)
     servers = collector.spans.wait(server_on(port), 1)
     assert len(servers) == 1, brief(servers)
     assert (servers[0]["trace_id"], servers[0]["parent_span_id"]) == (trace, parent), brief(servers)
@@ -274,7 +275,8 @@ def test_context_flows_through_a_service(collector, procs, tmp_path):
     dumps = collector.spans.wait(server_on(dport), 1)
     spans = curls + svc_servers + svc_calls + dumps
     assert [len(x) for x in (curls, svc_servers, svc_calls, dumps)] == [1, 1, 1, 1], brief(spans)
-    assert (curls[0]["trace_id"], curls[0]["span_id"]) == (trace, parent), brief(spans)
+    assert (curls[0]["trace_id"], curls[0]["parent_span_id"]) == (trace, parent), brief(spans)
+    assert curls[0]["span_id"] != parent, brief(spans)
     srv, call, d = svc_servers[0], svc_calls[0], dumps[0]
     assert srv["resource"]["service.name"] == call["resource"]["service.name"] == "svc"
     assert (srv["trace_id"], srv["parent_span_id"]) == (trace, parent), brief(spans)

@@ -92,9 +92,10 @@ def test_traceparent_in_grpc_metadata_is_honoured(collector, procs):
     s = servers[0]
     assert s["name"] == "demo.Shop/Get" and s["attrs"]["rpc.grpc.status_code"] == 0
     assert (s["trace_id"], s["parent_span_id"]) == (trace, parent), brief([s])
-    # The client sent its own header: its span is the one that header names.
+    # The client sent its own header: the span it names is the app's; ours is its child.
     clients = collector.spans.wait(client_to(port), 1)
-    assert len(clients) == 1 and (clients[0]["trace_id"], clients[0]["span_id"]) == (trace, parent), brief(clients)
+    assert len(clients) == 1 and (clients[0]["trace_id"], clients[0]["parent_span_id"]) == (trace, parent), brief(clients)
+    assert clients[0]["span_id"] != parent, brief(clients)
 
 
 def test_tls_the_receiver_cannot_read_is_counted(collector, procs, tmp_path):

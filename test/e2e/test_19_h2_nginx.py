@@ -119,5 +119,6 @@ def test_traceparent_in_h2_headers_is_honoured(collector, procs, nginx_h2):
     assert (servers[0]["trace_id"], servers[0]["parent_span_id"]) == (trace, parent)
     clients = collector.spans.wait(and_(client_to(port), path_is("/small.txt"),
                                         lambda s: s["trace_id"] == trace), 1)
-    # curl's own header names its span: the client span has exactly those ids.
-    assert len(clients) == 1 and clients[0]["span_id"] == parent, brief(clients)
+    # curl's own header names the app's span: ours is its child, with an id of its own.
+    assert len(clients) == 1 and clients[0]["parent_span_id"] == parent, brief(clients)
+    assert clients[0]["span_id"] != parent, brief(clients)

@@ -270,6 +270,33 @@ pub extern "C" fn otel_ebpf_receiver_info(
     })
 }
 
+/// Copies the next line the core has for the collector's log (a process found
+/// SDK-instrumented, ...) into `buf` (NUL-terminated, truncated to `len`): `Ok`, or
+/// `Timeout` when there is none.
+#[no_mangle]
+pub extern "C" fn otel_ebpf_receiver_next_notice(
+    r: *const OtelEbpfReceiver,
+    buf: *mut c_char,
+    len: usize,
+) -> OtelEbpfResult {
+    ffi_guard!({
+        // SAFETY: the caller passes a live handle or NULL.
+        let Some(r) = (unsafe { r.as_ref() }) else {
+            return OtelEbpfResult::ErrInvalidArgument;
+        };
+        if buf.is_null() || len == 0 {
+            return OtelEbpfResult::ErrInvalidArgument;
+        }
+        match r.inner.next_notice() {
+            Some(line) => {
+                write_err(buf, len, &line);
+                OtelEbpfResult::Ok
+            }
+            None => OtelEbpfResult::Timeout,
+        }
+    })
+}
+
 /// Detaches every program, stops the threads and flushes what is pending; a later
 /// `next_batch` drains the last batches and then returns `Stopped`. Safe to call twice.
 #[no_mangle]

@@ -15,10 +15,7 @@ use crate::config::{Config, Propagation};
 use crate::error::LoadError;
 use std::os::fd::AsRawFd;
 
-use crate::events::{
-    ConnTuple, PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_INSTRUMENT_WITH_EXE, PORT_NO_SPANS,
-    PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED,
-};
+use crate::events::{ConnTuple, PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED};
 
 static NET_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/net.bpf.o"));
 
@@ -219,6 +216,7 @@ impl Kernel {
             .override_global("watch_exec", &watch_exec, true)
             .override_global("propagate", &propagate, true)
             .override_global("tls_on", &1u8, true)
+            .override_global("self_tgid", &std::process::id(), true)
             .map_max_entries("events", ringbuf_bytes)
             .load(NET_OBJ)
             .map_err(|e| aya_err("loading net.bpf.o", e))?;
@@ -257,7 +255,7 @@ impl Kernel {
 
         let mut ports: Array<MapData, u8> = Array::try_from(take_map(&mut bpf, "port_flags")?)
             .map_err(|e| aya_err("port_flags map", e))?;
-        for (port, flag) in port_flags(cfg) {
+        for (port, flag) in crate::discovery::port_flags(cfg) {
             ports
                 .set(port as u32, flag, 0)
                 .map_err(|e| aya_err("port_flags set", e))?;
@@ -270,6 +268,17 @@ impl Kernel {
             .map_err(|e| aya_err("counters map", e))?;
         let ring = RingBuf::try_from(take_map(&mut bpf, "events")?)
             .map_err(|e| aya_err("events ring buffer", e))?;
+
+        let mut maps = Maps {
+            proc_state,
+            port_hits,
+            counters,
+            inject_socks,
+            no_thread_ctx,
+        };
+        // Every hook is attached: processes exec'd or forked from here on are seen by the
+        // kernel, so deciding the running ones now leaves no gap.
+        let scan = crate::discovery::scan_running(cfg, &mut maps);
 
         let mut info = format!(
             "kernel {}; BTF yes; ring buffer {} MiB; hooks:",
@@ -288,6 +297,17 @@ impl Kernel {
                 "discovery selectors"
             }
         );
+        if cfg.discovery.is_some() {
+            let _ = write!(
+                info,
+                " ({} running processes decided in {} ms: {} traced, {} excluded, {} waiting for a port)",
+                scan.processes,
+                scan.micros / 1000,
+                scan.traced,
+                scan.excluded,
+                scan.eligible
+            );
+        }
         let _ = match &cgroup {
             Ok(root) => write!(
                 info,
@@ -326,15 +346,9 @@ impl Kernel {
             bpf,
             tls,
             go_tls,
-            propagating: inject_socks.is_some(),
+            propagating: maps.inject_socks.is_some(),
             ring,
-            maps: Maps {
-                proc_state,
-                port_hits,
-                counters,
-                inject_socks,
-                no_thread_ctx,
-            },
+            maps,
             info,
         })
     }
@@ -435,6 +449,16 @@ impl Maps {
     }
 }
 
+impl crate::discovery::StateStore for Maps {
+    fn state(&self, pid: u32) -> u32 {
+        self.proc_state.get(&pid, 0).unwrap_or(0)
+    }
+
+    fn set(&mut self, pid: u32, state: u32) -> u32 {
+        self.set_proc_state(pid, Some(state)).unwrap_or(0)
+    }
+}
+
 /// (local port, remote port) of a TCP socket descriptor.
 fn socket_ports(fd: i32) -> Option<(u16, u16)> {
     let port = |peer: bool| {
@@ -458,37 +482,4 @@ fn socket_ports(fd: i32) -> Option<(u16, u16)> {
             })
     };
     Some((port(false)?, port(true)?))
-}
-
-/// The port_flags array contents a config implies.
-pub fn port_flags(cfg: &Config) -> Vec<(u16, u8)> {
-    let mut flags = std::collections::BTreeMap::<u16, u8>::new();
-    let mut mark = |lo: u16, hi: u16, f: u8| {
-        for p in lo..=hi {
-            *flags.entry(p).or_default() |= f;
-        }
-    };
-    if let Some(d) = &cfg.discovery {
-        // A selector that also names an exe selects only processes userspace marked
-        // ELIGIBLE at exec.
-        for s in &d.instrument {
-            let flag = if s.exe_path.is_some() {
-                PORT_INSTRUMENT_WITH_EXE
-            } else {
-                PORT_INSTRUMENT
-            };
-            for &(lo, hi) in &s.open_ports {
-                mark(lo, hi, flag);
-            }
-        }
-        for s in d.exclude.iter().filter(|s| s.exe_path.is_none()) {
-            for &(lo, hi) in &s.open_ports {
-                mark(lo, hi, PORT_DISCOVERY_EXCLUDE);
-            }
-        }
-    }
-    for &p in &cfg.exclude_ports {
-        mark(p, p, PORT_NO_SPANS);
-    }
-    flags.into_iter().collect()
 }

@@ -36,6 +36,8 @@ const LINK_QUEUE: usize = 64;
 const LINK_KEYS: usize = 65_536;
 /// How long spans of a provisional trace wait for the client's side.
 pub const LINK_WAIT_NS: u64 = 200_000_000;
+/// Marks kept per connection for server requests that did not wait (see `server_root`).
+const UNHELD_MARKS: usize = 4;
 /// Bound on the addresses remembered as this host's.
 const LOCAL_IPS: usize = 4096;
 
@@ -146,11 +148,15 @@ fn push_bounded<T>(q: &mut VecDeque<T>, v: T) {
 impl Contexts {
     /// Gives `ex` its ids unless it has them; `kq`: the kernel's ids for the socket.
     /// True when it is a client request the kernel should have put a header in and did not.
+    /// `client_traced`: the kernel knew the connection's client end as a socket traced
+    /// here when the server read from it (its client span will come).
+    #[allow(clippy::too_many_arguments)]
     pub fn assign(
         &mut self,
         pid: u32,
         side: Side,
         peer: &Peer,
+        client_traced: bool,
         ex: &mut Exchange,
         kq: Option<&mut VecDeque<CtxEvent>>,
         stats: &Stats,
@@ -189,11 +195,13 @@ impl Contexts {
                 }
                 ctx
             }
-            // The app propagates itself: the header's parent-id is its client span's id.
+            // The app propagates itself: the header's parent-id is its own (SDK) span's id,
+            // which the callee names as parent. Ours must not reuse it: it is that span's
+            // child, in its trace.
             (Side::Client, Some(tp)) => SpanCtx {
                 trace_id: tp.trace_id,
-                span_id: tp.span_id,
-                parent_span_id: None,
+                span_id: self.ids.span_id(),
+                parent_span_id: Some(tp.span_id),
                 flags: tp.flags as u32,
                 trace_state: ex.req.tracestate.clone().unwrap_or_default(),
                 invalid_parent: false,
@@ -227,7 +235,9 @@ impl Contexts {
                 self.offer_client(key, &ctx, stats);
                 ctx
             }
-            (Side::Server, None) => self.server_root(key, ex.req_start, kernel.as_ref(), stats),
+            (Side::Server, None) => {
+                self.server_root(key, ex.req_start, client_traced, kernel.as_ref(), stats)
+            }
         };
         ctx.invalid_parent = invalid;
         if side == Side::Server {
@@ -270,12 +280,14 @@ impl Contexts {
     }
 
     /// A server request without a header: the child of the client's request when that
-    /// was seen, else a trace of its own (provisional if the client may be on this host).
-    /// `kernel`: the ids the kernel gave it, which its calls carry already.
+    /// was seen, else a trace of its own, provisional only if the client is a socket
+    /// traced here (its request will come). `kernel`: the ids the kernel gave it, which
+    /// its calls carry already.
     fn server_root(
         &mut self,
         key: LinkKey,
         start: u64,
+        client_traced: bool,
         kernel: Option<&CtxEvent>,
         stats: &Stats,
     ) -> SpanCtx {
@@ -309,13 +321,24 @@ impl Contexts {
             None => SpanCtx::root(&mut self.ids),
         };
         let room = self.servers.len() < LINK_KEYS || self.servers.contains_key(&key);
-        if room && self.local_ips.contains(&key.client.0) {
-            push_bounded(
-                self.servers.entry(key).or_default(),
-                (ctx.trace_id, ctx.span_id),
-            );
+        if !room || !self.local_ips.contains(&key.client.0) {
+            return ctx;
+        }
+        let q = self.servers.entry(key).or_default();
+        // Known here: by the kernel at the read, or because its requests were seen before.
+        if client_traced || self.clients.contains_key(&key) {
+            push_bounded(q, (ctx.trace_id, ctx.span_id));
             self.provisional
                 .insert(ctx.trace_id, start.saturating_add(LINK_WAIT_NS));
+        } else {
+            // An untraced local client: the span goes now. The mark keeps the order should
+            // the client turn out traced after all (a connection older than the collector,
+            // whose first send the kernel noted after this read): that request pairs with
+            // the mark, not with the next server request.
+            if q.len() >= UNHELD_MARKS {
+                q.pop_front();
+            }
+            q.push_back((ctx.trace_id, ctx.span_id));
         }
         ctx
     }
@@ -478,6 +501,67 @@ mod tests {
     }
 
     #[test]
+    fn a_server_span_waits_only_for_a_client_traced_here() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = Stats::default();
+        let (cp, sp) = peers(7);
+        let mut c = Contexts::default();
+        c.note_local(cp.local);
+        // An untraced local client (a load generator): the span is ready at once, and
+        // its end is not a lost link.
+        for _ in 0..10 {
+            let mut sv = ex(2);
+            c.assign(20, Side::Server, &sp, false, &mut sv, None, &stats);
+            c.ended(20, Side::Server, &sv);
+            let mut ctx = sv.ctx.unwrap();
+            assert_eq!(ctx.parent_span_id, None);
+            assert_eq!(c.resolve(&mut ctx, 0), Ready::Now);
+        }
+        c.expire(u64::MAX, &stats);
+        assert_eq!(stats.links_timed_out.load(Relaxed), 0);
+        assert!(
+            c.servers
+                .get(&LinkKey::new(&sp, Side::Server))
+                .unwrap()
+                .len()
+                <= UNHELD_MARKS
+        );
+        // A traced one: the span waits for the client's request, which names its parent.
+        let mut sv = ex(2);
+        c.closed(Side::Server, &sp);
+        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
+        let mut svc = sv.ctx.clone().unwrap();
+        assert_eq!(c.resolve(&mut svc.clone(), 0), Ready::Wait);
+        let mut cl = ex(1);
+        c.assign(10, Side::Client, &cp, false, &mut cl, None, &stats);
+        assert_eq!(c.resolve(&mut svc, 0), Ready::Now);
+        assert_eq!(svc.parent_span_id, Some(cl.ctx.unwrap().span_id));
+        assert_eq!(stats.links_timed_out.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_client_noted_late_does_not_shift_the_pairs() {
+        // A connection older than the collector: the server read its first request before
+        // the kernel knew the client; the client's record of it comes after. The second
+        // request must pair with the second, not the first.
+        let stats = Stats::default();
+        let (cp, sp) = peers(7);
+        let mut c = Contexts::default();
+        c.note_local(cp.local);
+        let (mut s1, mut c1) = (ex(2), ex(1));
+        c.assign(20, Side::Server, &sp, false, &mut s1, None, &stats);
+        c.ended(20, Side::Server, &s1);
+        c.assign(10, Side::Client, &cp, false, &mut c1, None, &stats);
+        let (mut c2, mut s2) = (ex(1), ex(2));
+        c.assign(10, Side::Client, &cp, false, &mut c2, None, &stats);
+        c.assign(20, Side::Server, &sp, true, &mut s2, None, &stats);
+        let (c1, c2, s2) = (c1.ctx.unwrap(), c2.ctx.unwrap(), s2.ctx.unwrap());
+        assert_eq!(s2.parent_span_id, Some(c2.span_id));
+        assert_ne!(s2.parent_span_id, Some(c1.span_id));
+        assert_eq!(s1.ctx.unwrap().parent_span_id, None);
+    }
+
+    #[test]
     fn links_in_either_order() {
         let stats = Stats::default();
         let (cp, sp) = peers(7);
@@ -485,8 +569,8 @@ mod tests {
         c.note_local(cp.local);
         // Client first.
         let (mut cl, mut sv) = (ex(1), ex(2));
-        c.assign(10, Side::Client, &cp, &mut cl, None, &stats);
-        c.assign(20, Side::Server, &sp, &mut sv, None, &stats);
+        c.assign(10, Side::Client, &cp, true, &mut cl, None, &stats);
+        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
         c.ended(20, Side::Server, &sv);
         let (clc, svc) = (cl.ctx.unwrap(), sv.ctx.unwrap());
         assert_eq!(svc.trace_id, clc.trace_id);
@@ -494,18 +578,19 @@ mod tests {
         // Server first: the server's trace is provisional; what its thread calls meanwhile
         // belongs to it; the client's request re-labels both.
         let (mut cl, mut sv, mut call) = (ex(1), ex(2), ex(2));
-        c.assign(20, Side::Server, &sp, &mut sv, None, &stats);
+        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
         let mut svc = sv.ctx.clone().unwrap();
         assert_eq!(c.resolve(&mut svc.clone(), 0), Ready::Wait);
         c.assign(
             20,
             Side::Client,
             &Peer::of(&tuple(41000, 9090, 7)),
+            true,
             &mut call,
             None,
             &stats,
         );
-        c.assign(10, Side::Client, &cp, &mut cl, None, &stats);
+        c.assign(10, Side::Client, &cp, true, &mut cl, None, &stats);
         c.ended(20, Side::Server, &sv);
         let clc = cl.ctx.unwrap();
         let mut callc = call.ctx.unwrap();
@@ -533,12 +618,13 @@ mod tests {
         let (_, sp) = peers(7);
         let mut c = Contexts::default();
         let (mut a, mut b, mut call) = (ex(3), ex(3), ex(3));
-        c.assign(20, Side::Server, &sp, &mut a, None, &stats);
-        c.assign(20, Side::Server, &sp, &mut b, None, &stats);
+        c.assign(20, Side::Server, &sp, true, &mut a, None, &stats);
+        c.assign(20, Side::Server, &sp, true, &mut b, None, &stats);
         c.assign(
             20,
             Side::Client,
             &Peer::of(&tuple(41000, 9090, 7)),
+            true,
             &mut call,
             None,
             &stats,
@@ -557,6 +643,7 @@ mod tests {
             20,
             Side::Client,
             &Peer::of(&tuple(41001, 9090, 7)),
+            true,
             &mut call,
             None,
             &stats,
@@ -575,7 +662,7 @@ mod tests {
         c.note_local(cp.local);
         let mut sv = ex(2);
         sv.req_start = 1_000;
-        c.assign(20, Side::Server, &sp, &mut sv, None, &stats);
+        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
         let mut ctx = sv.ctx.unwrap();
         assert_eq!(c.resolve(&mut ctx, 2_000), Ready::Wait);
         assert_eq!(c.resolve(&mut ctx, 1_000 + LINK_WAIT_NS), Ready::Now);
@@ -622,7 +709,7 @@ mod tests {
         sv.req.tracestate = Some("congo=t61".into());
         sv.req.traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
         let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 100, 3, 5, 6, 0)].into();
-        c.assign(20, Side::Server, &sp, &mut sv, Some(&mut kq), &stats);
+        c.assign(20, Side::Server, &sp, true, &mut sv, Some(&mut kq), &stats);
         let svc = sv.ctx.clone().unwrap();
         assert_eq!((svc.trace_id, svc.span_id), ([5; 16], [6; 8]));
         assert_eq!(svc.parent_span_id, Some([0x0a; 8]));
@@ -641,7 +728,15 @@ mod tests {
         for _ in 0..3 {
             let mut call = ex(3);
             call.req_start = 210;
-            c.assign(20, Side::Client, &cp, &mut call, Some(&mut kq), &stats);
+            c.assign(
+                20,
+                Side::Client,
+                &cp,
+                true,
+                &mut call,
+                Some(&mut kq),
+                &stats,
+            );
             let cc = call.ctx.unwrap();
             assert_eq!(cc.trace_id, [5; 16]);
             assert_eq!(cc.parent_span_id, Some([6; 8]));
@@ -680,7 +775,15 @@ mod tests {
             call.stream_id = stream;
             call.req.version = 20;
             call.req_start = 20;
-            c.assign(10, Side::Client, &cp, &mut call, Some(&mut kq), &stats);
+            c.assign(
+                10,
+                Side::Client,
+                &cp,
+                true,
+                &mut call,
+                Some(&mut kq),
+                &stats,
+            );
             let cc = call.ctx.unwrap();
             assert_eq!((cc.trace_id, cc.span_id), ([2; 16], [span; 8]));
         }
@@ -690,7 +793,15 @@ mod tests {
         let mut call = ex(1);
         call.stream_id = 7;
         call.req.version = 20;
-        c.assign(10, Side::Client, &cp, &mut call, Some(&mut kq), &stats);
+        c.assign(
+            10,
+            Side::Client,
+            &cp,
+            true,
+            &mut call,
+            Some(&mut kq),
+            &stats,
+        );
         assert_ne!(call.ctx.unwrap().span_id, [9; 8]);
         assert_eq!(count(&stats.requests_not_injected), 0);
     }
@@ -708,9 +819,16 @@ mod tests {
         own.req.traceparent = Some(format!("00-{}-{}-01", "0b".repeat(16), "0c".repeat(8)));
         for e in [&mut own, &mut next] {
             e.req_start = 20;
-            c.assign(10, Side::Client, &cp, e, Some(&mut kq), &stats);
+            c.assign(10, Side::Client, &cp, true, e, Some(&mut kq), &stats);
         }
-        assert_eq!(own.ctx.unwrap().span_id, [0x0c; 8]);
+        // The app's span has the header's id; ours is its child, never a second span
+        // with that id.
+        let o = own.ctx.unwrap();
+        assert_eq!(
+            (o.trace_id, o.parent_span_id),
+            ([0x0b; 16], Some([0x0c; 8]))
+        );
+        assert_ne!(o.span_id, [0x0c; 8]);
         let n = next.ctx.unwrap();
         assert_eq!(
             (n.trace_id, n.span_id, n.parent_span_id),
@@ -718,7 +836,15 @@ mod tests {
         );
         // No injection left: not rewritten, counted.
         missed.req_start = 30;
-        c.assign(10, Side::Client, &cp, &mut missed, Some(&mut kq), &stats);
+        c.assign(
+            10,
+            Side::Client,
+            &cp,
+            true,
+            &mut missed,
+            Some(&mut kq),
+            &stats,
+        );
         assert!(missed.ctx.is_some());
         assert_eq!(count(&stats.requests_not_injected), 1);
     }
@@ -731,7 +857,7 @@ mod tests {
         let mut sv = ex(3);
         sv.req.traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
         let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 0, 3, 4, 6, 0)].into();
-        c.assign(20, Side::Server, &sp, &mut sv, Some(&mut kq), &stats);
+        c.assign(20, Side::Server, &sp, true, &mut sv, Some(&mut kq), &stats);
         let svc = sv.ctx.unwrap();
         // The caller's trace wins for the server span itself.
         assert_eq!((svc.trace_id, svc.span_id), ([5; 16], [6; 8]));
@@ -746,10 +872,10 @@ mod tests {
         c.note_local(cp.local);
         // The client's request was not rewritten (propagation off on its socket): linked.
         let mut cl = ex(1);
-        c.assign(10, Side::Client, &cp, &mut cl, None, &stats);
+        c.assign(10, Side::Client, &cp, true, &mut cl, None, &stats);
         let mut sv = ex(3);
         let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 0, 3, 4, 6, 0)].into();
-        c.assign(20, Side::Server, &sp, &mut sv, Some(&mut kq), &stats);
+        c.assign(20, Side::Server, &sp, true, &mut sv, Some(&mut kq), &stats);
         let (clc, svc) = (cl.ctx.unwrap(), sv.ctx.clone().unwrap());
         assert_eq!(svc.trace_id, clc.trace_id);
         assert_eq!(svc.span_id, [6; 8]);
@@ -762,6 +888,7 @@ mod tests {
             20,
             Side::Client,
             &Peer::of(&tuple(41000, 9090, 7)),
+            true,
             &mut call,
             Some(&mut kq),
             &stats,
@@ -778,8 +905,8 @@ mod tests {
         let (cp, sp) = peers(8);
         let mut c = Contexts::default();
         let (mut cl, mut sv) = (ex(1), ex(2));
-        c.assign(10, Side::Client, &cp, &mut cl, None, &stats);
-        c.assign(20, Side::Server, &sp, &mut sv, None, &stats);
+        c.assign(10, Side::Client, &cp, true, &mut cl, None, &stats);
+        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
         assert_eq!(sv.ctx.unwrap().parent_span_id, None);
     }
 }

@@ -9,11 +9,13 @@ pub mod route;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use crate::config::{glob_match, Config};
-use crate::conn::{Conn, Done};
-use crate::events::{cstr, CtxEvent, Event, PROC_ELIGIBLE, PROC_EXCLUDED, PROC_TRACED};
+use crate::config::Config;
+use crate::conn::{Conn, Done, Side};
+use crate::events::{cstr, CtxEvent, Event, PeerEnd, PROC_TRACED};
 use crate::otlp::BatchBuilder;
-use crate::process::{listens_on, ListenProbe, ProcReader, ProcessInfo, ProcessTable};
+use crate::process::{
+    listens_on, ListenProbe, OwnEndpoints, ProcReader, ProcessInfo, ProcessTable,
+};
 use crate::protocols::http2::kernel_frames;
 use crate::stats::{self, Stats};
 
@@ -85,6 +87,23 @@ pub struct Adopt {
     pub tuple: crate::events::ConnTuple,
 }
 
+/// Whether a connection's client end is a socket traced here (its span will come): the
+/// kernel knew it, and its process was not found untraced at its exec.
+fn client_traced(end: PeerEnd, untraced: &HashSet<u32>) -> bool {
+    matches!(end, PeerEnd::Traced(pid) if !untraced.contains(&pid))
+}
+
+/// An OTLP export request (an SDK, or a collector, sending telemetry): OTLP/HTTP to
+/// `.../v1/{traces,metrics,logs}` or an OTLP/gRPC service call.
+fn is_otlp_export(ex: &crate::conn::Exchange) -> bool {
+    let path = ex.req.target.split('?').next().unwrap_or_default();
+    path.starts_with("/opentelemetry.proto.collector.")
+        || (ex.req.method == "POST"
+            && ["/v1/traces", "/v1/metrics", "/v1/logs"]
+                .iter()
+                .any(|p| path.ends_with(p)))
+}
+
 /// Converts the kernel's monotonic timestamps to Unix time.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -141,6 +160,16 @@ pub struct Assembler {
     adopt: Vec<Adopt>,
     /// Go processes found since the last `take_goroutine_pids`.
     goroutine_pids: Vec<u32>,
+    /// Processes seen exporting OTLP themselves (an OpenTelemetry SDK).
+    sdk_pids: HashSet<u32>,
+    /// Where this collector listens: requests to it never become spans.
+    own: OwnEndpoints,
+    /// When `own` was read (event time), and whether it may be read again from /proc
+    /// (not when replaying recordings).
+    own_read_ns: u64,
+    own_reread: bool,
+    /// Lines for the collector's log, taken by `take_notices`.
+    notices: Vec<String>,
 }
 
 impl Assembler {
@@ -160,7 +189,66 @@ impl Assembler {
             done: Vec::new(),
             adopt: Vec::new(),
             goroutine_pids: Vec::new(),
+            sdk_pids: HashSet::new(),
+            own: OwnEndpoints::default(),
+            own_read_ns: 0,
+            own_reread: true,
+            notices: Vec::new(),
         }
+    }
+
+    /// Lines for the collector's log since the last call.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Where this collector listens now (read again as its receivers start and stop);
+    /// `now`: event time.
+    pub fn set_own_endpoints(&mut self, own: OwnEndpoints, now: u64) {
+        self.own = own;
+        self.own_read_ns = now;
+    }
+
+    /// Whether a client request to `peer` went to this collector. A request to a local
+    /// port not known as ours reads our listeners again (at most every 100 ms): the
+    /// other receivers start after this one and may open their ports at any time.
+    fn reaches_collector(&mut self, peer: &crate::conn::Peer, now: u64) -> bool {
+        let ours = |o: &OwnEndpoints| o.is_ours(peer.remote, peer.remote_port, peer.netns);
+        if ours(&self.own) {
+            return true;
+        }
+        let local = peer.remote.is_loopback() || self.own.addrs.contains(&peer.remote);
+        if !self.own_reread || !local || now.saturating_sub(self.own_read_ns) < 100_000_000 {
+            return false;
+        }
+        self.set_own_endpoints(OwnEndpoints::read(), now);
+        ours(&self.own)
+    }
+
+    /// A process sent an OTLP export: it is SDK-instrumented.
+    fn sdk_seen(&mut self, pid: u32, comm: &str) {
+        if !self.sdk_pids.insert(pid) {
+            return;
+        }
+        stats::set(
+            &self.stats.sdk_instrumented_processes,
+            self.sdk_pids.len() as u64,
+        );
+        let p = self.procs.get(pid, comm);
+        let then = if self.cfg.skip_sdk_instrumented {
+            "no spans are made for it from now on (skip_sdk_instrumented); its requests still link its neighbours' spans to its own"
+        } else {
+            "its spans are still made (skip_sdk_instrumented: false)"
+        };
+        self.notices.push(format!(
+            "process {pid} ({}, service.name {}) exports OTLP itself: SDK-instrumented; {then}",
+            if p.exe_path.is_empty() {
+                comm
+            } else {
+                &p.exe_path
+            },
+            p.service_name
+        ));
     }
 
     /// Go processes seen since the last call: the kernel must not keep per-thread
@@ -183,6 +271,7 @@ impl Assembler {
     pub fn with_proc_reader(mut self, reader: ProcReader) -> Self {
         self.procs = ProcessTable::with_reader(reader);
         self.listens = |_, _| None; // nor their sockets
+        self.own_reread = false; // nor this process's
         self
     }
 
@@ -195,6 +284,7 @@ impl Assembler {
                 pending,
                 tls,
                 h2_frames,
+                peer,
                 total_len,
                 comm,
                 data,
@@ -233,6 +323,9 @@ impl Assembler {
                     conn.pid = hdr.pid;
                     conn.comm = cstr(&comm);
                 }
+                if peer != PeerEnd::Unknown {
+                    conn.client_end = peer;
+                }
                 let out = if h2_frames {
                     let Some(segs) = kernel_frames::segments(data, u64::from(total_len)) else {
                         stats::inc(&self.stats.events_malformed);
@@ -243,7 +336,9 @@ impl Assembler {
                     let gap = (total_len as u64).saturating_sub(data.len() as u64);
                     conn.feed(direction, data, gap, hdr.ts_ns, hdr.tid, &mut self.done)
                 };
+                let mut exports = false;
                 if let Some(side) = conn.side {
+                    let client_traced = client_traced(conn.client_end, &self.untraced);
                     let mut missed = false;
                     for ex in self
                         .done
@@ -251,10 +346,17 @@ impl Assembler {
                         .map(|d| &mut d.ex)
                         .chain(conn.pending.iter_mut())
                     {
+                        exports |= side == Side::Client && ex.ctx.is_none() && is_otlp_export(ex);
                         let kq = self.kctx.get_mut(&key);
-                        missed |=
-                            self.contexts
-                                .assign(hdr.pid, side, &conn.peer, ex, kq, &self.stats);
+                        missed |= self.contexts.assign(
+                            hdr.pid,
+                            side,
+                            &conn.peer,
+                            client_traced,
+                            ex,
+                            kq,
+                            &self.stats,
+                        );
                     }
                     if missed && !conn.adopted {
                         conn.adopted = true;
@@ -277,8 +379,11 @@ impl Assembler {
                 stats::add(&self.stats.h2_headers_undecodable, out.h2_undecodable);
                 stats::add(&self.stats.responses_without_request, out.orphan_responses);
                 if !self.done.is_empty() {
-                    let (peer, comm) = (conn.peer.clone(), conn.comm.clone());
-                    self.finish(hdr.pid, &comm, &peer, key);
+                    let (peer, comm, end) = (conn.peer.clone(), conn.comm.clone(), conn.client_end);
+                    self.finish(hdr.pid, &comm, &peer, end, key);
+                }
+                if exports {
+                    self.sdk_seen(hdr.pid, &cstr(&comm));
                 }
                 None
             }
@@ -314,6 +419,12 @@ impl Assembler {
                 }
                 self.procs.exit(hdr.pid);
                 self.contexts.exited(hdr.pid);
+                if self.sdk_pids.remove(&hdr.pid) {
+                    stats::set(
+                        &self.stats.sdk_instrumented_processes,
+                        self.sdk_pids.len() as u64,
+                    );
+                }
                 self.untraced.remove(&hdr.pid);
                 None
             }
@@ -348,30 +459,9 @@ impl Assembler {
         }
     }
 
-    /// exe_path selectors, decided at exec. Exclude wins; a process matching neither keeps
-    /// what it inherited.
+    /// exe_path selectors, decided at exec (see `discovery::decide_exec`).
     pub fn decide_exec(&self, exe: &str, prev_state: u32) -> Option<u32> {
-        let Some(d) = &self.cfg.discovery else {
-            return Some(PROC_TRACED);
-        };
-        let exe_match =
-            |s: &crate::config::Selector| s.exe_path.as_deref().is_some_and(|g| glob_match(g, exe));
-        if d.exclude.iter().any(exe_match) {
-            Some(PROC_EXCLUDED)
-        } else if d
-            .instrument
-            .iter()
-            .any(|s| exe_match(s) && s.open_ports.is_empty())
-        {
-            Some(PROC_TRACED)
-        } else if prev_state == PROC_TRACED || prev_state == PROC_EXCLUDED {
-            Some(prev_state)
-        } else if d.instrument.iter().any(exe_match) {
-            // exe_path and open_ports: traced from its first accept/connect on those ports.
-            Some(PROC_ELIGIBLE)
-        } else {
-            None
-        }
+        crate::discovery::decide_exec(&self.cfg, exe, prev_state)
     }
 
     fn close(&mut self, mut conn: Conn, ts: u64, key: u64) {
@@ -380,25 +470,51 @@ impl Assembler {
             stats::inc(&self.stats.tls_not_decrypted);
         }
         conn.close(ts, &mut self.done);
-        self.finish(conn.pid, &conn.comm, &conn.peer, key);
+        self.finish(conn.pid, &conn.comm, &conn.peer, conn.client_end, key);
         if let Some(side) = conn.side {
             self.contexts.closed(side, &conn.peer);
         }
     }
 
-    fn finish(&mut self, pid: u32, comm: &str, peer: &Arc<crate::conn::Peer>, key: u64) {
+    fn finish(
+        &mut self,
+        pid: u32,
+        comm: &str,
+        peer: &Arc<crate::conn::Peer>,
+        end: PeerEnd,
+        key: u64,
+    ) {
         if self.done.is_empty() {
             return;
         }
         let process = self.procs.get(pid, comm);
         for mut d in std::mem::take(&mut self.done) {
             let kq = self.kctx.get_mut(&key);
+            let traced = client_traced(end, &self.untraced);
             self.contexts
-                .assign(pid, d.side, peer, &mut d.ex, kq, &self.stats);
+                .assign(pid, d.side, peer, traced, &mut d.ex, kq, &self.stats);
             if d.error.is_some() {
                 stats::inc(&self.stats.requests_without_response);
             }
             self.contexts.ended(pid, d.side, &d.ex);
+            if is_otlp_export(&d.ex) {
+                // Telemetry about telemetry: never a span. Its sender has an SDK.
+                if d.side == Side::Client {
+                    self.sdk_seen(pid, comm);
+                }
+                stats::inc(&self.stats.spans_sdk_skipped);
+                continue;
+            }
+            let to_us = d.side == Side::Client && self.reaches_collector(peer, d.resp_end);
+            if to_us || (d.side == Side::Server && end == PeerEnd::Collector) {
+                // This collector's own traffic: its exports, its receivers, its telemetry.
+                stats::inc(&self.stats.spans_collector_traffic);
+                continue;
+            }
+            if self.cfg.skip_sdk_instrumented && self.sdk_pids.contains(&pid) {
+                stats::inc(&self.stats.spans_sdk_skipped);
+                continue;
+            }
             self.emit(
                 Pending {
                     done: d,
@@ -472,6 +588,7 @@ impl Assembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{PROC_ELIGIBLE, PROC_EXCLUDED};
 
     fn asm(json: &str) -> Assembler {
         let cfg = Config::from_json(json.as_bytes()).unwrap();
@@ -501,5 +618,205 @@ mod tests {
             Some(PROC_TRACED)
         );
         assert_eq!(asm("{}").decide_exec("/usr/bin/curl", 0), Some(PROC_TRACED));
+    }
+
+    fn fake_proc(pid: u32, comm: &str, _: Option<&str>) -> ProcessInfo {
+        ProcessInfo::from_parts(pid, comm, "/usr/bin/app", b"")
+    }
+
+    fn tuple(sport: u16, dport: u16) -> crate::events::ConnTuple {
+        let mut t = crate::events::ConnTuple {
+            family: 2,
+            sport,
+            dport,
+            netns: 7,
+            ..Default::default()
+        };
+        t.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        t.daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        t
+    }
+
+    /// One request and its response on socket `sock` of `pid` (the client end when
+    /// `client`), `peer` as the kernel flags the server's reads.
+    #[allow(clippy::too_many_arguments)]
+    fn exchange(
+        a: &mut Assembler,
+        pid: u32,
+        sock: u64,
+        client: bool,
+        (sport, dport): (u16, u16),
+        ts: u64,
+        req: &[u8],
+        peer: PeerEnd,
+    ) {
+        use crate::events::{Direction, EventHeader, EVENT_DATA};
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let (first, second) = if client {
+            (Direction::Send, Direction::Recv)
+        } else {
+            (Direction::Recv, Direction::Send)
+        };
+        for (i, (dir, data)) in [(first, req), (second, &resp[..])].into_iter().enumerate() {
+            a.handle(Event::Data {
+                hdr: EventHeader {
+                    kind: EVENT_DATA,
+                    pid,
+                    tid: pid,
+                    fd: 3,
+                    ts_ns: ts + i as u64,
+                    sock_id: sock,
+                },
+                tuple: tuple(sport, dport),
+                direction: dir,
+                pending: false,
+                tls: false,
+                h2_frames: false,
+                peer: if dir == Direction::Recv {
+                    peer
+                } else {
+                    PeerEnd::Unknown
+                },
+                total_len: data.len() as u32,
+                comm: *b"app\0\0\0\0\0\0\0\0\0\0\0\0\0",
+                data,
+            });
+        }
+    }
+
+    const EXPORT: &[u8] = b"POST /v1/traces HTTP/1.1\r\nHost: c\r\nContent-Length: 2\r\n\r\nab";
+    const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: s\r\n\r\n";
+
+    fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+        c.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn sdk_exporters_get_no_spans_from_then_on() {
+        for skip in [true, false] {
+            let mut a =
+                asm(&format!(r#"{{"skip_sdk_instrumented":{skip}}}"#)).with_proc_reader(fake_proc);
+            exchange(
+                &mut a,
+                10,
+                1,
+                true,
+                (40000, 9000),
+                100,
+                GET,
+                PeerEnd::Unknown,
+            );
+            assert_eq!(a.batch.len(), 1, "before its first export: a span");
+            exchange(
+                &mut a,
+                10,
+                2,
+                true,
+                (40001, 4318),
+                200,
+                EXPORT,
+                PeerEnd::Unknown,
+            );
+            assert_eq!(a.batch.len(), 1, "an export is never a span");
+            assert_eq!(count(&a.stats.sdk_instrumented_processes), 1);
+            let notices = a.take_notices();
+            assert_eq!(notices.len(), 1);
+            assert!(
+                notices[0].starts_with("process 10 (/usr/bin/app"),
+                "{notices:?}"
+            );
+            assert!(notices[0].contains("SDK-instrumented"), "{notices:?}");
+            exchange(
+                &mut a,
+                10,
+                2,
+                true,
+                (40001, 4318),
+                300,
+                EXPORT,
+                PeerEnd::Unknown,
+            );
+            assert!(a.take_notices().is_empty(), "logged once per process");
+            exchange(
+                &mut a,
+                10,
+                1,
+                true,
+                (40000, 9000),
+                400,
+                GET,
+                PeerEnd::Unknown,
+            );
+            assert_eq!(a.batch.len(), if skip { 1 } else { 2 });
+            // The server end of an export (a backend traced here) makes no span either.
+            exchange(
+                &mut a,
+                11,
+                3,
+                false,
+                (4318, 40001),
+                500,
+                EXPORT,
+                PeerEnd::Traced(10),
+            );
+            assert_eq!(a.batch.len(), if skip { 1 } else { 2 });
+            a.handle(Event::Exit {
+                hdr: crate::events::EventHeader {
+                    kind: crate::events::EVENT_EXIT,
+                    pid: 10,
+                    ..Default::default()
+                },
+            });
+            assert_eq!(count(&a.stats.sdk_instrumented_processes), 0);
+        }
+    }
+
+    #[test]
+    fn the_collectors_own_traffic_is_not_spans() {
+        let mut a = asm("{}").with_proc_reader(fake_proc);
+        let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        a.set_own_endpoints(
+            OwnEndpoints {
+                listeners: vec![("0.0.0.0".parse().unwrap(), 8888)],
+                addrs: [lo].into(),
+                netns: 7,
+            },
+            0,
+        );
+        // A scrape of its telemetry endpoint; a request to a service beside it.
+        exchange(
+            &mut a,
+            20,
+            1,
+            true,
+            (40000, 8888),
+            100,
+            GET,
+            PeerEnd::Unknown,
+        );
+        exchange(
+            &mut a,
+            20,
+            2,
+            true,
+            (40001, 9000),
+            200,
+            GET,
+            PeerEnd::Unknown,
+        );
+        assert_eq!(a.batch.len(), 1);
+        // Its exports, read by a server traced here.
+        exchange(
+            &mut a,
+            21,
+            3,
+            false,
+            (9000, 40002),
+            300,
+            GET,
+            PeerEnd::Collector,
+        );
+        assert_eq!(a.batch.len(), 1);
+        assert_eq!(count(&a.stats.spans_collector_traffic), 2);
     }
 }
