@@ -323,6 +323,36 @@ def measure_event_loop(d, propagation):
     return dict(mode=propagation, requests=CHAIN_N // 2, right=right, wrong=wrong, none=len(calls) - right - wrong)
 
 
+def measure_server_only(d, port, rounds=3):
+    """nginx traced (selected by exe_path), wrk not: one span per request, each from an
+    untraced local client. Spans must go out without waiting for a client span that
+    cannot come: links_timed_out must stay 0."""
+    mport = free_port()
+    write_config(f"{d}/server_only.yaml", "debug: {verbosity: basic}", mport,
+                 receiver='{discovery: {instrument: [{exe_path: "*/nginx"}]}}')
+    out = []
+    for i in range(rounds):
+        _, base = wrk(port)
+        col = subprocess.Popen([BIN, "--config", f"{d}/server_only.yaml"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        wait_ready(mport)
+        time.sleep(1)
+        names = ("otelcol_receiver_accepted_spans", "otelcol_ebpf_links_timed_out", "otelcol_ebpf_events_lost")
+        c0, m0 = cpu_us(col.pid), [metric(mport, n) for n in names]
+        reqs, traced = wrk(port)
+        time.sleep(1.5)
+        c1, m1 = cpu_us(col.pid), [metric(mport, n) for n in names]
+        col.terminate()
+        col.wait(30)
+        spans, timed_out, lost = (b - a for a, b in zip(m0, m1))
+        out.append({"base": base, "traced": traced, "cpu": (c1 - c0) / reqs, "spans": spans / reqs,
+                    "timed_out": timed_out, "lost": lost})
+        print(f"server only {i + 1}: untraced {base:.0f} req/s, traced {traced:.0f} req/s, "
+              f"collector {(c1 - c0) / reqs:.1f} us/req, spans/req {spans / reqs:.3f}, "
+              f"links timed out {timed_out:.0f}, events lost {lost:.0f}", flush=True)
+    return out
+
+
 def measure_startup(d, extra=1000, rounds=3):
     """Start-up with discovery selectors, with and without `extra` more processes running
     (each with a listening socket, so the port selectors read their descriptors too): the
@@ -408,6 +438,7 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
             print(f"pair {i + 1}: untraced {base:.0f} req/s, traced {traced:.0f} req/s, "
                   f"ratio {traced / base:.2f}, collector {(c1 - c0) / reqs:.1f} us/req, "
                   f"spans/req {(s1 - s0) / reqs:.2f}, events lost {l1 - l0:.0f}", flush=True)
+        server_only = measure_server_only(d, port)
         inj = measure_injection(d, port)
     finally:
         nginx.terminate()
@@ -439,6 +470,16 @@ and a traceparent inserted into every request wrk sends) alternated in one run. 
 
 Median ratio traced/untraced: **{med(ratios):.2f}**; median collector CPU: **{med([r[2] for r in rows]):.1f} µs per request**
 (two spans); median spans exported per request: **{med([r[3] for r in rows]):.2f}**.
+
+## Overhead: nginx traced, its load generator not
+
+The same nginx and wrk, with the receiver selecting nginx only (`exe_path: "*/nginx"`): one
+SERVER span per request, each request from a local client the receiver does not trace. Such
+spans go out at once (no wait for a client span that cannot come), so `links_timed_out` stays 0.
+
+| round | untraced req/s | traced req/s | ratio | collector CPU µs/req | spans exported/req | links timed out | events lost |
+|---|---|---|---|---|---|---|---|
+""" + "\n".join(f"| {i + 1} | {r['base']:.0f} | {r['traced']:.0f} | {r['traced'] / r['base']:.2f} | {r['cpu']:.1f} | {r['spans']:.3f} | {r['timed_out']:.0f} | {r['lost']:.0f} |" for i, r in enumerate(server_only)) + f"""
 
 ## Overhead: gRPC (HTTP/2) under load, traced vs untraced
 

@@ -165,25 +165,20 @@ pub struct OwnEndpoints {
 }
 
 impl OwnEndpoints {
+    /// Asks our own descriptors (a few hundred `readlink`s and, for listening TCP
+    /// sockets, `getsockname`), not the namespace's TCP tables, which hold every
+    /// connection of the host. A descriptor closed and reused meanwhile only makes one
+    /// read stale until the next.
     pub fn read() -> OwnEndpoints {
-        let mut inodes = std::collections::HashSet::new();
+        let mut listeners = Vec::new();
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             for fd in fds.flatten() {
-                if let Some(i) = std::fs::read_link(fd.path()).ok().and_then(|t| {
-                    t.to_str()?
-                        .strip_prefix("socket:[")?
-                        .strip_suffix(']')?
-                        .parse::<u64>()
-                        .ok()
-                }) {
-                    inodes.insert(i);
+                let is_socket = std::fs::read_link(fd.path())
+                    .is_ok_and(|t| t.as_os_str().as_encoded_bytes().starts_with(b"socket:["));
+                let num = fd.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+                if let (true, Some(num)) = (is_socket, num) {
+                    listeners.extend(tcp_listener(num));
                 }
-            }
-        }
-        let mut listeners = Vec::new();
-        for table in ["tcp", "tcp6"] {
-            if let Ok(text) = std::fs::read_to_string(format!("/proc/self/net/{table}")) {
-                listeners.extend(parse_listeners(&text, &inodes));
             }
         }
         let netns = std::fs::metadata("/proc/self/ns/net")
@@ -217,39 +212,66 @@ fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
     }
 }
 
-/// Listening sockets among `inodes`, from one /proc/net/tcp{,6} table.
-fn parse_listeners(
-    text: &str,
-    inodes: &std::collections::HashSet<u64>,
-) -> Vec<(std::net::IpAddr, u16)> {
-    const LISTEN: &str = "0A";
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 || f[3] != LISTEN || !f[9].parse().is_ok_and(|i| inodes.contains(&i)) {
-            continue;
-        }
-        let Some((addr, port)) = f[1].split_once(':') else {
-            continue;
+/// The bound address of our descriptor `fd` if it is a listening TCP socket.
+fn tcp_listener(fd: i32) -> Option<(std::net::IpAddr, u16)> {
+    let opt = |name: i32| {
+        let mut v: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: writes at most `len` bytes into `v`.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&mut v as *mut i32).cast(),
+                &mut len,
+            )
         };
-        let (Some(ip), Ok(port)) = (proc_net_addr(addr), u16::from_str_radix(port, 16)) else {
-            continue;
-        };
-        out.push((canonical(ip), port));
+        (r == 0).then_some(v)
+    };
+    // Go (1.24+) listens with MPTCP where the kernel has it; plain TCP clients still
+    // reach it.
+    let tcp = matches!(
+        opt(libc::SO_PROTOCOL)?,
+        libc::IPPROTO_TCP | libc::IPPROTO_MPTCP
+    );
+    if opt(libc::SO_ACCEPTCONN)? != 1 || !tcp {
+        return None;
     }
-    out
+    let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: writes at most `len` bytes into `sa`.
+    if unsafe {
+        libc::getsockname(
+            fd,
+            (&mut sa as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    } != 0
+    {
+        return None;
+    }
+    sockaddr_ip(&sa)
 }
 
-/// An address as /proc/net/tcp{,6} prints it: 32-bit words in host (little-endian) order.
-fn proc_net_addr(hex: &str) -> Option<std::net::IpAddr> {
-    let words: Option<Vec<u32>> = (0..hex.len() / 8)
-        .map(|i| u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok())
-        .collect();
-    let bytes: Vec<u8> = words?.iter().flat_map(|w| w.to_le_bytes()).collect();
-    match bytes.len() {
-        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-        _ => None,
+/// Address and port of an AF_INET/AF_INET6 socket address.
+fn sockaddr_ip(sa: &libc::sockaddr_storage) -> Option<(std::net::IpAddr, u16)> {
+    let p = sa as *const libc::sockaddr_storage;
+    // SAFETY: the family says which struct the storage holds.
+    unsafe {
+        match sa.ss_family as i32 {
+            libc::AF_INET => {
+                let sin = &*p.cast::<libc::sockaddr_in>();
+                let ip = std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes());
+                Some((ip, u16::from_be(sin.sin_port)))
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*p.cast::<libc::sockaddr_in6>();
+                let ip = canonical(std::net::IpAddr::from(sin6.sin6_addr.s6_addr));
+                Some((ip, u16::from_be(sin6.sin6_port)))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -414,20 +436,15 @@ mod tests {
             "another namespace's loopback"
         );
         assert!(!me.is_ours("127.0.0.1".parse().unwrap(), port ^ 1, me.netns));
+        // A dual-stack listener on every address; a connected socket is no listener.
+        let any = std::net::TcpListener::bind("[::]:0").unwrap();
+        let any_port = any.local_addr().unwrap().port();
+        let _conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let me = OwnEndpoints::read();
+        assert!(me.listeners.contains(&("::".parse().unwrap(), any_port)));
+        assert!(me.is_ours("127.0.0.1".parse().unwrap(), any_port, me.netns));
+        assert_eq!(me.listeners.iter().filter(|l| l.1 == port).count(), 1);
         drop(l);
-        // /proc/net/tcp6 words are little-endian: ::1 and a v4-mapped 10.0.0.5.
-        assert_eq!(
-            proc_net_addr("00000000000000000000000001000000"),
-            Some("::1".parse().unwrap())
-        );
-        assert_eq!(
-            proc_net_addr("0100007F"),
-            Some("127.0.0.1".parse().unwrap())
-        );
-        assert_eq!(
-            proc_net_addr("0000000000000000FFFF00000500000A").map(canonical),
-            Some("10.0.0.5".parse().unwrap())
-        );
     }
 
     #[test]

@@ -813,3 +813,44 @@ def is_ebpf_span(span: dict) -> bool:
 def is_sdk_span(span: dict) -> bool:
     """A span an OpenTelemetry SDK exported (its resource has telemetry.sdk.*)."""
     return "telemetry.sdk.name" in span["resource"] and not is_ebpf_span(span)
+
+
+# ------------------------------------------------- servers and clients older than the collector
+
+EARLY_CLIENT = r"""
+import http.client, os, sys, time
+port, flag = int(sys.argv[1]), sys.argv[2]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+c.request("GET", "/users/0"); c.getresponse().read()
+print("first", flush=True)
+while not os.path.exists(flag):
+    time.sleep(0.05)
+for i in (1, 2, 3):
+    c.request("GET", f"/users/{i}"); c.getresponse().read()
+print("done", c.sock.getsockname()[1], flush=True)
+"""
+
+
+def start_early_client(procs: Procs, tmp_path: Path, port: int) -> tuple[subprocess.Popen, Path]:
+    """A python client that sends GET /users/0 on a keep-alive connection and waits; once
+    the returned flag file exists it sends /users/1..3 on the same connection and prints
+    "done <its local port>". Returns once the first request is answered."""
+    flag = tmp_path / "go"
+    script = tmp_path / "early_client.py"
+    script.write_text(EARLY_CLIENT)
+    p = procs.spawn([PYTHON, script, port, flag], name="early-client")
+    wait_output(procs, p, "first")
+    return p, flag
+
+
+def start_nginx(procs: Procs, tmp_path: Path, port: int, extra: str = "") -> subprocess.Popen:
+    """An nginx of its own (prefix under tmp_path, daemon off) serving /index.html on
+    127.0.0.1:port; `extra`: more http-block directives."""
+    d = tmp_path / "nginx"
+    (d / "www").mkdir(parents=True)
+    (d / "www" / "index.html").write_text("hello\n")
+    conf = d / "nginx.conf"
+    conf.write_text(nginx_conf(d, f"{extra}    server {{ listen 127.0.0.1:{port}; root {d}/www; }}"))
+    p = procs.spawn(["nginx", "-p", d, "-e", d / "error.log", "-c", conf, "-g", "daemon off;"], name="nginx")
+    wait_listening(port, p, what="nginx")
+    return p

@@ -4,11 +4,9 @@ exe_path with open_ports."""
 import os
 import shutil
 import subprocess
-import sys
-import time
 import uuid
 
-from e2elib import COLLECTOR_BIN, READY_MARK, Collector, brief, client_to, free_port, run_curl, server_on, start_app
+from e2elib import COLLECTOR_BIN, Collector, READY_MARK, brief, client_to, free_port, run_curl, server_on, start_app, start_early_client
 
 
 def test_not_root_is_refused_with_a_clear_message(tmp_path):
@@ -31,32 +29,13 @@ def test_not_root_is_refused_with_a_clear_message(tmp_path):
     assert "panic" not in log.lower(), log[-3000:]
 
 
-CLIENT = r"""
-import http.client, os, sys, time
-port, flag = int(sys.argv[1]), sys.argv[2]
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-c.request("GET", "/users/0"); c.getresponse().read()
-print("first", flush=True)
-while not os.path.exists(flag):
-    time.sleep(0.05)
-for i in (1, 2, 3):
-    c.request("GET", f"/users/{i}"); c.getresponse().read()
-print("done", c.sock.getsockname()[1], flush=True)
-"""
 
 
 def test_connection_opened_before_the_collector(collectors, procs, tmp_path):
     port = free_port()
     collectors.stop()
     start_app(procs, port)
-    flag = tmp_path / "go"
-    script = tmp_path / "client.py"
-    script.write_text(CLIENT)
-    client = procs.spawn([sys.executable, script, port, flag], name="early-client")
-    deadline = time.monotonic() + 15
-    while "first" not in procs.output_of(client):
-        assert time.monotonic() < deadline and client.poll() is None, procs.output_of(client)
-        time.sleep(0.05)
+    client, flag = start_early_client(procs, tmp_path, port)
     # A collector of its own (a config no other test uses), started after the connection.
     c = collectors.get({"exclude_paths": [f"/never-{uuid.uuid4().hex}"]})
     flag.write_text("")

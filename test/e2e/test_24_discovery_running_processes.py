@@ -13,40 +13,26 @@ them too: it never talks to a selected port itself. No start-up timing is assert
 """
 
 import os
-import sys
 import uuid
 
 from e2elib import (
+    start_early_client,
+    start_nginx,
     PYTHON,
     and_,
     brief,
     client_to,
     free_port,
-    nginx_conf,
     path_is,
     run_curl,
     server_on,
     start_app,
-    wait_listening,
-    wait_output,
 )
 
 # /proc/<pid>/exe of the python apps: the interpreter with its symlinks resolved
 # (e.g. /usr/bin/python3 -> python3.11).
 PYTHON_EXE_GLOB = "*/" + os.path.basename(os.path.realpath(PYTHON))
 
-EARLY_CLIENT = r"""
-import http.client, os, sys, time
-port, flag = int(sys.argv[1]), sys.argv[2]
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-c.request("GET", "/users/0"); c.getresponse().read()
-print("first", flush=True)
-while not os.path.exists(flag):
-    time.sleep(0.05)
-for i in (1, 2, 3):
-    c.request("GET", f"/users/{i}"); c.getresponse().read()
-print("done", c.sock.getsockname()[1], flush=True)
-"""
 
 
 def unique(receiver: dict) -> dict:
@@ -58,17 +44,6 @@ def pid_spans(c, pid: int) -> list[dict]:
     return [s for s in c.spans.refresh() if s["resource"].get("process.pid") == pid]
 
 
-def start_nginx(procs, tmp_path, port: int):
-    d = tmp_path / "nginx"
-    (d / "www").mkdir(parents=True)
-    (d / "www" / "index.html").write_text("hello\n")
-    conf = d / "nginx.conf"
-    conf.write_text(nginx_conf(d, f"    server {{ listen 127.0.0.1:{port}; root {d}/www; }}"))
-    p = procs.spawn(["nginx", "-p", d, "-e", d / "error.log", "-c", conf, "-g", "daemon off;"], name="nginx")
-    wait_listening(port, p, what="nginx")
-    return p
-
-
 def test_running_server_selected_by_exe_path(collectors, procs, tmp_path):
     port, nginx_port = free_port(), free_port()
     collectors.stop()
@@ -77,11 +52,7 @@ def test_running_server_selected_by_exe_path(collectors, procs, tmp_path):
     # - this test - does).
     srv = start_app(procs, port)
     start_nginx(procs, tmp_path, nginx_port)
-    flag = tmp_path / "go"
-    script = tmp_path / "early_client.py"
-    script.write_text(EARLY_CLIENT)
-    early = procs.spawn([sys.executable, script, port, flag], name="early-client")
-    wait_output(procs, early, "first")
+    early, flag = start_early_client(procs, tmp_path, port)
 
     c = collectors.get(unique({"discovery": {"instrument": [{"exe_path": PYTHON_EXE_GLOB}]}}))
     # Ready: the decisions for srv and the early client are in the kernel already.

@@ -14,28 +14,16 @@ would select python clients and this test process).
 import secrets
 
 from e2elib import (
+    start_nginx,
     brief,
     client_to,
     counters_settled,
     free_port,
-    nginx_conf,
     run_curl,
     server_on,
-    wait_listening,
 )
 
 COUNTERS = ("links_timed_out", "links_made")
-
-
-def start_nginx(procs, tmp_path, port: int):
-    d = tmp_path / "nginx"
-    (d / "www").mkdir(parents=True)
-    (d / "www" / "index.html").write_text("hello\n")
-    conf = d / "nginx.conf"
-    conf.write_text(nginx_conf(d, f"    keepalive_timeout 30;\n    server {{ listen 127.0.0.1:{port}; root {d}/www; }}"))
-    p = procs.spawn(["nginx", "-p", d, "-e", d / "error.log", "-c", conf, "-g", "daemon off;"], name="nginx")
-    wait_listening(port, p, what="nginx")
-    return p
 
 
 def settled_counters(c) -> dict:
@@ -49,7 +37,7 @@ def settled_counters(c) -> dict:
 def test_untraced_local_client_does_not_delay_server_spans(collectors, procs, tmp_path):
     port = free_port()
     c = collectors.get({"discovery": {"instrument": [{"exe_path": "*/nginx"}]}})
-    start_nginx(procs, tmp_path, port)
+    start_nginx(procs, tmp_path, port, extra="    keepalive_timeout 30;\n")
     before = settled_counters(c)
 
     n = 30
@@ -80,7 +68,7 @@ def test_traced_local_client_links_every_server_span(collectors, procs, tmp_path
     port = free_port()
     c = collectors.get({"discovery": {"instrument": [{"exe_path": "*/nginx"}, {"exe_path": "*/curl"}]},
                         "context_propagation": "off"})
-    start_nginx(procs, tmp_path, port)
+    start_nginx(procs, tmp_path, port, extra="    keepalive_timeout 30;\n")
     before = settled_counters(c)
 
     n = 20
