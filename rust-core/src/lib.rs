@@ -11,6 +11,7 @@ pub mod loader;
 pub mod otlp;
 pub mod process;
 pub mod protocols;
+pub mod record;
 pub mod runtime;
 pub mod spans;
 pub mod stats;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use crate::process::ProcessInfo;
-use crate::spans::{AttrValue, SpanKind, SpanRecord};
+use crate::record::{AttrValue, SpanKind, SpanRecord};
 
 pub const SCOPE_NAME: &str = "otelcol-ebpf";
 

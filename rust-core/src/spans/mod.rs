@@ -19,48 +19,7 @@ use crate::process::{
 use crate::protocols::http2::kernel_frames;
 use crate::stats::{self, Stats};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpanKind {
-    Server,
-    Client,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttrValue {
-    Str(String),
-    /// A string shared by many spans (a connection's address).
-    Shared(Arc<str>),
-    Static(&'static str),
-    Int(i64),
-}
-
-impl AttrValue {
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            AttrValue::Str(s) => Some(s),
-            AttrValue::Shared(s) => Some(s),
-            AttrValue::Static(s) => Some(s),
-            AttrValue::Int(_) => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct SpanRecord {
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    pub parent_span_id: Option<[u8; 8]>,
-    pub trace_state: String,
-    /// OTLP span flags: W3C trace flags plus the has/is-remote-parent bits.
-    pub flags: u32,
-    pub name: String,
-    pub kind: SpanKind,
-    pub start_ns: u64,
-    pub end_ns: u64,
-    pub attrs: Vec<(&'static str, AttrValue)>,
-    pub error: Option<String>,
-    pub process: Arc<ProcessInfo>,
-}
+pub use crate::record::{AttrValue, SpanKind, SpanRecord};
 
 /// A finished exchange and what its span needs, while it waits.
 struct Pending {
