@@ -27,7 +27,20 @@ type Config struct {
 	// gets no spans from this receiver from then on; its traffic still links its
 	// neighbours' spans to its SDK's.
 	SkipSDKInstrumented bool `mapstructure:"skip_sdk_instrumented"`
+	// Database says how query text is exported in database spans.
+	Database DatabaseConfig `mapstructure:"database"`
 }
+
+// DatabaseConfig: db.query.text is captured (CaptureQueries), with literals replaced by
+// "?" (SanitizeQueries; turning it off is an explicit opt-in), cut to MaxQueryLength bytes.
+type DatabaseConfig struct {
+	CaptureQueries  bool `mapstructure:"capture_queries"`
+	SanitizeQueries bool `mapstructure:"sanitize_queries"`
+	MaxQueryLength  int  `mapstructure:"max_query_length"`
+}
+
+// maxQueryLength bounds database.max_query_length (as the core does).
+const maxQueryLength = 65536
 
 // DiscoveryConfig picks processes: one matching any Instrument selector is traced,
 // unless it also matches an Exclude selector.
@@ -71,6 +84,9 @@ func (c *Config) Validate() error {
 		if p < 1 || p > 65535 {
 			errs = append(errs, fmt.Errorf("exclude_ports[%d]: port %d is outside 1-65535", i, p))
 		}
+	}
+	if n := c.Database.MaxQueryLength; n < 1 || n > maxQueryLength {
+		errs = append(errs, fmt.Errorf("database.max_query_length: %d is outside 1-%d", n, maxQueryLength))
 	}
 	switch c.ContextPropagation {
 	case "headers", "off":
@@ -152,6 +168,13 @@ type nativeConfig struct {
 	ExcludePorts []int            `json:"exclude_ports"`
 	Propagation  string           `json:"context_propagation"`
 	SkipSDK      bool             `json:"skip_sdk_instrumented"`
+	Database     nativeDatabase   `json:"database"`
+}
+
+type nativeDatabase struct {
+	Capture   bool `json:"capture_queries"`
+	Sanitize  bool `json:"sanitize_queries"`
+	MaxLength int  `json:"max_query_length"`
 }
 
 type nativeDiscovery struct {
@@ -174,6 +197,11 @@ func (c *Config) nativeJSON() ([]byte, error) {
 		ExcludePorts: append([]int{}, c.ExcludePorts...),
 		Propagation:  c.ContextPropagation,
 		SkipSDK:      c.SkipSDKInstrumented,
+		Database: nativeDatabase{
+			Capture:   c.Database.CaptureQueries,
+			Sanitize:  c.Database.SanitizeQueries,
+			MaxLength: c.Database.MaxQueryLength,
+		},
 	}
 	if d := c.Discovery; d != nil {
 		nc.Discovery = &nativeDiscovery{Instrument: nativeSelectors(d.Instrument), Exclude: nativeSelectors(d.Exclude)}

@@ -53,6 +53,7 @@ func TestLoadConfig(t *testing.T) {
 		ExcludePorts:        []int{22},
 		ContextPropagation:  "off",
 		SkipSDKInstrumented: false,
+		Database:            DatabaseConfig{CaptureQueries: true, SanitizeQueries: false, MaxQueryLength: 256},
 	}, cfg)
 	assert.NoError(t, confmap.Validate(cfg))
 }
@@ -79,6 +80,7 @@ func TestValidate(t *testing.T) {
 		{"bad_glob_path.yaml", []string{`exclude_paths[0]: "/api/*/users": "*" is only allowed as a trailing "/*"`}},
 		{"bad_exclude_port.yaml", []string{`exclude_ports[1]: port 0 is outside 1-65535`}},
 		{"bad_propagation.yaml", []string{`context_propagation: "inject" is not one of "headers", "off"`}},
+		{"bad_max_query_length.yaml", []string{`database.max_query_length: 0 is outside 1-65536`}},
 		{"many_errors.yaml", []string{
 			`discovery.instrument[0].open_ports: invalid port range "90-80"`,
 			`discovery.exclude[0]: empty selector`,
@@ -120,20 +122,22 @@ func TestNativeJSON(t *testing.T) {
 		ExcludePaths:       []string{"/health"},
 		ExcludePorts:       []int{22},
 		ContextPropagation: "off",
+		Database:           DatabaseConfig{CaptureQueries: true, MaxQueryLength: 64},
 	}
 	b, err := cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22],"context_propagation":"off","skip_sdk_instrumented":false}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22],"context_propagation":"off","skip_sdk_instrumented":false,"database":{"capture_queries":true,"sanitize_queries":false,"max_query_length":64}}`, string(b))
 
 	// No discovery: the key is left out and lists are empty, never null.
 	b, err = createDefaultConfig().(*Config).nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true}`, string(b))
+	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024}}`, string(b))
 
-	cfg = &Config{Discovery: &DiscoveryConfig{Instrument: []Selector{{OpenPorts: ptr("443")}}}, ContextPropagation: "headers"}
+	cfg = createDefaultConfig().(*Config)
+	cfg.Discovery = &DiscoveryConfig{Instrument: []Selector{{OpenPorts: ptr("443")}}}
 	b, err = cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":false}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024}}`, string(b))
 
 	cfg.ExcludePorts = []int{0}
 	_, err = cfg.nativeJSON()

@@ -19,7 +19,11 @@ func NewFactory() receiver.Factory {
 }
 
 func createDefaultConfig() component.Config {
-	return &Config{ContextPropagation: "headers", SkipSDKInstrumented: true}
+	return &Config{
+		ContextPropagation:  "headers",
+		SkipSDKInstrumented: true,
+		Database:            DatabaseConfig{CaptureQueries: true, SanitizeQueries: true, MaxQueryLength: 1024},
+	}
 }
 
 func createTraces(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {

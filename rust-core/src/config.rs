@@ -23,6 +23,42 @@ pub struct Config {
     /// No spans for processes seen exporting OTLP themselves (an OpenTelemetry SDK).
     #[serde(default = "yes")]
     pub skip_sdk_instrumented: bool,
+    /// How database query text is exported.
+    #[serde(default)]
+    pub database: Database,
+}
+
+/// `database`: whether `db.query.text` is captured, sanitized (literals replaced), and how
+/// long it may be.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    pub capture_queries: bool,
+    pub sanitize_queries: bool,
+    pub max_query_length: usize,
+}
+
+/// Longest `database.max_query_length` accepted.
+pub const MAX_QUERY_LENGTH: usize = 65_536;
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            capture_queries: true,
+            sanitize_queries: true,
+            max_query_length: 1024,
+        }
+    }
+}
+
+impl Database {
+    pub fn query_text(&self) -> crate::protocols::db::QueryTextOptions {
+        crate::protocols::db::QueryTextOptions {
+            capture: self.capture_queries,
+            sanitize: self.sanitize_queries,
+            max_len: self.max_query_length,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -105,6 +141,15 @@ impl Config {
                     message: format!("{p:?} must start with \"/\""),
                 });
             }
+        }
+        if !(1..=MAX_QUERY_LENGTH).contains(&self.database.max_query_length) {
+            return Err(ConfigError::Invalid {
+                key: "database.max_query_length".into(),
+                message: format!(
+                    "{} is outside 1-{MAX_QUERY_LENGTH}",
+                    self.database.max_query_length
+                ),
+            });
         }
         if self.exclude_ports.contains(&0) {
             return Err(ConfigError::Invalid {
@@ -189,6 +234,14 @@ mod tests {
         assert!(!c.path_excluded("/healthz"));
         assert!(c.path_excluded("/api/x/y"));
         assert!(c.path_excluded("/api"));
+        // Query text: captured and sanitized unless turned off, 1024 bytes at most.
+        assert_eq!(c.database, Database::default());
+        let q = c.database.query_text();
+        assert!(q.capture && q.sanitize && q.max_len == 1024);
+        let c = Config::from_json(br#"{"database":{"sanitize_queries":false,"max_query_length":64}}"#)
+            .unwrap();
+        assert!(c.database.capture_queries && !c.database.sanitize_queries);
+        assert_eq!(c.database.max_query_length, 64);
     }
 
     #[test]
@@ -204,6 +257,15 @@ mod tests {
             ),
             (r#"{"exclude_paths":["health"]}"#, "exclude_paths[0]"),
             (r#"{"exclude_ports":[0]}"#, "exclude_ports"),
+            (
+                r#"{"database":{"max_query_length":0}}"#,
+                "database.max_query_length",
+            ),
+            (
+                r#"{"database":{"max_query_length":70000}}"#,
+                "database.max_query_length",
+            ),
+            (r#"{"database":{"sanitise_queries":false}}"#, "sanitise_queries"),
         ] {
             let err = Config::from_json(json.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(key), "{json}: {err}");
