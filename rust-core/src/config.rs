@@ -238,8 +238,9 @@ mod tests {
         assert_eq!(c.database, Database::default());
         let q = c.database.query_text();
         assert!(q.capture && q.sanitize && q.max_len == 1024);
-        let c = Config::from_json(br#"{"database":{"sanitize_queries":false,"max_query_length":64}}"#)
-            .unwrap();
+        let c =
+            Config::from_json(br#"{"database":{"sanitize_queries":false,"max_query_length":64}}"#)
+                .unwrap();
         assert!(c.database.capture_queries && !c.database.sanitize_queries);
         assert_eq!(c.database.max_query_length, 64);
     }
@@ -265,7 +266,10 @@ mod tests {
                 r#"{"database":{"max_query_length":70000}}"#,
                 "database.max_query_length",
             ),
-            (r#"{"database":{"sanitise_queries":false}}"#, "sanitise_queries"),
+            (
+                r#"{"database":{"sanitise_queries":false}}"#,
+                "sanitise_queries",
+            ),
         ] {
             let err = Config::from_json(json.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(key), "{json}: {err}");

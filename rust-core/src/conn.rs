@@ -32,10 +32,10 @@ pub enum Proto {
     Ignored,
 }
 
-/// A request waiting for its response.
+/// A request waiting for its response, in any protocol: what every span has (the
+/// envelope: thread, ids, timing, key) and the protocol's own part (`msg`).
 #[derive(Debug)]
 pub struct Exchange {
-    pub req: RequestHead,
     /// The thread that read (server) or wrote (client) the request's first segment.
     pub tid: u32,
     /// Ids, given when the request is seen so that calls made while serving it can
@@ -43,13 +43,64 @@ pub struct Exchange {
     pub ctx: Option<crate::spans::ids::SpanCtx>,
     pub req_start: u64,
     pub req_end: Option<u64>,
+    /// HTTP/2 stream, or what else pairs a request with its reply (0: by order).
+    pub stream_id: u32,
+    pub msg: Message,
+}
+
+/// The protocol's part of an exchange; one span builder per kind. HTTP's is inline: the
+/// common case takes no allocation per request.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Message {
+    Http(HttpMessage),
+    Db(Box<crate::protocols::db::DbOp>),
+}
+
+#[derive(Debug)]
+pub struct HttpMessage {
+    pub req: RequestHead,
     pub req_body: Option<u64>,
     pub resp: Option<(ResponseHead, u64)>,
-    /// HTTP/2 stream (0 for HTTP/1).
-    pub stream_id: u32,
     /// A gRPC call (content-type application/grpc), and its status once known.
     pub grpc: bool,
     pub grpc_status: Option<u32>,
+}
+
+impl Exchange {
+    pub fn http(&self) -> Option<&HttpMessage> {
+        match &self.msg {
+            Message::Http(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn http_mut(&mut self) -> Option<&mut HttpMessage> {
+        match &mut self.msg {
+            Message::Http(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The W3C `traceparent` / `tracestate` the request carried.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.http()?.req.traceparent.as_deref()
+    }
+
+    pub fn tracestate(&self) -> Option<&str> {
+        self.http()?.req.tracestate.as_deref()
+    }
+
+    /// A plaintext HTTP/1 request: the kernel inserts a header into these when it
+    /// propagates (HTTP/2 ones are counted in the kernel; other protocols carry none).
+    pub fn header_insertable(&self) -> bool {
+        self.http().is_some_and(|h| h.req.version < 20)
+    }
+
+    /// Its response (head) was seen.
+    fn answered(&self) -> bool {
+        self.http().is_some_and(|h| h.resp.is_some())
+    }
 }
 
 /// A finished (or abandoned) request/response pair.
@@ -211,32 +262,36 @@ fn h2_exchange(stream_id: u32, ts: u64, tid: u32, h: H2Request) -> Exchange {
                 .and_then(http2::grpc_method)
                 .is_some_and(|(service, _)| service.contains('.'))
     };
+    let grpc = match h.content_type.as_deref() {
+        Some(ct) => http2::is_grpc(ct),
+        None => grpc_path(),
+    };
+    let req = RequestHead {
+        method: h.method.unwrap_or_else(|| "_OTHER".into()),
+        target: h.path.unwrap_or_default(),
+        version: 20,
+        host: h.authority,
+        user_agent: h.user_agent,
+        traceparent: h.traceparent,
+        tracestate: h.tracestate,
+        content_length: None,
+        chunked: false,
+        expect_continue: false,
+        connection_close: false,
+    };
     Exchange {
-        grpc: match h.content_type.as_deref() {
-            Some(ct) => http2::is_grpc(ct),
-            None => grpc_path(),
-        },
-        req: RequestHead {
-            method: h.method.unwrap_or_else(|| "_OTHER".into()),
-            target: h.path.unwrap_or_default(),
-            version: 20,
-            host: h.authority,
-            user_agent: h.user_agent,
-            traceparent: h.traceparent,
-            tracestate: h.tracestate,
-            content_length: None,
-            chunked: false,
-            expect_continue: false,
-            connection_close: false,
-        },
         tid,
         ctx: None,
         req_start: ts,
         req_end: None,
-        req_body: None,
-        resp: None,
         stream_id,
-        grpc_status: None,
+        msg: Message::Http(HttpMessage {
+            req,
+            req_body: None,
+            resp: None,
+            grpc,
+            grpc_status: None,
+        }),
     }
 }
 
@@ -460,28 +515,36 @@ impl Conn {
                 Http1Event::Request { head, start_ts } => {
                     responses.expect_response(head.method == "HEAD");
                     self.pending.push_back(Exchange {
-                        req: head.clone(),
                         tid,
                         ctx: None,
                         req_start: *start_ts,
                         req_end: None,
-                        req_body: None,
-                        resp: None,
                         stream_id: 0,
-                        grpc: false,
-                        grpc_status: None,
+                        msg: Message::Http(HttpMessage {
+                            req: head.clone(),
+                            req_body: None,
+                            resp: None,
+                            grpc: false,
+                            grpc_status: None,
+                        }),
                     });
                 }
                 Http1Event::RequestEnd { end_ts, body_bytes } => {
                     if let Some(ex) = self.pending.iter_mut().rev().find(|e| e.req_end.is_none()) {
                         ex.req_end = Some(*end_ts);
-                        ex.req_body = Some(*body_bytes);
+                        if let Some(h) = ex.http_mut() {
+                            h.req_body = Some(*body_bytes);
+                        }
                     }
                 }
                 Http1Event::Interim { .. } => {}
                 Http1Event::Response { head, start_ts } => {
-                    match self.pending.iter_mut().find(|e| e.resp.is_none()) {
-                        Some(ex) => ex.resp = Some((head.clone(), *start_ts)),
+                    match self
+                        .pending
+                        .iter_mut()
+                        .find_map(|e| e.http_mut().filter(|h| h.resp.is_none()))
+                    {
+                        Some(h) => h.resp = Some((head.clone(), *start_ts)),
                         None => out.orphan_responses += 1,
                     }
                     if head.status == 101 {
@@ -489,7 +552,7 @@ impl Conn {
                     }
                 }
                 Http1Event::ResponseEnd { end_ts, body_bytes } => {
-                    if let Some(pos) = self.pending.iter().position(|e| e.resp.is_some()) {
+                    if let Some(pos) = self.pending.iter().position(Exchange::answered) {
                         let ex = self.pending.remove(pos).unwrap();
                         done.push(Done {
                             side,
@@ -506,9 +569,9 @@ impl Conn {
         self.scratch = events;
         if upgraded {
             // 101: the response head completes the exchange; the rest is not HTTP/1.
-            if let Some(pos) = self.pending.iter().position(|e| e.resp.is_some()) {
+            if let Some(pos) = self.pending.iter().position(Exchange::answered) {
                 let ex = self.pending.remove(pos).unwrap();
-                let end = ex.resp.as_ref().map(|r| r.1).unwrap_or(ts);
+                let end = ex.http().and_then(|h| h.resp.as_ref()).map_or(ts, |r| r.1);
                 done.push(Done {
                     side,
                     ex,
@@ -524,7 +587,7 @@ impl Conn {
             let ex = self
                 .pending
                 .iter()
-                .position(|e| e.resp.is_some())
+                .position(Exchange::answered)
                 .and_then(|p| self.pending.remove(p));
             self.draining = Some(Draining { ex, last_ts: ts });
         } else if failed {
@@ -593,7 +656,9 @@ impl Conn {
                     if let Some(p) = find(&self.pending, stream_id) {
                         let ex = &mut self.pending[p];
                         ex.req_end = Some(ts);
-                        ex.req_body = Some(body_bytes);
+                        if let Some(h) = ex.http_mut() {
+                            h.req_body = Some(body_bytes);
+                        }
                     }
                 }
                 H2Event::Response {
@@ -603,9 +668,10 @@ impl Conn {
                     grpc_status,
                     ..
                 } => {
-                    if let Some(p) = find(&self.pending, stream_id) {
-                        let ex = &mut self.pending[p];
-                        ex.resp = Some((
+                    if let Some(h) =
+                        find(&self.pending, stream_id).and_then(|p| self.pending[p].http_mut())
+                    {
+                        h.resp = Some((
                             ResponseHead {
                                 status: status.unwrap_or(0),
                                 version: 20,
@@ -615,7 +681,7 @@ impl Conn {
                             },
                             ts,
                         ));
-                        ex.grpc_status = ex.grpc_status.or(grpc_status);
+                        h.grpc_status = h.grpc_status.or(grpc_status);
                     }
                 }
                 H2Event::ResponseEnd {
@@ -627,7 +693,9 @@ impl Conn {
                 } => {
                     if let Some(p) = find(&self.pending, stream_id) {
                         let mut ex = self.pending.remove(p).unwrap();
-                        ex.grpc_status = grpc_status.or(ex.grpc_status);
+                        if let Some(h) = ex.http_mut() {
+                            h.grpc_status = grpc_status.or(h.grpc_status);
+                        }
                         done.push(Done {
                             side,
                             ex,
@@ -703,8 +771,10 @@ impl Conn {
         }
         if let Proto::Http1 { responses, .. } = &mut self.proto {
             *responses = Http1Parser::new(http1::Role::Responses);
-            for ex in self.pending.iter().filter(|e| e.resp.is_none()) {
-                responses.expect_response(ex.req.method == "HEAD");
+            for h in self.pending.iter().filter_map(Exchange::http) {
+                if h.resp.is_none() {
+                    responses.expect_response(h.req.method == "HEAD");
+                }
             }
         }
     }
@@ -723,7 +793,7 @@ impl Conn {
             responses.close(&mut evs);
             for ev in evs {
                 if let Http1Event::ResponseEnd { end_ts, body_bytes } = ev {
-                    if let Some(pos) = self.pending.iter().position(|e| e.resp.is_some()) {
+                    if let Some(pos) = self.pending.iter().position(Exchange::answered) {
                         let ex = self.pending.remove(pos).unwrap();
                         done.push(Done {
                             side,

@@ -165,7 +165,7 @@ impl Contexts {
             return false;
         }
         let mut missed = false;
-        let header = ex.req.traceparent.as_deref().map(TraceParent::parse);
+        let header = ex.traceparent().map(TraceParent::parse);
         let kernel = kq.and_then(|q| match side {
             Side::Server => take_server(q, ex.req_start, ex.tid),
             // A request with its own header was not touched.
@@ -182,8 +182,7 @@ impl Contexts {
         let key = LinkKey::new(peer, side);
         let mut ctx = match (side, header.flatten()) {
             (Side::Server, Some(tp)) => {
-                let mut ctx =
-                    SpanCtx::from_remote(&tp, ex.req.tracestate.as_deref(), &mut self.ids);
+                let mut ctx = SpanCtx::from_remote(&tp, ex.tracestate(), &mut self.ids);
                 if let Some(k) = kernel {
                     // The kernel's span id is the one this thread's calls name as parent.
                     ctx.span_id = k.span_id;
@@ -203,7 +202,7 @@ impl Contexts {
                 span_id: self.ids.span_id(),
                 parent_span_id: Some(tp.span_id),
                 flags: tp.flags as u32,
-                trace_state: ex.req.tracestate.clone().unwrap_or_default(),
+                trace_state: ex.tracestate().unwrap_or_default().to_string(),
                 invalid_parent: false,
             },
             (Side::Client, None) if kernel.is_some() => {
@@ -215,8 +214,8 @@ impl Contexts {
             }
             (Side::Client, None) => {
                 // HTTP/2 requests the kernel left alone are counted there (and TLS ones
-                // cannot be rewritten).
-                if self.propagating && ex.req.version < 20 {
+                // cannot be rewritten); other protocols carry no header.
+                if self.propagating && ex.header_insertable() {
                     stats::inc(&stats.requests_not_injected);
                     missed = true;
                 }
@@ -449,33 +448,41 @@ impl Contexts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::{HttpMessage, Message};
     use crate::events::ConnTuple;
     use crate::protocols::http1::RequestHead;
 
+    fn req(e: &mut Exchange) -> &mut RequestHead {
+        &mut e.http_mut().unwrap().req
+    }
+
     fn ex(tid: u32) -> Exchange {
+        let req = RequestHead {
+            method: "GET".into(),
+            target: "/".into(),
+            version: 11,
+            host: None,
+            user_agent: None,
+            traceparent: None,
+            tracestate: None,
+            content_length: None,
+            chunked: false,
+            expect_continue: false,
+            connection_close: false,
+        };
         Exchange {
-            req: RequestHead {
-                method: "GET".into(),
-                target: "/".into(),
-                version: 11,
-                host: None,
-                user_agent: None,
-                traceparent: None,
-                tracestate: None,
-                content_length: None,
-                chunked: false,
-                expect_continue: false,
-                connection_close: false,
-            },
             tid,
             ctx: None,
             req_start: 0,
             req_end: None,
-            req_body: None,
-            resp: None,
             stream_id: 0,
-            grpc: false,
-            grpc_status: None,
+            msg: Message::Http(HttpMessage {
+                req,
+                req_body: None,
+                resp: None,
+                grpc: false,
+                grpc_status: None,
+            }),
         }
     }
 
@@ -706,8 +713,8 @@ mod tests {
         // The server read a request with a tracestate; the kernel gave it trace 5, span 6.
         let mut sv = ex(3);
         sv.req_start = 100;
-        sv.req.tracestate = Some("congo=t61".into());
-        sv.req.traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
+        req(&mut sv).tracestate = Some("congo=t61".into());
+        req(&mut sv).traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
         let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 100, 3, 5, 6, 0)].into();
         c.assign(20, Side::Server, &sp, true, &mut sv, Some(&mut kq), &stats);
         let svc = sv.ctx.clone().unwrap();
@@ -773,7 +780,7 @@ mod tests {
         for (stream, span) in [(3, 3), (5, 5)] {
             let mut call = ex(1);
             call.stream_id = stream;
-            call.req.version = 20;
+            req(&mut call).version = 20;
             call.req_start = 20;
             c.assign(
                 10,
@@ -792,7 +799,7 @@ mod tests {
         // A stream the kernel left alone: new ids, not counted here (the kernel counts).
         let mut call = ex(1);
         call.stream_id = 7;
-        call.req.version = 20;
+        req(&mut call).version = 20;
         c.assign(
             10,
             Side::Client,
@@ -816,7 +823,7 @@ mod tests {
         };
         let mut kq: VecDeque<CtxEvent> = [kctx(CTX_INJECTED, 10, 1, 2, 3, 0)].into();
         let (mut own, mut next, mut missed) = (ex(1), ex(1), ex(1));
-        own.req.traceparent = Some(format!("00-{}-{}-01", "0b".repeat(16), "0c".repeat(8)));
+        req(&mut own).traceparent = Some(format!("00-{}-{}-01", "0b".repeat(16), "0c".repeat(8)));
         for e in [&mut own, &mut next] {
             e.req_start = 20;
             c.assign(10, Side::Client, &cp, true, e, Some(&mut kq), &stats);
@@ -855,7 +862,7 @@ mod tests {
         let (_, sp) = peers(7);
         let mut c = Contexts::default();
         let mut sv = ex(3);
-        sv.req.traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
+        req(&mut sv).traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
         let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 0, 3, 4, 6, 0)].into();
         c.assign(20, Side::Server, &sp, true, &mut sv, Some(&mut kq), &stats);
         let svc = sv.ctx.unwrap();

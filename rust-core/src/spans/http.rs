@@ -1,37 +1,12 @@
-//! An HTTP/1 request/response pair → one span with the stable semantic-convention names.
+//! The HTTP and gRPC span builders: an HTTP/1 or HTTP/2 exchange → name, attributes and
+//! error with the stable semantic-convention names (the envelope does the rest).
 
+use super::envelope::{push_endpoints, Parts};
 use super::route::{path_of, route_of};
-use super::{AttrValue, Clock, SpanKind, SpanRecord};
+use super::{AttrValue, SpanKind};
 use crate::config::Config;
-use crate::conn::{Done, Peer, Side};
-use crate::process::ProcessInfo;
+use crate::conn::{Done, HttpMessage, Peer};
 use crate::protocols::{http1, http2};
-use std::sync::Arc;
-
-pub enum Built {
-    Span(Box<SpanRecord>),
-    /// The span's parent said "not sampled".
-    Unsampled,
-    /// Excluded by path or port.
-    Excluded,
-}
-
-/// Splits a Host header into host and port.
-fn split_host(h: &str) -> (String, Option<u16>) {
-    let h = h.trim();
-    if let Some(rest) = h.strip_prefix('[') {
-        if let Some((addr, tail)) = rest.split_once(']') {
-            return (
-                addr.to_string(),
-                tail.strip_prefix(':').and_then(|p| p.parse().ok()),
-            );
-        }
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host.to_string(), port.parse().ok()),
-        _ => (h.to_string(), None),
-    }
-}
 
 /// Query parameters that carry credentials (semantic conventions, `url.full`): their
 /// values are replaced by `REDACTED`.
@@ -58,103 +33,32 @@ fn redact_query(target: &str) -> std::borrow::Cow<'_, str> {
     format!("{path}?{}", q.join("&")).into()
 }
 
-pub fn build(
-    d: &Done,
-    peer: &Peer,
-    process: &Arc<ProcessInfo>,
-    cfg: &Config,
-    clock: &Clock,
-) -> Built {
-    let req = &d.ex.req;
-    let path = path_of(&req.target);
-    if cfg.path_excluded(path) {
-        return Built::Excluded;
-    }
-    if cfg.exclude_ports.contains(&peer.local_port) || cfg.exclude_ports.contains(&peer.remote_port)
-    {
-        return Built::Excluded;
-    }
-    let route = route_of(&req.target);
-    let status = d.ex.resp.as_ref().map(|(r, _)| r.status);
-
-    let Some(ctx) = d.ex.ctx.clone() else {
-        return Built::Excluded;
-    };
-    if !ctx.sampled() {
-        return Built::Unsampled;
-    }
-    let kind = match d.side {
-        Side::Server => SpanKind::Server,
-        Side::Client => SpanKind::Client,
-    };
-
-    let (name, attrs, error) = match d.ex.grpc {
-        true => grpc(d, peer, kind),
-        false => http(d, peer, kind, path, &route, status),
-    };
-    Built::Span(Box::new(SpanRecord {
-        trace_id: ctx.trace_id,
-        span_id: ctx.span_id,
-        parent_span_id: ctx.parent_span_id,
-        trace_state: ctx.trace_state,
-        flags: ctx.flags,
-        name,
-        kind,
-        start_ns: clock.unix(d.ex.req_start),
-        end_ns: clock.unix(d.resp_end.max(d.ex.req_start)),
-        attrs,
-        error,
-        process: process.clone(),
-    }))
+/// Excluded by path (`exclude_paths`).
+pub fn excluded(h: &HttpMessage, cfg: &Config) -> bool {
+    cfg.path_excluded(path_of(&h.req.target))
 }
 
-/// Name, attributes and error of a span.
-type Parts = (String, Vec<(&'static str, AttrValue)>, Option<String>);
-
-/// server.* (from the Host header when there is one, else the socket), the peer and
-/// local ports, and client.* on the server side.
-fn push_endpoints(
-    attrs: &mut Vec<(&'static str, AttrValue)>,
-    d: &Done,
-    peer: &Peer,
-    kind: SpanKind,
-) {
-    let (ip, port) = match kind {
-        SpanKind::Server => (&peer.local_ip, peer.local_port),
-        SpanKind::Client => (&peer.remote_ip, peer.remote_port),
-    };
-    match d.ex.req.host.as_deref().map(split_host) {
-        Some((h, p)) => {
-            attrs.push(("server.address", AttrValue::Str(h)));
-            attrs.push(("server.port", AttrValue::Int(p.unwrap_or(port) as i64)));
-        }
-        None => {
-            attrs.push(("server.address", AttrValue::Shared(ip.clone())));
-            attrs.push(("server.port", AttrValue::Int(port as i64)));
-        }
+pub fn parts(d: &Done, h: &HttpMessage, peer: &Peer, kind: SpanKind) -> Parts {
+    if h.grpc {
+        return grpc(d, h, peer, kind);
     }
-    attrs.push((
-        "network.peer.address",
-        AttrValue::Shared(peer.remote_ip.clone()),
-    ));
-    attrs.push(("network.peer.port", AttrValue::Int(peer.remote_port as i64)));
-    attrs.push(("network.local.port", AttrValue::Int(peer.local_port as i64)));
-    if kind == SpanKind::Server {
-        attrs.push(("client.address", AttrValue::Shared(peer.remote_ip.clone())));
-        attrs.push(("client.port", AttrValue::Int(peer.remote_port as i64)));
-    }
+    let path = path_of(&h.req.target);
+    let route = route_of(&h.req.target);
+    let status = h.resp.as_ref().map(|(r, _)| r.status);
+    http(d, h, peer, kind, path, &route, status)
 }
 
 /// An HTTP exchange: named "{method} {route}", HTTP attributes, error from the status.
 fn http(
     d: &Done,
+    h: &HttpMessage,
     peer: &Peer,
     kind: SpanKind,
     path: &str,
     route: &str,
     status: Option<u16>,
 ) -> Parts {
-    let req = &d.ex.req;
+    let req = &h.req;
     // Opt-in attributes that say nothing here (network.transport "tcp", network.protocol.name
     // "http", network.local.address) are left out: each one costs in the core and again
     // when the collector decodes the batch.
@@ -184,10 +88,10 @@ fn http(
         attrs.push(("http.response.status_code", AttrValue::Int(st as i64)));
     }
     // The version in use is the lower of the two ends' (an HTTP/1.0 server answers a 1.1 client in 1.0).
-    let version =
-        d.ex.resp
-            .as_ref()
-            .map_or(req.version, |(r, _)| r.version.min(req.version));
+    let version = h
+        .resp
+        .as_ref()
+        .map_or(req.version, |(r, _)| r.version.min(req.version));
     attrs.push((
         "network.protocol.version",
         AttrValue::Static(match version {
@@ -196,7 +100,7 @@ fn http(
             _ => "1.1",
         }),
     ));
-    push_endpoints(&mut attrs, d, peer, kind);
+    push_endpoints(&mut attrs, req.host.as_deref(), peer, kind);
     if kind == SpanKind::Client && known_target {
         let target = redact_query(&req.target);
         let full = if target.starts_with("http://") || target.starts_with("https://") {
@@ -212,7 +116,7 @@ fn http(
     if let Some(ua) = &req.user_agent {
         attrs.push(("user_agent.original", s(ua.clone())));
     }
-    if let Some(n) = d.ex.req_body.filter(|&n| n > 0) {
+    if let Some(n) = h.req_body.filter(|&n| n > 0) {
         attrs.push(("http.request.body.size", AttrValue::Int(n as i64)));
     }
     if let Some(n) = d.resp_body {
@@ -250,8 +154,8 @@ fn http(
 }
 
 /// A gRPC call: named "{service}/{method}", rpc.* attributes, status from grpc-status.
-fn grpc(d: &Done, peer: &Peer, kind: SpanKind) -> Parts {
-    let path = d.ex.req.target.as_str();
+fn grpc(d: &Done, h: &HttpMessage, peer: &Peer, kind: SpanKind) -> Parts {
+    let path = h.req.target.as_str();
     let mut attrs: Vec<(&'static str, AttrValue)> = Vec::with_capacity(12);
     attrs.push(("rpc.system", AttrValue::Static("grpc")));
     let name = match http2::grpc_method(path) {
@@ -263,10 +167,10 @@ fn grpc(d: &Done, peer: &Peer, kind: SpanKind) -> Parts {
         None if path.is_empty() => "grpc".to_string(), // :path did not decode
         None => path.trim_start_matches('/').to_string(),
     };
-    push_endpoints(&mut attrs, d, peer, kind);
+    push_endpoints(&mut attrs, h.req.host.as_deref(), peer, kind);
     attrs.push(("network.protocol.name", AttrValue::Static("http")));
     attrs.push(("network.protocol.version", AttrValue::Static("2")));
-    let error = match (d.error, d.ex.grpc_status) {
+    let error = match (d.error, h.grpc_status) {
         (Some(why), _) => {
             attrs.push(("error.type", AttrValue::Static("stream_reset")));
             Some(why.to_string())
@@ -289,7 +193,8 @@ fn grpc(d: &Done, peer: &Peer, kind: SpanKind) -> Parts {
 
 #[cfg(test)]
 mod tests {
-    use super::{redact_query, split_host};
+    use super::redact_query;
+    use crate::spans::envelope::split_host;
 
     #[test]
     fn query_secrets_are_redacted() {

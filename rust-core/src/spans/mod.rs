@@ -2,6 +2,8 @@
 //! Pure (no syscalls besides /proc reads), so recorded event streams drive it in tests.
 
 pub mod context;
+pub mod db;
+pub mod envelope;
 pub mod http;
 pub mod ids;
 pub mod route;
@@ -55,9 +57,12 @@ fn client_traced(end: PeerEnd, untraced: &HashSet<u32>) -> bool {
 /// An OTLP export request (an SDK, or a collector, sending telemetry): OTLP/HTTP to
 /// `.../v1/{traces,metrics,logs}` or an OTLP/gRPC service call.
 fn is_otlp_export(ex: &crate::conn::Exchange) -> bool {
-    let path = ex.req.target.split('?').next().unwrap_or_default();
+    let Some(h) = ex.http() else {
+        return false;
+    };
+    let path = h.req.target.split('?').next().unwrap_or_default();
     path.starts_with("/opentelemetry.proto.collector.")
-        || (ex.req.method == "POST"
+        || (h.req.method == "POST"
             && ["/v1/traces", "/v1/metrics", "/v1/logs"]
                 .iter()
                 .any(|p| path.ends_with(p)))
@@ -495,13 +500,13 @@ impl Assembler {
                 return;
             }
         }
-        match http::build(&p.done, &p.peer, &p.process, &self.cfg, &self.clock) {
-            http::Built::Span(rec) => {
+        match envelope::build(&p.done, &p.peer, &p.process, &self.cfg, &self.clock) {
+            envelope::Built::Span(rec) => {
                 self.batch.push(*rec);
                 stats::inc(&self.stats.spans_emitted);
             }
-            http::Built::Unsampled => stats::inc(&self.stats.spans_unsampled),
-            http::Built::Excluded => stats::inc(&self.stats.spans_excluded),
+            envelope::Built::Unsampled => stats::inc(&self.stats.spans_unsampled),
+            envelope::Built::Excluded => stats::inc(&self.stats.spans_excluded),
         }
     }
 
