@@ -90,6 +90,8 @@ var lossCounters = []string{
 	"h2_headers_undecodable",
 	"h2_walk_lost",
 	"go_tls_unprobed",
+	"db_messages_malformed",
+	"db_statement_unknown",
 }
 
 // contextCounters are the requests whose trace context could not be carried; they are

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::events::{ConnTuple, Direction};
 use crate::process::{listens_on, ListenProbe};
+use crate::protocols::db::{DbEvent, DbOp, DbSession, Flow, QueryTextOptions, SessionStats, Sniff};
 use crate::protocols::http1::{self, Http1Event, Http1Parser, RequestHead, ResponseHead, Segment};
 use crate::protocols::http2::{self, H2Conn, H2Event, H2Request};
 
@@ -28,8 +29,25 @@ pub enum Proto {
     },
     /// One parser for both directions; exchanges are keyed by stream in `pending`.
     Http2(Box<H2Conn>),
+    /// A database protocol's session (protocols::DATABASES); exchanges keyed by its
+    /// operation sequence numbers.
+    Db(DbConn),
     /// Not a protocol we parse, broken, or upgraded: ignored until closed.
     Ignored,
+}
+
+/// A database session and what its counters said last (the Outcome carries the growth).
+pub struct DbConn {
+    session: Box<dyn DbSession + Send>,
+    reported: SessionStats,
+}
+
+impl std::fmt::Debug for DbConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConn")
+            .field("reported", &self.reported)
+            .finish()
+    }
 }
 
 /// A request waiting for its response, in any protocol: what every span has (the
@@ -137,6 +155,8 @@ pub struct Outcome {
     pub framing_lost: bool,
     /// HTTP/2 header blocks that could not be decoded (connection seen mid-stream).
     pub h2_undecodable: u64,
+    /// What database sessions could not use (growth during this call).
+    pub db: SessionStats,
 }
 
 /// The connection's addresses, formatted once: formatting them per span was 7% of the
@@ -228,6 +248,10 @@ pub struct Conn {
     pub tls_handshake: bool,
     /// What the kernel last said of the connection's client end (reads only).
     pub client_end: crate::events::PeerEnd,
+    /// How a database session exports query text (receiver config `database`).
+    pub query_text: QueryTextOptions,
+    /// The database protocols tried on the first bytes (`protocols::DATABASES`).
+    pub databases: &'static [crate::protocols::db::DbProtocol],
 }
 
 /// A response whose end we can no longer find by framing.
@@ -316,6 +340,8 @@ impl Conn {
             listens: listens_on,
             tls_handshake: false,
             client_end: crate::events::PeerEnd::Unknown,
+            query_text: QueryTextOptions::default(),
+            databases: crate::protocols::DATABASES,
         }
     }
 
@@ -339,6 +365,7 @@ impl Conn {
             out.orphan_responses += o.orphan_responses;
             out.framing_lost |= o.framing_lost;
             out.h2_undecodable += o.h2_undecodable;
+            out.db.add(&o.db);
         }
         out
     }
@@ -448,17 +475,34 @@ impl Conn {
                     out.orphan_responses += 1;
                     return out;
                 }
-                (None, _) if may_become_http(&head) && gap == 0 => {
-                    self.sniffed.push((dir, data.to_vec(), ts, tid));
-                    return out;
-                }
                 (None, _) => {
+                    let need_more = match self.sniff_db(&head, dir) {
+                        Some(Sniff::Yes) => {
+                            for (d, bytes, t, tid) in std::mem::take(&mut self.sniffed) {
+                                if d == dir {
+                                    self.feed_db(d, &bytes, 0, t, tid, done, &mut out);
+                                }
+                            }
+                            self.feed_db(dir, data, gap, ts, tid, done, &mut out);
+                            return out;
+                        }
+                        Some(Sniff::NeedMore) => true,
+                        _ => may_become_http(&head),
+                    };
+                    if need_more && gap == 0 {
+                        self.sniffed.push((dir, data.to_vec(), ts, tid));
+                        return out;
+                    }
                     self.sniffed.clear();
                     self.proto = Proto::Ignored;
                     out.unknown_protocol = true;
                     return out;
                 }
             }
+        }
+        if let Proto::Db(_) = self.proto {
+            self.feed_db(dir, data, gap, ts, tid, done, &mut out);
+            return out;
         }
         if let Proto::Http2(_) = self.proto {
             if !data.is_empty() {
@@ -724,6 +768,113 @@ impl Conn {
         undecodable
     }
 
+    /// Tries the database protocols on a new connection's first bytes. On a match the
+    /// connection becomes theirs and the side comes from which way the bytes flowed.
+    fn sniff_db(&mut self, head: &[u8], dir: Direction) -> Option<Sniff> {
+        let mut verdict = None;
+        for p in self.databases {
+            for flow in [Flow::ToServer, Flow::ToClient] {
+                match (p.sniff)(flow, head) {
+                    Sniff::Yes => {
+                        let sent_by_client = flow == Flow::ToServer;
+                        self.side = Some(if (dir == Direction::Send) == sent_by_client {
+                            Side::Client
+                        } else {
+                            Side::Server
+                        });
+                        self.proto = Proto::Db(DbConn {
+                            session: (p.session)(self.query_text),
+                            reported: SessionStats::default(),
+                        });
+                        return Some(Sniff::Yes);
+                    }
+                    Sniff::NeedMore => verdict = Some(Sniff::NeedMore),
+                    Sniff::No => {}
+                }
+            }
+        }
+        verdict.or(Some(Sniff::No))
+    }
+
+    /// Feeds a database connection and turns its session's events into exchanges.
+    #[allow(clippy::too_many_arguments)]
+    fn feed_db(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        gap: u64,
+        ts: u64,
+        tid: u32,
+        done: &mut Vec<Done>,
+        out: &mut Outcome,
+    ) {
+        let (Proto::Db(db), Some(side)) = (&mut self.proto, self.side) else {
+            return;
+        };
+        let flow = if (side == Side::Client) == (dir == Direction::Send) {
+            Flow::ToServer
+        } else {
+            Flow::ToClient
+        };
+        let mut evs = Vec::new();
+        db.session.feed(flow, data, gap, ts, tid, &mut evs);
+        let now = db.session.stats();
+        out.db.add(&now.since(&db.reported));
+        db.reported = now;
+        self.db_events(evs, done);
+    }
+
+    fn db_events(&mut self, evs: Vec<DbEvent>, done: &mut Vec<Done>) {
+        let Some(side) = self.side else {
+            return;
+        };
+        for ev in evs {
+            match ev {
+                DbEvent::Started { seq, ts, tid } => self.pending.push_back(Exchange {
+                    tid,
+                    ctx: None,
+                    req_start: ts,
+                    req_end: None,
+                    stream_id: seq as u32,
+                    msg: Message::Db(Box::new(DbOp {
+                        seq,
+                        start_ts: ts,
+                        tid,
+                        ..Default::default()
+                    })),
+                }),
+                DbEvent::Done(op) => {
+                    let key = op.seq as u32;
+                    let pos = self
+                        .pending
+                        .iter()
+                        .position(|e| e.stream_id == key && matches!(e.msg, Message::Db(_)));
+                    let mut ex = match pos.and_then(|p| self.pending.remove(p)) {
+                        Some(ex) => ex,
+                        // Its start was not reported: it starts where the session says.
+                        None => Exchange {
+                            tid: op.tid,
+                            ctx: None,
+                            req_start: op.start_ts,
+                            req_end: None,
+                            stream_id: key,
+                            msg: Message::Db(Box::default()),
+                        },
+                    };
+                    let resp_end = op.end_ts.max(ex.req_start);
+                    ex.msg = Message::Db(Box::new(op));
+                    done.push(Done {
+                        side,
+                        ex,
+                        resp_end,
+                        resp_body: None,
+                        error: None,
+                    });
+                }
+            }
+        }
+    }
+
     /// While a response is drained: returns true when the segment belongs to it.
     fn drain(
         &mut self,
@@ -782,6 +933,11 @@ impl Conn {
     /// The connection closed at `ts`: close-delimited responses end here, anything else
     /// still pending ended without a response.
     pub fn close(&mut self, ts: u64, done: &mut Vec<Done>) {
+        if let Proto::Db(db) = &mut self.proto {
+            let mut evs = Vec::new();
+            db.session.close(ts, &mut evs);
+            self.db_events(evs, done);
+        }
         if let Proto::Http2(h2) = &mut self.proto {
             let mut evs = Vec::new();
             h2.close(ts, &mut evs);
@@ -822,5 +978,164 @@ impl Conn {
                 error: Some(why),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocols::db::DbProtocol;
+
+    /// A toy protocol: the client sends "Q <text>\n", the server answers "R\n" or "E\n".
+    #[derive(Default)]
+    struct Toy {
+        bufs: [Vec<u8>; 2],
+        seq: u64,
+        open: VecDeque<(u64, String, u64, u32)>,
+        stats: SessionStats,
+    }
+
+    impl DbSession for Toy {
+        fn feed(
+            &mut self,
+            flow: Flow,
+            data: &[u8],
+            _gap: u64,
+            ts: u64,
+            tid: u32,
+            out: &mut Vec<DbEvent>,
+        ) {
+            let buf = &mut self.bufs[(flow == Flow::ToClient) as usize];
+            buf.extend_from_slice(data);
+            let mut lines = Vec::new();
+            while let Some(n) = buf.iter().position(|&b| b == b'\n') {
+                lines.push(buf.drain(..=n).take(n).collect::<Vec<u8>>());
+            }
+            for line in lines {
+                match (flow, line.as_slice()) {
+                    (Flow::ToServer, [b'Q', b' ', q @ ..]) => {
+                        self.seq += 1;
+                        out.push(DbEvent::Started {
+                            seq: self.seq,
+                            ts,
+                            tid,
+                        });
+                        self.open
+                            .push_back((self.seq, String::from_utf8_lossy(q).into(), ts, tid));
+                    }
+                    (Flow::ToClient, [r @ (b'R' | b'E')]) => {
+                        if let Some((seq, q, start, tid)) = self.open.pop_front() {
+                            out.push(DbEvent::Done(DbOp {
+                                seq,
+                                operation: q.split(' ').next().map(str::to_string),
+                                query_text: Some(q),
+                                error: *r == b'E',
+                                start_ts: start,
+                                end_ts: ts,
+                                tid,
+                                ..Default::default()
+                            }));
+                        }
+                    }
+                    _ => self.stats.malformed += 1,
+                }
+            }
+        }
+        fn close(&mut self, ts: u64, out: &mut Vec<DbEvent>) {
+            for (seq, _, start, tid) in self.open.drain(..) {
+                out.push(DbEvent::Done(DbOp {
+                    seq,
+                    aborted: true,
+                    start_ts: start,
+                    end_ts: ts,
+                    tid,
+                    ..Default::default()
+                }));
+            }
+        }
+        fn stats(&self) -> SessionStats {
+            self.stats
+        }
+    }
+
+    const TOY: &[DbProtocol] = &[DbProtocol {
+        name: "toy",
+        sniff: |flow, b| match (flow, b) {
+            (Flow::ToServer, [b'Q', b' ', ..]) => Sniff::Yes,
+            (Flow::ToServer, [b'Q'] | []) => Sniff::NeedMore,
+            _ => Sniff::No,
+        },
+        session: |_| Box::<Toy>::default(),
+    }];
+
+    #[test]
+    fn a_database_session_gives_exchanges_in_order() {
+        for (dir_q, dir_r, side) in [
+            (Direction::Send, Direction::Recv, Side::Client),
+            (Direction::Recv, Direction::Send, Side::Server),
+        ] {
+            let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
+            c.databases = TOY;
+            let mut done = Vec::new();
+            // The first byte alone: too few to tell.
+            c.feed(dir_q, b"Q", 0, 10, 7, &mut done);
+            assert!(matches!(c.proto, Proto::Unknown));
+            c.feed(dir_q, b" SELECT 1\nQ UPDATE t\n", 0, 11, 7, &mut done);
+            assert!(matches!(c.proto, Proto::Db(_)));
+            assert_eq!(c.side, Some(side));
+            assert_eq!(c.pending.len(), 2);
+            let out = c.feed(dir_r, b"R\nE\nX\n", 0, 20, 8, &mut done);
+            assert_eq!(out.db.malformed, 1);
+            assert_eq!(done.len(), 2);
+            let ops: Vec<_> = done
+                .iter()
+                .map(|d| match &d.ex.msg {
+                    Message::Db(op) => (
+                        op.query_text.clone().unwrap(),
+                        op.error,
+                        d.ex.req_start,
+                        d.resp_end,
+                        d.ex.tid,
+                    ),
+                    _ => panic!("not a database exchange"),
+                })
+                .collect();
+            assert_eq!(
+                ops,
+                [
+                    ("SELECT 1".to_string(), false, 11, 20, 7),
+                    ("UPDATE t".to_string(), true, 11, 20, 7)
+                ]
+            );
+            assert!(done
+                .iter()
+                .all(|d| d.side == side && !d.ex.header_insertable()));
+            // Closed with one pending: it ends aborted.
+            done.clear();
+            c.feed(dir_q, b"Q SELECT 2\n", 0, 30, 7, &mut done);
+            c.close(40, &mut done);
+            assert_eq!(done.len(), 1);
+            assert!(matches!(&done[0].ex.msg, Message::Db(op) if op.aborted && op.end_ts == 40));
+        }
+    }
+
+    #[test]
+    fn http_still_wins_before_databases() {
+        let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
+        c.databases = TOY;
+        let mut done = Vec::new();
+        c.feed(
+            Direction::Send,
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            0,
+            1,
+            1,
+            &mut done,
+        );
+        assert!(matches!(c.proto, Proto::Http1 { .. }));
+        let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
+        c.databases = TOY;
+        let out = c.feed(Direction::Send, b"\x00\x01garbage", 0, 1, 1, &mut done);
+        assert!(out.unknown_protocol && matches!(c.proto, Proto::Ignored));
     }
 }

@@ -125,6 +125,16 @@ counters! {
     /// Spans not made for SDK-instrumented processes (`skip_sdk_instrumented`), and
     /// OTLP export requests, which never become spans.
     spans_sdk_skipped,
+    /// Database protocol messages that did not parse (the session skipped them or
+    /// resynchronised).
+    db_messages_malformed,
+    /// Database operations whose statement text was never seen (prepared before the
+    /// collector): their spans are named as well as the protocol allows.
+    db_statement_unknown,
+    /// Database messages that are not operations (handshakes, heartbeats, pushes): no span.
+    db_not_operations,
+    /// Query texts cut to `database.max_query_length`.
+    db_query_truncated,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

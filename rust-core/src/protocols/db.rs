@@ -130,3 +130,50 @@ pub trait DbSession {
     fn close(&mut self, ts: u64, out: &mut Vec<DbEvent>);
     fn stats(&self) -> SessionStats;
 }
+
+/// What a protocol's sniffer makes of a connection's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniff {
+    Yes,
+    No,
+    /// Too few bytes to tell.
+    NeedMore,
+}
+
+/// A database protocol as the connection layer knows it (registered in
+/// `protocols::DATABASES`).
+pub struct DbProtocol {
+    pub name: &'static str,
+    /// Whether `first` (a connection's first bytes in one direction) starts this protocol
+    /// flowing in `flow`: a client's first message toward the server, or (MySQL) the
+    /// server's greeting toward the client.
+    pub sniff: fn(flow: Flow, first: &[u8]) -> Sniff,
+    pub session: fn(QueryTextOptions) -> Box<dyn DbSession + Send>,
+}
+
+impl std::fmt::Debug for DbProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl SessionStats {
+    pub fn add(&mut self, o: &SessionStats) {
+        self.malformed += o.malformed;
+        self.statement_unknown += o.statement_unknown;
+        self.not_operations += o.not_operations;
+        self.query_truncated += o.query_truncated;
+    }
+
+    /// The growth since `before` (counters only grow).
+    pub fn since(&self, before: &SessionStats) -> SessionStats {
+        SessionStats {
+            malformed: self.malformed.saturating_sub(before.malformed),
+            statement_unknown: self
+                .statement_unknown
+                .saturating_sub(before.statement_unknown),
+            not_operations: self.not_operations.saturating_sub(before.not_operations),
+            query_truncated: self.query_truncated.saturating_sub(before.query_truncated),
+        }
+    }
+}

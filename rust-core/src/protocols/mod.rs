@@ -6,3 +6,7 @@ pub mod http2;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
+
+/// Database protocols, in the order their sniffers are tried on a new connection's first
+/// bytes (after HTTP/2, TLS and HTTP/1). Adding one is a parser module and a line here.
+pub const DATABASES: &[db::DbProtocol] = &[];

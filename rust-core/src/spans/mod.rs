@@ -274,6 +274,7 @@ impl Assembler {
                     }
                     let mut conn = Conn::new(tuple, hdr.pid, cstr(&comm), tls);
                     conn.listens = self.listens;
+                    conn.query_text = self.cfg.database.query_text();
                     self.contexts.note_local(conn.peer.local);
                     // Read /proc now: short-lived clients are often gone when their span ends.
                     let info = self.procs.get(hdr.pid, &conn.comm);
@@ -342,6 +343,12 @@ impl Assembler {
                 }
                 stats::add(&self.stats.h2_headers_undecodable, out.h2_undecodable);
                 stats::add(&self.stats.responses_without_request, out.orphan_responses);
+                if out.db != Default::default() {
+                    stats::add(&self.stats.db_messages_malformed, out.db.malformed);
+                    stats::add(&self.stats.db_statement_unknown, out.db.statement_unknown);
+                    stats::add(&self.stats.db_not_operations, out.db.not_operations);
+                    stats::add(&self.stats.db_query_truncated, out.db.query_truncated);
+                }
                 if !self.done.is_empty() {
                     let (peer, comm, end) = (conn.peer.clone(), conn.comm.clone(), conn.client_end);
                     self.finish(hdr.pid, &comm, &peer, end, key);
