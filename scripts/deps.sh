@@ -10,7 +10,8 @@ mkdir -p "$CACHE_DIR/bin"
 say() { printf '[deps] %s\n' "$*"; }
 
 # Debian packages: compiler and BPF tooling for the build; servers and clients for the tests.
-apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip openssl libssl3)
+apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip openssl libssl3
+  postgresql redis-server)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +28,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
     (systemctl stop nginx 2>/dev/null || nginx -s stop 2>/dev/null || true)
   fi
+  # Nor the database services their ports: the tests start private servers.
+  for svc in postgresql redis-server; do
+    if [[ " ${missing[*]} " == *" $svc "* ]]; then (systemctl stop "$svc" 2>/dev/null || service "$svc" stop 2>/dev/null || true); fi
+  done
 fi
 
 command -v cargo >/dev/null || { echo "[deps] cargo not found: install Rust 1.95 with rustup" >&2; exit 1; }
@@ -63,5 +68,10 @@ if ! python3 -c 'import flask, requests, opentelemetry.sdk.trace, opentelemetry.
   python3 -m pip install -q flask==3.1.3 requests==2.34.2 opentelemetry-api==1.45.1 opentelemetry-sdk==1.45.1 \
     opentelemetry-exporter-otlp-proto-http==1.45.1 opentelemetry-instrumentation-flask==0.66b1 \
     opentelemetry-instrumentation-requests==0.66b1
+fi
+# Database clients of the e2e tests: psycopg (3) and psycopg2 (libpq), redis-py.
+if ! python3 -c 'import psycopg, psycopg2, redis' 2>/dev/null; then
+  say "installing psycopg, psycopg2 and redis-py (database clients of the e2e tests)"
+  python3 -m pip install -q "psycopg[binary]==3.3.9" psycopg2-binary==2.9.13 redis==8.1.0
 fi
 say "ok"

@@ -854,3 +854,42 @@ def start_nginx(procs: Procs, tmp_path: Path, port: int, extra: str = "") -> sub
     p = procs.spawn(["nginx", "-p", d, "-e", d / "error.log", "-c", conf, "-g", "daemon off;"], name="nginx")
     wait_listening(port, p, what="nginx")
     return p
+
+
+# ------------------------------------------------- database servers, private to a test
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    assert found, f"PostgreSQL's {name} is missing (make deps installs postgresql)"
+    return str(found[-1])
+
+
+def start_postgres(procs: Procs, tmp_path: Path) -> int:
+    """A PostgreSQL server of its own (initdb in tmp_path, run as the postgres user, TCP
+    on 127.0.0.1 and a free port, trust auth); returns the port. Database `postgres`,
+    user `postgres`."""
+    d = tmp_path / "pg"
+    d.mkdir(parents=True)
+    shutil.chown(d, "postgres", "postgres")
+    os.chmod(tmp_path, 0o755)
+    data = d / "data"
+    subprocess.run(["runuser", "-u", "postgres", "--", _pg_bin("initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True, timeout=120)
+    port = free_port()
+    p = procs.spawn(["runuser", "-u", "postgres", "--", _pg_bin("postgres"), "-D", str(data), "-p", str(port),
+                     "-h", "127.0.0.1", "-k", str(d), "-c", "fsync=off", "-c", "max_connections=20"],
+                    name="postgres")
+    wait_listening(port, p, what="postgres")
+    return port
+
+
+def start_redis(procs: Procs, tmp_path: Path) -> int:
+    """A redis-server of its own (no persistence, dir in tmp_path); returns its port."""
+    d = tmp_path / "redis"
+    d.mkdir(parents=True)
+    port = free_port()
+    p = procs.spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                     "--dir", str(d)], name="redis")
+    wait_listening(port, p, what="redis")
+    return port
