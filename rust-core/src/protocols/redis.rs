@@ -1,1 +1,0 @@
-//! Redis RESP2/RESP3 (being written: see protocols/db.rs for the interface).
