@@ -9,4 +9,8 @@ pub mod sql;
 
 /// Database protocols, in the order their sniffers are tried on a new connection's first
 /// bytes (after HTTP/2, TLS and HTTP/1). Adding one is a parser module and a line here.
-pub const DATABASES: &[db::DbProtocol] = &[];
+pub const DATABASES: &[db::DbProtocol] = &[db::DbProtocol {
+    name: "redis",
+    sniff: redis::sniff,
+    session: |opts| Box::new(redis::RedisSession::new(opts)),
+}];

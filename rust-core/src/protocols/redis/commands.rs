@@ -336,11 +336,12 @@ pub fn redaction(name: &str, sub: Option<&str>) -> Redact {
     }
 }
 
-/// Handshakes and heartbeats: no span (counted in `not_operations`).
+/// Handshakes and heartbeats: no span (counted in `not_operations`). redis-py 8 sends
+/// CLIENT MAINT_NOTIFICATIONS on every connect (an error on servers before 8.2).
 pub fn is_operation(name: &str, sub: Option<&str>) -> bool {
     !matches!(
         (name, sub),
-        ("PING" | "HELLO" | "AUTH", _) | ("CLIENT", Some("SETINFO"))
+        ("PING" | "HELLO" | "AUTH", _) | ("CLIENT", Some("SETINFO" | "MAINT_NOTIFICATIONS"))
     )
 }
 

@@ -10,8 +10,8 @@
 //!
 //! Choices (the tests pin them):
 //! - Spans: one per command, MULTI and EXEC included (a command queued in a transaction
-//!   ends at its `+QUEUED`; EXEC's span covers the execution). PING, HELLO, AUTH and
-//!   CLIENT SETINFO are no operations (`not_operations`, one per command); so are pub/sub
+//!   ends at its `+QUEUED`; EXEC's span covers the execution). PING, HELLO, AUTH,
+//!   CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS are no operations (`not_operations`, one per command); so are pub/sub
 //!   messages, RESP3 pushes other than expected confirmations, and replies with no
 //!   command waiting (a connection seen mid-stream, MONITOR's feed).
 //! - `db.operation.name` / `db.query.summary`: the command upper case, with the
@@ -80,13 +80,7 @@ pub const MAX_PENDING: usize = 1024;
 /// feeds.
 const SCRATCH_KEPT: usize = 64;
 
-/// Whether a connection's first bytes are Redis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sniff {
-    Yes,
-    No,
-    NeedMore,
-}
+pub use super::db::Sniff;
 
 /// A connection's first bytes (`flow`: their direction): Redis when, toward the server,
 /// they are an array of bulk strings whose first is a known command (case-insensitive) or

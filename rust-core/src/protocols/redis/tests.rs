@@ -1560,7 +1560,6 @@ fn golden_redis_py() {
     let (o, st) = replay("py");
     let b: Vec<_> = o.iter().map(brief).collect();
     let mut want = vec![
-        "CLIENT MAINT_NOTIFICATIONS ON ? ? !ERR".to_string(),
         "SELECT 3".to_string(),
         "SET user:1 ? [3]".to_string(),
         "GET user:1 [3]".to_string(),
@@ -1591,14 +1590,14 @@ fn golden_redis_py() {
     want.push(format!("DEL big{} [3]", " ?".repeat(24)));
     assert_eq!(b, want);
     // The pipeline's ops share their start and end.
-    assert!(o[7..47]
+    assert!(o[6..46]
         .iter()
-        .all(|x| (x.start_ts, x.end_ts) == (o[7].start_ts, o[7].end_ts)));
-    // HELLO, CLIENT SETINFO x2.
+        .all(|x| (x.start_ts, x.end_ts) == (o[6].start_ts, o[6].end_ts)));
+    // HELLO, CLIENT SETINFO x2, CLIENT MAINT_NOTIFICATIONS.
     assert_eq!(
         st,
         SessionStats {
-            not_operations: 3,
+            not_operations: 4,
             ..SessionStats::default()
         }
     );
@@ -1610,7 +1609,6 @@ fn golden_redis_py_resp3() {
     assert_eq!(
         o.iter().map(brief).collect::<Vec<_>>(),
         [
-            "CLIENT MAINT_NOTIFICATIONS ON ? ? !ERR",
             "HSET h:r3 ? ? ? ?",
             "HGETALL h:r3",
             "SADD s:r3 ? ?",
@@ -1622,10 +1620,11 @@ fn golden_redis_py_resp3() {
             "DEL h:r3 ?",
         ]
     );
+    // HELLO, CLIENT SETINFO x2, CLIENT MAINT_NOTIFICATIONS.
     assert_eq!(
         st,
         SessionStats {
-            not_operations: 3,
+            not_operations: 4,
             ..SessionStats::default()
         }
     );
@@ -1660,7 +1659,6 @@ fn golden_redis_pubsub_resp3() {
     assert_eq!(
         o.iter().map(brief).collect::<Vec<_>>(),
         [
-            "CLIENT MAINT_NOTIFICATIONS ON ? ? !ERR",
             "SUBSCRIBE news ?",
             "PSUBSCRIBE log.*",
             "UNSUBSCRIBE news ?",
@@ -1668,11 +1666,11 @@ fn golden_redis_pubsub_resp3() {
             "GET after"
         ]
     );
-    // HELLO, CLIENT SETINFO x2, 3 messages, PING.
+    // HELLO, CLIENT SETINFO x2, CLIENT MAINT_NOTIFICATIONS, 3 messages, PING.
     assert_eq!(
         st,
         SessionStats {
-            not_operations: 7,
+            not_operations: 8,
             ..SessionStats::default()
         }
     );
