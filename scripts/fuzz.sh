@@ -8,7 +8,7 @@ secs=${1:-30}
 cd "$(dirname "$0")/../rust-core/fuzz"
 export CARGO_TARGET_DIR=${CACHE_DIR:-$HOME/.cache/otelcol-ebpf}/fuzz-target
 target=x86_64-unknown-linux-gnu
-targets=(http1 http2)
+targets=(http1 http2 postgres)
 # --target keeps the coverage flags off build scripts.
 RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
