@@ -775,25 +775,48 @@ impl Conn {
         for p in self.databases {
             for flow in [Flow::ToServer, Flow::ToClient] {
                 match (p.sniff)(flow, head) {
-                    Sniff::Yes => {
-                        let sent_by_client = flow == Flow::ToServer;
-                        self.side = Some(if (dir == Direction::Send) == sent_by_client {
-                            Side::Client
-                        } else {
-                            Side::Server
-                        });
-                        self.proto = Proto::Db(DbConn {
-                            session: (p.session)(self.query_text),
-                            reported: SessionStats::default(),
-                        });
-                        return Some(Sniff::Yes);
-                    }
+                    Sniff::Yes => return Some(self.become_db(p, flow, dir)),
                     Sniff::NeedMore => verdict = Some(Sniff::NeedMore),
                     Sniff::No => {}
                 }
             }
         }
-        verdict.or(Some(Sniff::No))
+        if verdict.is_some() {
+            return verdict;
+        }
+        // Mid-stream, on the protocol's port: which end listens tells the flow.
+        for p in self.databases {
+            let (local, remote) = (self.tuple.sport, self.tuple.dport);
+            let flow = match (dir, local == p.port, remote == p.port) {
+                (Direction::Send, false, true) | (Direction::Recv, true, false) => Flow::ToServer,
+                (Direction::Send, true, false) | (Direction::Recv, false, true) => Flow::ToClient,
+                _ => continue,
+            };
+            if (p.midstream)(flow, head) {
+                return Some(self.become_db(p, flow, dir));
+            }
+        }
+        Some(Sniff::No)
+    }
+
+    /// The connection is `p`'s: the bytes that told it flowed `flow` in direction `dir`.
+    fn become_db(
+        &mut self,
+        p: &crate::protocols::db::DbProtocol,
+        flow: Flow,
+        dir: Direction,
+    ) -> Sniff {
+        let sent_by_client = flow == Flow::ToServer;
+        self.side = Some(if (dir == Direction::Send) == sent_by_client {
+            Side::Client
+        } else {
+            Side::Server
+        });
+        self.proto = Proto::Db(DbConn {
+            session: (p.session)(self.query_text),
+            reported: SessionStats::default(),
+        });
+        Sniff::Yes
     }
 
     /// Feeds a database connection and turns its session's events into exchanges.
@@ -1060,6 +1083,8 @@ mod tests {
 
     const TOY: &[DbProtocol] = &[DbProtocol {
         name: "toy",
+        port: 7777,
+        midstream: |flow, b| flow == Flow::ToClient && b.first() == Some(&b'R'),
         sniff: |flow, b| match (flow, b) {
             (Flow::ToServer, [b'Q', b' ', ..]) => Sniff::Yes,
             (Flow::ToServer, [b'Q'] | []) => Sniff::NeedMore,
@@ -1136,6 +1161,27 @@ mod tests {
         let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
         c.databases = TOY;
         let out = c.feed(Direction::Send, b"\x00\x01garbage", 0, 1, 1, &mut done);
+        assert!(out.unknown_protocol && matches!(c.proto, Proto::Ignored));
+    }
+
+    #[test]
+    fn mid_stream_database_connections_need_the_port_hint() {
+        let tuple = |sport, dport| ConnTuple {
+            sport,
+            dport,
+            ..Default::default()
+        };
+        let mut done = Vec::new();
+        // A reply read by the end that connected to the protocol's port: the client.
+        let mut c = Conn::new(tuple(40000, 7777), 1, "app".into(), false);
+        c.databases = TOY;
+        c.feed(Direction::Recv, b"R\n", 0, 1, 1, &mut done);
+        assert!(matches!(c.proto, Proto::Db(_)));
+        assert_eq!(c.side, Some(Side::Client));
+        // The same bytes on another port: not guessed.
+        let mut c = Conn::new(tuple(40000, 7000), 1, "app".into(), false);
+        c.databases = TOY;
+        let out = c.feed(Direction::Recv, b"R\n", 0, 1, 1, &mut done);
         assert!(out.unknown_protocol && matches!(c.proto, Proto::Ignored));
     }
 }

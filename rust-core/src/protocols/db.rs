@@ -148,6 +148,11 @@ pub struct DbProtocol {
     /// flowing in `flow`: a client's first message toward the server, or (MySQL) the
     /// server's greeting toward the client.
     pub sniff: fn(flow: Flow, first: &[u8]) -> Sniff,
+    /// A connection first seen mid-stream (a pool opened before the collector) has no
+    /// first message: on the protocol's usual port only (the hint), bytes that are
+    /// plausibly its messages in `flow` make it this protocol's.
+    pub port: u16,
+    pub midstream: fn(flow: Flow, data: &[u8]) -> bool,
     pub session: fn(QueryTextOptions) -> Box<dyn DbSession + Send>,
 }
 

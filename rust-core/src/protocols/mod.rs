@@ -9,8 +9,19 @@ pub mod sql;
 
 /// Database protocols, in the order their sniffers are tried on a new connection's first
 /// bytes (after HTTP/2, TLS and HTTP/1). Adding one is a parser module and a line here.
-pub const DATABASES: &[db::DbProtocol] = &[db::DbProtocol {
-    name: "redis",
-    sniff: redis::sniff,
-    session: |opts| Box::new(redis::RedisSession::new(opts)),
-}];
+pub const DATABASES: &[db::DbProtocol] = &[
+    db::DbProtocol {
+        name: "postgresql",
+        sniff: postgres::sniff,
+        port: 5432,
+        midstream: postgres::plausible_midstream,
+        session: |opts| Box::new(postgres::PgSession::new(opts)),
+    },
+    db::DbProtocol {
+        name: "redis",
+        sniff: redis::sniff,
+        port: 6379,
+        midstream: redis::plausible_midstream,
+        session: |opts| Box::new(redis::RedisSession::new(opts)),
+    },
+];

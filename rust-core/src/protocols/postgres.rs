@@ -1,1 +1,0 @@
-//! PostgreSQL v3 wire protocol (being written: see protocols/db.rs for the interface).

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Records a TCP conversation through a tiny proxy, for the protocol parsers' golden tests.
+
+Every chunk read from either side is forwarded and appended to the output file as one record:
+u8 flow (0 toward the server, 1 toward the client), u64 ts in ns (LE), u32 len (LE), bytes.
+A chunk is what one recv() returned, so message boundaries fall anywhere, as in the kernel's
+captures. Records are written in the order the proxy read them (a reply is never read before
+the request that caused it was forwarded).
+
+  capture_tcp.py proxy --listen PORT --target HOST:PORT --out FILE [--connections N]
+      forward and record until N connections (default 1) have closed.
+  capture_tcp.py postgres [--outdir DIR]
+      as root: start a private PostgreSQL 15 (initdb in a temp dir, run as the postgres user,
+      SCRAM for TCP, no TLS), record psql, psycopg 3 and psycopg2 into DIR/postgres_*.bin
+      (default: this script's directory), stop the server.
+      Needs `apt-get install postgresql` and `pip install 'psycopg[binary]' psycopg2-binary`.
+"""
+import argparse
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Recorder:
+    def __init__(self, path):
+        self.f = open(path, "wb")
+        self.lock = threading.Lock()
+
+    def write(self, flow, data):
+        with self.lock:
+            self.f.write(struct.pack("<BQI", flow, time.time_ns(), len(data)))
+            self.f.write(data)
+
+    def close(self):
+        with self.lock:
+            self.f.close()
+
+
+def pump(src, dst, flow, rec):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            rec.write(flow, data)
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class Proxy:
+    """Listens on 127.0.0.1:port (0: any free port) and forwards to target, recording."""
+
+    def __init__(self, target, out, port=0, connections=1):
+        self.target = target
+        self.rec = Recorder(out)
+        self.connections = connections
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", port))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        workers = []
+        for _ in range(self.connections):
+            client, _ = self.srv.accept()
+            server = socket.create_connection(self.target)
+            for src, dst, flow in ((client, server, 0), (server, client, 1)):
+                t = threading.Thread(target=pump, args=(src, dst, flow, self.rec), daemon=True)
+                t.start()
+                workers.append(t)
+        for t in workers:
+            t.join()
+        self.srv.close()
+        self.rec.close()
+
+    def wait(self, timeout=30):
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise RuntimeError("proxied connection did not close")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, deadline=20):
+    end = time.time() + deadline
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL scenarios
+# ---------------------------------------------------------------------------------------------
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+USER, PASSWORD, DB = "app", "secret", "shop"
+
+
+def as_postgres(*cmd, **kw):
+    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, **kw)
+
+
+def start_postgres(tmp):
+    data = os.path.join(tmp, "data")
+    os.chmod(tmp, 0o755)
+    shutil.chown(tmp, "postgres", "postgres")
+    as_postgres(
+        f"{PG_BIN}/initdb", "-D", data, "--auth-local=trust", "--auth-host=scram-sha-256",
+        "-U", "postgres", stdout=subprocess.DEVNULL,
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        ["runuser", "-u", "postgres", "--", f"{PG_BIN}/postgres", "-D", data, "-k", tmp,
+         "-p", str(port), "-c", "listen_addresses=127.0.0.1", "-c", "ssl=off"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "server.log"), "wb"),
+    )
+    wait_port(port, proc)
+    sql = (f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'; "
+           f"CREATE DATABASE {DB} OWNER {USER};")
+    for stmt in sql.split("; "):
+        as_postgres(f"{PG_BIN}/psql", "-X", "-q", "-h", tmp, "-p", str(port), "-U", "postgres",
+                    "-d", "postgres", "-c", stmt)
+    return proc, port
+
+
+def record(port, out, client):
+    proxy = Proxy(("127.0.0.1", port), out)
+    client(proxy.port)
+    proxy.wait()
+    print(f"{out}: {os.path.getsize(out)} bytes", file=sys.stderr)
+
+
+def dsn(port):
+    return f"host=127.0.0.1 port={port} user={USER} password={PASSWORD} dbname={DB}"
+
+
+def psql(port):
+    env = dict(os.environ, PGPASSWORD=PASSWORD)
+    subprocess.run(
+        ["psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-U", USER, "-d", DB,
+         "-c", "select 1",
+         "-c", "select 1/0",
+         "-c", "create table if not exists items (id int primary key, name text)",
+         "-c", "insert into items values (1, 'one') on conflict do nothing; select * from items"],
+        env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def psycopg3(port):
+    import psycopg
+
+    with psycopg.connect(dsn(port), autocommit=True) as conn:
+        cur = conn.cursor()
+        # prepare=True: a named server-side statement, parsed once, executed three times.
+        for i in (1, 2, 3):
+            cur.execute("SELECT id, name FROM items WHERE id = %s", (i,), prepare=True)
+            cur.fetchall()
+        # Pipeline mode: many Parse/Bind/Execute before one Sync; the division fails and
+        # the server skips the two statements after it.
+        try:
+            with conn.pipeline():
+                for i in (10, 11, 12):
+                    cur.execute("INSERT INTO items (id, name) VALUES (%s, %s)", (i, f"n{i}"))
+                cur.execute("SELECT 1 / %s", (0,))
+                cur.execute("SELECT %s::int", (2,))
+                cur.execute("SELECT %s::int", (3,))
+        except psycopg.Error:
+            pass
+
+
+def psycopg2_client(port):
+    import psycopg2
+
+    conn = psycopg2.connect(dsn(port))
+    cur = conn.cursor()
+    cur.execute("SELECT name FROM items WHERE id = %s", (1,))
+    cur.fetchall()
+    try:
+        cur.execute("SELECT * FROM missing_table")
+    except psycopg2.Error:
+        conn.rollback()
+    cur.execute("UPDATE items SET name = %s WHERE id = %s", ("uno", 1))
+    conn.commit()
+    conn.close()
+
+
+def postgres(outdir):
+    tmp = tempfile.mkdtemp(prefix="pgcap-")
+    proc = None
+    try:
+        proc, port = start_postgres(tmp)
+        record(port, os.path.join(outdir, "postgres_psql.bin"), psql)
+        record(port, os.path.join(outdir, "postgres_psycopg.bin"), psycopg3)
+        record(port, os.path.join(outdir, "postgres_psycopg2.bin"), psycopg2_client)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("proxy")
+    p.add_argument("--listen", type=int, required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--connections", type=int, default=1)
+    g = sub.add_parser("postgres")
+    g.add_argument("--outdir", default=HERE)
+    a = ap.parse_args()
+    if a.cmd == "proxy":
+        host, port = a.target.rsplit(":", 1)
+        proxy = Proxy((host, int(port)), a.out, a.listen, a.connections)
+        proxy.thread.join()
+    else:
+        postgres(a.outdir)
+
+
+if __name__ == "__main__":
+    main()
