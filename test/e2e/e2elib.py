@@ -872,7 +872,11 @@ def start_postgres(procs: Procs, tmp_path: Path) -> int:
     d = tmp_path / "pg"
     d.mkdir(parents=True)
     shutil.chown(d, "postgres", "postgres")
-    os.chmod(tmp_path, 0o755)
+    # The postgres user must reach it: pytest's directories are root's alone.
+    for up in [tmp_path, *tmp_path.parents]:
+        if up == Path("/") or up == Path(tempfile.gettempdir()):
+            break
+        os.chmod(up, os.stat(up).st_mode | 0o011)
     data = d / "data"
     subprocess.run(["runuser", "-u", "postgres", "--", _pg_bin("initdb"), "-D", str(data), "-A", "trust",
                     "-U", "postgres"], check=True, capture_output=True, timeout=120)
