@@ -521,10 +521,11 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), fname) < 0)
 		e->filename[0] = 0;
 	bpf_map_delete_elem(&port_hits, &pid);
-	if (!state || *state != PROC_EXCLUDED) {
-		__u32 pending = PROC_PENDING;
-		bpf_map_update_elem(&proc_state, &pid, &pending, BPF_ANY);
-	}
+	/* PENDING even when it inherited EXCLUDED: an exe that an instrument selector names
+	 * is traced from its first call (a curl run by an excluded shell), and what it sends
+	 * before userspace decides is dropped there if it stays excluded. */
+	__u32 pending = PROC_PENDING;
+	bpf_map_update_elem(&proc_state, &pid, &pending, BPF_ANY);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }

@@ -2,8 +2,10 @@
 """make bench: overhead of tracing nginx under wrk and a grpcio service under a gRPC load
 (untraced and traced runs alternated in one run), the collector's CPU per request and spans
 per request; injection latency; connected traces; then the core's criterion benchmark. Prints a markdown report and writes it to docs/benchmarks.md."""
+import glob
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -173,6 +175,81 @@ def grpc_load(port):
                          capture_output=True, text=True, check=True).stdout
     calls = int(out.split()[-1])
     return calls, calls / SECS
+
+
+def db_round(d, mport, load):
+    """One untraced run of `load()` (returns operations, ops/s), then one with a collector
+    tracing every process (client and server: two spans per operation)."""
+    ops0, base = load()
+    col = subprocess.Popen([BIN, "--config", f"{d}/db.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_ready(mport)
+    time.sleep(1)
+    names = ("otelcol_receiver_accepted_spans", "otelcol_ebpf_events_lost", "otelcol_ebpf_db_messages_malformed")
+    c0, m0 = cpu_us(col.pid), [metric(mport, n) for n in names]
+    ops, traced = load()
+    time.sleep(1.5)
+    c1, m1 = cpu_us(col.pid), [metric(mport, n) for n in names]
+    col.terminate()
+    col.wait(30)
+    spans, lost, malformed = (b - a for a, b in zip(m0, m1))
+    return {"base": base, "traced": traced, "cpu": (c1 - c0) / ops, "spans": spans / ops, "lost": lost,
+            "malformed": malformed}
+
+
+def measure_db(d, rounds=3):
+    """pgbench (prepared and simple protocol, select-only) against a private PostgreSQL and
+    redis-benchmark -P 16 against a private Redis, traced vs untraced interleaved."""
+    mport = free_port()
+    write_config(f"{d}/db.yaml", "debug: {verbosity: basic}", mport, receiver="{}")
+    pg = tempfile.mkdtemp(prefix="bench-pg-")
+    os.chmod(pg, 0o755)
+    subprocess.run(["chown", "postgres", pg], check=True)
+    bindir = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/initdb", "-D", f"{pg}/data", "-A", "trust", "-U",
+                    "postgres"], check=True, capture_output=True)
+    pport, rport = free_port(), free_port()
+    server = subprocess.Popen(["runuser", "-u", "postgres", "--", f"{bindir}/postgres", "-D", f"{pg}/data", "-p",
+                               str(pport), "-h", "127.0.0.1", "-k", pg, "-c", "fsync=off"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", pg], stdout=subprocess.DEVNULL)
+    wait_port(pport)
+    wait_port(rport)
+    pgb = [f"{bindir}/pgbench", "-h", "127.0.0.1", "-p", str(pport), "-U", "postgres"]
+    subprocess.run([*pgb, "-i", "-s", "1", "-q", "postgres"], check=True, capture_output=True)
+
+    def pgbench(mode):
+        def run():
+            out = subprocess.run([*pgb, "-M", mode, "-S", "-c", "4", "-j", "1", "-T", str(SECS), "postgres"],
+                                 capture_output=True, text=True, check=True).stdout
+            n = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
+            return n, n / SECS
+        return run
+
+    def redis_bench():
+        t0 = time.monotonic()
+        n = 200000
+        subprocess.run(["redis-benchmark", "-p", str(rport), "-P", "16", "-t", "set,get", "-n", str(n), "-q"],
+                       capture_output=True, check=True)
+        return 2 * n, 2 * n / (time.monotonic() - t0)
+
+    out = {}
+    try:
+        for name, load in (("pgbench -M prepared -S", pgbench("prepared")), ("pgbench -M simple -S", pgbench("simple")),
+                           ("redis-benchmark -P 16 (SET, GET)", redis_bench)):
+            out[name] = []
+            for i in range(rounds):
+                r = db_round(d, mport, load)
+                out[name].append(r)
+                print(f"{name} round {i + 1}: untraced {r['base']:.0f} ops/s, traced {r['traced']:.0f} ops/s, "
+                      f"ratio {r['traced'] / r['base']:.2f}, collector {r['cpu']:.1f} us/op, spans/op {r['spans']:.2f}, "
+                      f"events lost {r['lost']:.0f}, malformed {r['malformed']:.0f}", flush=True)
+    finally:
+        for p in (server, redis):
+            p.terminate()
+            p.wait(30)
+        shutil.rmtree(pg, ignore_errors=True)
+    return out
 
 
 def measure_grpc(d):
@@ -445,6 +522,7 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
         nginx.wait()
 
     startup = measure_startup(d)
+    dbs = measure_db(d)
     grpc_rows = measure_grpc(d)
     chains = [measure_chain(d, m) for m in ("headers", "off")]
     loops = [measure_event_loop(d, m) for m in ("headers", "off")]
@@ -535,6 +613,17 @@ are exact (the chain above, and the e2e tests).
 | mode | requests | calls with the right parent | with a wrong parent | without parent |
 |---|---|---|---|---|
 """ + "\n".join(f"| {l['mode']} | {l['requests']} | {l['right']} ({l['right'] / l['requests']:.0%}) | {l['wrong']} | {l['none']} |" for l in loops) + f"""
+
+## Databases under load, traced vs untraced
+
+A private PostgreSQL (`pgbench -S`: one primary-key SELECT per transaction, 4 clients) and a
+private Redis (`redis-benchmark -P 16`, SET and GET); the collector traces every process, so
+each operation gives a CLIENT span (pgbench, redis-benchmark) and a SERVER span (the
+server). {len(next(iter(dbs.values())))} untraced/traced pairs each, interleaved in one run.
+
+| load | round | untraced ops/s | traced ops/s | ratio | collector CPU µs/op | spans/op | events lost | malformed |
+|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(f"| {name} | {i + 1} | {r['base']:.0f} | {r['traced']:.0f} | {r['traced'] / r['base']:.2f} | {r['cpu']:.1f} | {r['spans']:.2f} | {r['lost']:.0f} | {r['malformed']:.0f} |" for name, rows in dbs.items() for i, r in enumerate(rows)) + f"""
 
 ## Start-up with many processes running
 
