@@ -132,6 +132,8 @@ pub struct Assembler {
     /// (not when replaying recordings).
     own_read_ns: u64,
     own_reread: bool,
+    /// Local ports a read of our listeners found not ours, and when.
+    not_ours: HashMap<u16, u64>,
     /// Lines for the collector's log, taken by `take_notices`.
     notices: Vec<String>,
 }
@@ -157,6 +159,7 @@ impl Assembler {
             own: OwnEndpoints::default(),
             own_read_ns: 0,
             own_reread: true,
+            not_ours: HashMap::new(),
             notices: Vec::new(),
         }
     }
@@ -173,20 +176,33 @@ impl Assembler {
         self.own_read_ns = now;
     }
 
-    /// Whether a client request to `peer` went to this collector. A request to a local
-    /// port not known as ours reads our listeners again (at most every 100 ms): the
-    /// other receivers start after this one and may open their ports at any time.
-    fn reaches_collector(&mut self, peer: &crate::conn::Peer, now: u64) -> bool {
+    /// Whether a client request to `peer`, started at `start`, went to this collector.
+    /// The other receivers start after this one and open their ports at any time, so a
+    /// request to a local port not known as ours reads our listeners again unless a read
+    /// made after the request started said so already; a port is read for at most every
+    /// 100 ms (a busy local service costs a few reads a second, not one per request).
+    fn reaches_collector(&mut self, peer: &crate::conn::Peer, start: u64, now: u64) -> bool {
         let ours = |o: &OwnEndpoints| o.is_ours(peer.remote, peer.remote_port, peer.netns);
         if ours(&self.own) {
             return true;
         }
         let local = peer.remote.is_loopback() || self.own.addrs.contains(&peer.remote);
-        if !self.own_reread || !local || now.saturating_sub(self.own_read_ns) < 100_000_000 {
+        if !self.own_reread || !local || self.own_read_ns >= start {
+            return false;
+        }
+        let checked = self.not_ours.get(&peer.remote_port).copied().unwrap_or(0);
+        if checked >= start || now.saturating_sub(checked) < 100_000_000 {
             return false;
         }
         self.set_own_endpoints(OwnEndpoints::read(), now);
-        ours(&self.own)
+        if ours(&self.own) {
+            return true;
+        }
+        if self.not_ours.len() >= 4096 {
+            self.not_ours.clear();
+        }
+        self.not_ours.insert(peer.remote_port, now);
+        false
     }
 
     /// A process sent an OTLP export: it is SDK-instrumented.
@@ -476,7 +492,8 @@ impl Assembler {
                 stats::inc(&self.stats.spans_sdk_skipped);
                 continue;
             }
-            let to_us = d.side == Side::Client && self.reaches_collector(peer, d.resp_end);
+            let to_us =
+                d.side == Side::Client && self.reaches_collector(peer, d.ex.req_start, d.resp_end);
             if to_us || (d.side == Side::Server && end == PeerEnd::Collector) {
                 // This collector's own traffic: its exports, its receivers, its telemetry.
                 stats::inc(&self.stats.spans_collector_traffic);
