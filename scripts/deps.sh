@@ -74,4 +74,9 @@ if ! python3 -c 'import psycopg, psycopg2, redis' 2>/dev/null; then
   say "installing psycopg, psycopg2 and redis-py (database clients of the e2e tests)"
   python3 -m pip install -q "psycopg[binary]==3.3.9" psycopg2-binary==2.9.13 redis==8.1.0
 fi
+# Java and Go clients of the e2e tests: the JDBC driver from Maven Central, the Go
+# modules of test/e2e/apps/godb (pgx, go-redis) into Go's module cache.
+command -v java >/dev/null && command -v mvn >/dev/null || { echo "[deps] java and mvn are needed (OpenJDK 17, Maven)" >&2; exit 1; }
+"$(dirname "$0")/jars.sh"
+(cd "$(dirname "$0")/../test/e2e/apps/godb" && go mod download)
 say "ok"

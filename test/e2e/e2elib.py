@@ -25,6 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 COLLECTOR_BIN = Path(os.environ.get("OTELCOL_EBPF_BIN", REPO / "bin" / "otelcol-ebpf"))
 APPS = Path(__file__).resolve().parent / "apps"
+# Jars from Maven Central, fetched by scripts/jars.sh (make deps).
+JARS = Path(os.environ.get("CACHE_DIR", Path.home() / ".cache" / "otelcol-ebpf")) / "jars"
 PYTHON = sys.executable  # the real interpreter, not a pyenv shim script
 READY_MARK = "Everything is ready"
 
@@ -732,6 +734,15 @@ def go_build(out_dir: Path, app: str, *flags: str) -> Path:
     return out
 
 
+def go_build_module(out_dir: Path, app: str) -> Path:
+    """Builds the Go module test/e2e/apps/<app> (its go.mod names versions from the module
+    proxy; the Go build cache makes a second build fast) into out_dir/<app>."""
+    out = out_dir / app
+    subprocess.run(["go", "build", "-o", out, "."], check=True, capture_output=True, cwd=APPS / app,
+                   env=dict(os.environ, CGO_ENABLED="0"), timeout=600)
+    return out
+
+
 def nginx_conf(d: Path, http_body: str) -> str:
     """An nginx.conf keeping every file under d (one worker, root user), with http_body
     (server blocks, directives) inside its http block."""
@@ -865,10 +876,10 @@ def _pg_bin(name: str) -> str:
     return str(found[-1])
 
 
-def start_postgres(procs: Procs, tmp_path: Path) -> int:
+def start_postgres(procs: Procs, tmp_path: Path, tls: bool = False) -> int:
     """A PostgreSQL server of its own (initdb in tmp_path, run as the postgres user, TCP
     on 127.0.0.1 and a free port, trust auth); returns the port. Database `postgres`,
-    user `postgres`."""
+    user `postgres`. With tls, it also accepts TLS (a self-signed certificate)."""
     d = tmp_path / "pg"
     d.mkdir(parents=True)
     shutil.chown(d, "postgres", "postgres")
@@ -881,8 +892,17 @@ def start_postgres(procs: Procs, tmp_path: Path) -> int:
     subprocess.run(["runuser", "-u", "postgres", "--", _pg_bin("initdb"), "-D", str(data), "-A", "trust",
                     "-U", "postgres"], check=True, capture_output=True, timeout=120)
     port = free_port()
+    extra = []
+    if tls:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "key.pem",
+                        "-out", d / "cert.pem", "-days", "2", "-subj", "/CN=localhost"], check=True,
+                       capture_output=True)
+        for f in ("key.pem", "cert.pem"):
+            shutil.chown(d / f, "postgres", "postgres")
+        os.chmod(d / "key.pem", 0o600)
+        extra = ["-c", "ssl=on", "-c", f"ssl_cert_file={d / 'cert.pem'}", "-c", f"ssl_key_file={d / 'key.pem'}"]
     p = procs.spawn(["runuser", "-u", "postgres", "--", _pg_bin("postgres"), "-D", str(data), "-p", str(port),
-                     "-h", "127.0.0.1", "-k", str(d), "-c", "fsync=off", "-c", "max_connections=20"],
+                     "-h", "127.0.0.1", "-k", str(d), "-c", "fsync=off", "-c", "max_connections=20", *extra],
                     name="postgres")
     wait_listening(port, p, what="postgres")
     return port

@@ -1,10 +1,11 @@
-"""Redis spans: real redis-server (private), real clients (redis-cli, redis-py), every
+"""Redis spans: real redis-server (private), real clients (redis-cli, redis-py, go-redis), every
 command a CLIENT span with the database conventions' attributes and sanitized text, the
 server's SERVER span its child, and queries made while serving a request children of it."""
 
 import concurrent.futures
 
-from e2elib import APPS, PYTHON, brief, client_to, free_port, run_curl, server_on, start_redis, wait_listening
+from e2elib import (APPS, PYTHON, brief, client_to, free_port, go_build_module, run_curl, server_on, start_redis,
+                    wait_listening)
 
 CLIENT_KIND, SERVER_KIND = 3, 2
 
@@ -105,3 +106,33 @@ def test_queries_made_while_serving_are_children(collector, procs, tmp_path):
         assert text == f"GET {key}" or text.startswith("HINCRBY hits "), brief([parent, call])
         assert parent["start"] <= call["start"] and call["end"] <= parent["end"]
     assert sorted(c["name"] for c in calls) == sorted(["GET", "HINCRBY"] * len(keys))
+
+
+def test_go_redis_pipeline_and_transaction(collector, procs, tmp_path):
+    """go-redis v9 over RESP3 (HELLO 3, CLIENT SETINFO: handshakes, no spans) with a pool of
+    connections: db.namespace from its SELECT, a pipeline and a MULTI/EXEC transaction are
+    one span per command, paired in order."""
+    port = start_redis(procs, tmp_path)
+    godb = go_build_module(tmp_path, "godb")
+    client, _ = procs.run([godb, "goredis", port], name="godb-goredis")
+    mine = lambda s: s["resource"].get("process.pid") == client.pid  # noqa: E731
+    spans = [s for s in redis_spans(collector.spans.wait(mine, 15), CLIENT_KIND) if mine(s)]
+    by_conn = {}
+    for s in spans:
+        by_conn.setdefault(s["attrs"]["network.local.port"], []).append(s)
+    first, second = sorted(by_conn.values(), key=lambda ss: ss[0]["start"])
+    assert [s["name"] for s in first] == ["SELECT", "SET", "GET", "HSET", "HGETALL", "LPUSH"], brief(first)
+    assert [s["name"] for s in second] == ["SELECT", "INCR", "INCR", "GET", "MULTI", "SET", "SET", "EXEC"], \
+        brief(second)
+    assert [s["attrs"]["db.query.text"] for s in first] == [
+        "SELECT 2", "SET user:1 ?", "GET user:1", "HSET h:1 ? ?", "HGETALL h:1", "LPUSH user:1 ?"]
+    assert [s["attrs"]["db.query.text"] for s in second[4:]] == ["MULTI", "SET tx:a ?", "SET tx:b ?", "EXEC"]
+    assert "secret-" not in collector.spans.raw_text()
+    for conn in (first, second):
+        assert "db.namespace" not in conn[0]["attrs"], brief(conn)  # before its SELECT: not known
+        assert all(s["attrs"]["db.namespace"] == "2" for s in conn[1:]), brief(conn)
+        assert all(s["attrs"]["server.port"] == port and s["attrs"]["db.operation.name"] == s["name"] for s in conn)
+    assert all(s["status_code"] == 0 for s in first[:-1] + second), brief(spans)
+    wrong = first[-1]
+    assert wrong["status_code"] == 2 and wrong["attrs"]["error.type"] == "WRONGTYPE", brief([wrong])
+    assert len(spans) == 14, brief(spans)  # HELLO and CLIENT SETINFO are not spans
