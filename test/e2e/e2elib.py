@@ -876,7 +876,7 @@ def _pg_bin(name: str) -> str:
     return str(found[-1])
 
 
-def start_postgres(procs: Procs, tmp_path: Path, tls: bool = False) -> int:
+def start_postgres(procs: Procs, tmp_path: Path, tls: bool = False, port: int | None = None) -> int:
     """A PostgreSQL server of its own (initdb in tmp_path, run as the postgres user, TCP
     on 127.0.0.1 and a free port, trust auth); returns the port. Database `postgres`,
     user `postgres`. With tls, it also accepts TLS (a self-signed certificate)."""
@@ -891,7 +891,7 @@ def start_postgres(procs: Procs, tmp_path: Path, tls: bool = False) -> int:
     data = d / "data"
     subprocess.run(["runuser", "-u", "postgres", "--", _pg_bin("initdb"), "-D", str(data), "-A", "trust",
                     "-U", "postgres"], check=True, capture_output=True, timeout=120)
-    port = free_port()
+    port = port or free_port()
     extra = []
     if tls:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "key.pem",
@@ -908,11 +908,11 @@ def start_postgres(procs: Procs, tmp_path: Path, tls: bool = False) -> int:
     return port
 
 
-def start_redis(procs: Procs, tmp_path: Path) -> int:
+def start_redis(procs: Procs, tmp_path: Path, port: int | None = None) -> int:
     """A redis-server of its own (no persistence, dir in tmp_path); returns its port."""
     d = tmp_path / "redis"
     d.mkdir(parents=True)
-    port = free_port()
+    port = port or free_port()
     p = procs.spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                      "--dir", str(d)], name="redis")
     wait_listening(port, p, what="redis")

@@ -16,8 +16,9 @@
 //!   portal was bound to: named statements are remembered per connection (at most
 //!   [`MAX_STATEMENTS`], the oldest forgotten first), the unnamed one until the next
 //!   unnamed Parse or simple Query. An Execute whose statement was never seen (prepared
-//!   before the collector, or forgotten) is still an operation, without text, operation
-//!   or summary, counted in `statement_unknown`.
+//!   before the collector, or forgotten) is still an operation, without text or summary,
+//!   its operation named by the server's CommandComplete tag (`SELECT 3` → `SELECT`),
+//!   counted in `statement_unknown`.
 //! * Pipelines (many groups before one Sync): replies are paired in order. An
 //!   ErrorResponse fails the group the server was answering: that group's Execute gets
 //!   the error (also when the failing message was its Parse or Bind). The server then
@@ -135,6 +136,8 @@ struct Op {
     stmt: Option<Arc<Stmt>>,
     /// An ErrorResponse arrived: its SQLSTATE, if any.
     err: Option<Option<String>>,
+    /// The statement is unknown: the operation its CommandComplete tag names.
+    tag_op: Option<String>,
 }
 
 /// How an operation ended.
@@ -421,7 +424,8 @@ impl Sink for Ctx<'_> {
     fn wants(&self, flow: Flow, typ: u8) -> bool {
         match flow {
             Flow::ToServer => matches!(typ, 0 | b'Q' | b'P' | b'B' | b'E' | b'D' | b'C'),
-            Flow::ToClient => matches!(typ, b'E' | b'Z'),
+            // CommandComplete: its tag names an unknown statement's operation.
+            Flow::ToClient => matches!(typ, b'E' | b'Z' | b'C'),
         }
     }
 
@@ -526,6 +530,7 @@ impl Core {
             tid,
             stmt,
             err: None,
+            tag_op: None,
         }
     }
 
@@ -554,7 +559,7 @@ impl Core {
             seq: op.seq,
             system: Some(DbSystem::Postgresql),
             namespace: self.namespace.clone(),
-            operation: s.and_then(|s| s.info.operation.clone()),
+            operation: s.and_then(|s| s.info.operation.clone()).or(op.tag_op),
             collection: s.and_then(|s| s.info.collection.clone()),
             summary: s.and_then(|s| s.info.summary.clone()),
             query_text: s.and_then(|s| s.text.clone()),
@@ -768,7 +773,8 @@ impl Core {
         match m.typ {
             b'Z' => self.ready(m.end_ts, out),
             b'E' => self.error_response(&m, out),
-            b'C' | b'I' | b's' => self.command_done(m.end_ts, out),
+            b'C' => self.command_done(command_tag_op(m.body), m.end_ts, out),
+            b'I' | b's' => self.command_done(None, m.end_ts, out),
             b'1' | b'2' | b'3' | b'T' | b'n' => {
                 if let Some(Slot::Steps { left, .. }) = self.queue.front_mut() {
                     *left -= 1;
@@ -846,7 +852,9 @@ impl Core {
         }
     }
 
-    fn command_done(&mut self, ts: u64, out: &mut Vec<DbEvent>) {
+    /// `tag_op`: the operation a CommandComplete names, for an Execute whose statement
+    /// is unknown (prepared before the collector).
+    fn command_done(&mut self, tag_op: Option<String>, ts: u64, out: &mut Vec<DbEvent>) {
         if matches!(self.queue.front(), Some(Slot::Simple(_))) {
             return;
         }
@@ -857,14 +865,36 @@ impl Core {
         else {
             return;
         };
-        if !matches!(self.queue[i], Slot::Execute { .. }) {
-            return;
+        match &mut self.queue[i] {
+            Slot::Execute { op, .. } => {
+                if op.stmt.is_none() {
+                    op.tag_op = tag_op;
+                }
+            }
+            _ => return,
         }
         let done: Vec<Slot> = self.queue.drain(..=i).collect();
         for slot in done {
             self.end_slot(slot, ts, out);
         }
     }
+}
+
+/// The command a CommandComplete tag names: `SELECT 3` → `SELECT`, `INSERT 0 1` →
+/// `INSERT`, `CREATE TABLE` as is (trailing counts dropped).
+fn command_tag_op(body: &[u8]) -> Option<String> {
+    let tag = std::str::from_utf8(wire::cstr(body).0).ok()?;
+    let words: Vec<&str> = tag
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .take_while(|w| !w.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    let ok = !words.is_empty()
+        && words.len() <= 4
+        && words
+            .iter()
+            .all(|w| w.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+    ok.then(|| words.join(" "))
 }
 
 /// `database` of a StartupMessage's parameters, else `user`.

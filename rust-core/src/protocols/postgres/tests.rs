@@ -605,7 +605,7 @@ fn named_statement_prepared_once_executed_twice() {
 }
 
 #[test]
-fn unknown_statement_is_an_operation_without_text() {
+fn unknown_statement_is_named_by_its_command_tag() {
     let r = run(&[
         // Mid-stream: a pool connection opened before the collector.
         (
@@ -625,10 +625,9 @@ fn unknown_statement_is_an_operation_without_text() {
     let ops = r.ops();
     assert_eq!(ops.len(), 1);
     let op = &ops[0];
-    assert_eq!(
-        (&op.operation, &op.summary, &op.query_text),
-        (&None, &None, &None)
-    );
+    // The server's CommandComplete says what it was; nothing else is known.
+    assert_eq!(op.operation.as_deref(), Some("SELECT"));
+    assert_eq!((&op.summary, &op.query_text), (&None, &None));
     assert_eq!(op.namespace, None, "mid-stream: no startup seen");
     assert!(!op.error);
     assert_eq!(r.stats.statement_unknown, 1);
@@ -1902,4 +1901,23 @@ fn startup_prefixes() {
     assert!(!wire::startup_prefix(&[0x16, 3, 1, 0, 5], true));
     assert!(!wire::startup_prefix(&[0, 0, 0, 4, 0, 3], true));
     assert!(!wire::startup_prefix(&[0, 0, 0, 9, 0, 2], true));
+}
+
+#[test]
+fn command_tags_name_operations() {
+    for (tag, op) in [
+        ("SELECT 3", Some("SELECT")),
+        ("INSERT 0 1", Some("INSERT")),
+        ("UPDATE 12", Some("UPDATE")),
+        ("CREATE TABLE", Some("CREATE TABLE")),
+        ("COPY 5", Some("COPY")),
+        ("BEGIN", Some("BEGIN")),
+        ("", None),
+        ("select 1", None),
+        ("A B C D E", None),
+    ] {
+        let mut body = tag.as_bytes().to_vec();
+        body.push(0);
+        assert_eq!(super::command_tag_op(&body).as_deref(), op, "{tag:?}");
+    }
 }
