@@ -196,6 +196,26 @@ def db_round(d, mport, load):
             "malformed": malformed}
 
 
+def parser_rows() -> list[dict]:
+    """The db_parsers criterion benchmark: per protocol, its captures and the median time
+    of one replay of all of them."""
+    out = subprocess.run(["cargo", "bench", "--quiet", "-p", "otelcol-ebpf-core", "--bench", "db_parsers", "--",
+                          "--noplot"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    rows, head = [], None
+    units = {"ns": 1e-3, "µs": 1.0, "us": 1.0, "ms": 1e3, "s": 1e6}
+    for line in out.splitlines():
+        m = re.match(r"^(\S+) \((\d+) captures, (\d+) bytes, (\d+) operations\)/replay", line)
+        if m:
+            head = m
+            continue
+        t = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+)", line)
+        if t and head:
+            rows.append({"name": head[1], "captures": int(head[2]), "bytes": int(head[3]), "ops": int(head[4]),
+                         "us": float(t[1]) * units[t[2]]})
+            head = None
+    return rows
+
+
 def measure_db(d, rounds=3):
     """pgbench (prepared and simple protocol, select-only) against a private PostgreSQL and
     redis-benchmark -P 16 against a private Redis, traced vs untraced interleaved."""
@@ -532,6 +552,7 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
     core = subprocess.run(["cargo", "bench", "--quiet", "-p", "otelcol-ebpf-core", "--bench", "assemble", "--", "--noplot"],
                           cwd=ROOT, capture_output=True, text=True)
     core_lines = [l for l in core.stdout.splitlines() if "thrpt" in l or "time:" in l or l.startswith("assemble")]
+    parsers = parser_rows()
     report = f"""# Benchmarks
 
 Produced by `make bench` ({time.strftime('%Y-%m-%d')}, kernel {os.uname().release}, {os.cpu_count()} cores).
@@ -644,7 +665,18 @@ listening socket each).
 the assembler and the OTLP encoder on one core:
 
 ```
-""" + "\n".join(core_lines) + "\n```\n"
+""" + "\n".join(core_lines) + """
+```
+
+## Core: database protocol parsers (criterion)
+
+`cargo bench -p otelcol-ebpf-core --bench db_parsers` replays each protocol's recorded
+conversations (test/golden/<protocol>_*.bin, both directions) through a fresh session per
+conversation, sanitizing and summarising query text as by default, on one core:
+
+| protocol | captures | bytes | operations | time per replay (µs) | operations/s | MiB/s |
+|---|---|---|---|---|---|---|
+""" + "\n".join(f"| {r['name']} | {r['captures']} | {r['bytes']} | {r['ops']} | {r['us']:.1f} | {r['ops'] / r['us'] * 1e6:,.0f} | {r['bytes'] / r['us'] * 1e6 / 2**20:.0f} |" for r in parsers) + "\n"
     print(report)
     # Hand-written analysis below the marker survives a re-run.
     path = os.path.join(ROOT, "docs/benchmarks.md")

@@ -11,7 +11,7 @@ the request that caused it was forwarded).
       forward and record until N connections (default 1) have closed.
   capture_tcp.py postgres [--outdir DIR]
       as root: start a private PostgreSQL 15 (initdb in a temp dir, run as the postgres user,
-      SCRAM for TCP, no TLS), record psql, psycopg 3 and psycopg2 into DIR/postgres_*.bin
+      SCRAM for TCP, no TLS), record psql, psycopg 3 and psycopg2 into DIR/postgresql_*.bin
       (default: this script's directory), stop the server.
       Needs `apt-get install postgresql` and `pip install 'psycopg[binary]' psycopg2-binary`.
 """
@@ -216,9 +216,9 @@ def postgres(outdir):
     proc = None
     try:
         proc, port = start_postgres(tmp)
-        record(port, os.path.join(outdir, "postgres_psql.bin"), psql)
-        record(port, os.path.join(outdir, "postgres_psycopg.bin"), psycopg3)
-        record(port, os.path.join(outdir, "postgres_psycopg2.bin"), psycopg2_client)
+        record(port, os.path.join(outdir, "postgresql_psql.bin"), psql)
+        record(port, os.path.join(outdir, "postgresql_psycopg.bin"), psycopg3)
+        record(port, os.path.join(outdir, "postgresql_psycopg2.bin"), psycopg2_client)
     finally:
         if proc is not None:
             proc.terminate()

@@ -1,5 +1,6 @@
 //! Application-protocol parsers fed with the byte streams captured per connection.
 
+pub mod capture;
 pub mod db;
 pub mod http1;
 pub mod http2;

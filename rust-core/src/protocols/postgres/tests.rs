@@ -1,5 +1,5 @@
 //! Tests: byte sequences built by hand with small message builders, and streams
-//! recorded between real clients and a real PostgreSQL 15 (test/golden/postgres_*.bin).
+//! recorded between real clients and a real PostgreSQL 15 (test/golden/postgresql_*.bin).
 
 use super::*;
 use crate::protocols::db::DbOp;
@@ -1713,16 +1713,11 @@ fn midstream_plausibility() {
 fn golden(name: &str) -> Vec<(Flow, u64, Vec<u8>)> {
     let path = format!("{}/../test/golden/{name}", env!("CARGO_MANIFEST_DIR"));
     let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut recs = Vec::new();
-    let mut p = &raw[..];
-    while !p.is_empty() {
-        let flow = if p[0] == 0 { UP } else { DOWN };
-        let ts = u64::from_le_bytes(p[1..9].try_into().unwrap());
-        let len = u32::from_le_bytes(p[9..13].try_into().unwrap()) as usize;
-        recs.push((flow, ts, p[13..13 + len].to_vec()));
-        p = &p[13 + len..];
-    }
-    recs
+    crate::protocols::capture::read(&raw)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .into_iter()
+        .map(|r| (r.flow, r.ts, r.data))
+        .collect()
 }
 
 /// Replays a capture: whole records, then byte by byte, then with every record cut to
@@ -1796,7 +1791,7 @@ fn assert_ops(ops: &[DbOp], want: &[(&str, Option<&str>)]) {
 
 #[test]
 fn golden_psql_simple_queries() {
-    let name = "postgres_psql.bin";
+    let name = "postgresql_psql.bin";
     let (ops, stats, ns) = replay(name);
     assert_eq!(ns.as_deref(), Some("shop"));
     assert_timing(name, &ops);
@@ -1822,7 +1817,7 @@ fn golden_psql_simple_queries() {
 
 #[test]
 fn golden_psycopg_prepared_and_pipeline() {
-    let name = "postgres_psycopg.bin";
+    let name = "postgresql_psycopg.bin";
     let (ops, stats, ns) = replay(name);
     assert_eq!(ns.as_deref(), Some("shop"));
     assert_timing(name, &ops);
@@ -1862,7 +1857,7 @@ fn golden_psycopg_prepared_and_pipeline() {
 
 #[test]
 fn golden_psycopg2() {
-    let name = "postgres_psycopg2.bin";
+    let name = "postgresql_psycopg2.bin";
     let (ops, _, ns) = replay(name);
     assert_eq!(ns.as_deref(), Some("shop"));
     assert_timing(name, &ops);

@@ -1393,23 +1393,17 @@ fn golden(name: &str) -> Vec<Feed> {
         env!("CARGO_MANIFEST_DIR")
     );
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut feeds = Vec::new();
-    let mut off = 0;
-    while off < data.len() {
-        let flow = if data[off] == 0 { C } else { S };
-        let ts = u64::from_le_bytes(data[off + 1..off + 9].try_into().unwrap());
-        let len = u32::from_le_bytes(data[off + 9..off + 13].try_into().unwrap()) as usize;
-        feeds.push(Feed {
-            flow,
-            data: data[off + 13..off + 13 + len].to_vec(),
+    let recs = crate::protocols::capture::read(&data).unwrap_or_else(|e| panic!("{path}: {e}"));
+    recs.into_iter()
+        .enumerate()
+        .map(|(i, r)| Feed {
+            flow: r.flow,
+            data: r.data,
             gap: 0,
-            ts,
-            tid: feeds.len() as u32,
-        });
-        off += 13 + len;
-    }
-    assert_eq!(off, data.len(), "{path}");
-    feeds
+            ts: r.ts,
+            tid: i as u32,
+        })
+        .collect()
 }
 
 /// Replays a capture whole, with every record cut to 4 KiB (the rest a gap), and in
