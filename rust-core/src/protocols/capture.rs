@@ -62,6 +62,7 @@ mod tests {
         );
         assert_eq!((recs[1].flow, recs[1].ts), (Flow::ToClient, 9));
         assert!(read(&raw[..raw.len() - 1]).is_err());
-        assert!(read(&raw[..16]).unwrap_err().contains("offset 0"));
+        assert!(read(&raw[..14]).unwrap_err().contains("offset 0"));
+        assert!(read(&raw[..16]).unwrap_err().contains("offset 15"));
     }
 }
