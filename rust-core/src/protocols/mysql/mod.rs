@@ -111,7 +111,7 @@ pub fn sniff(flow: Flow, first: &[u8]) -> Sniff {
         Some(_) => return Sniff::No,
     }
     let Some(nul) = v.iter().take(MAX_VERSION + 1).position(|&c| c == 0) else {
-        if v.iter().take(MAX_VERSION).all(|c| (0x20..0x7f).contains(c)) && v.len() < MAX_VERSION {
+        if v.iter().take(MAX_VERSION).all(|c| (0x20..0x7f).contains(c)) && v.len() <= MAX_VERSION {
             return Sniff::NeedMore;
         }
         return Sniff::No;

@@ -999,6 +999,8 @@ fn sniff_greetings() {
         greeting("5.5.5-10.11.6-MariaDB-0+deb12u1", SERVER_CAPS),
         greeting("8.0.36", SERVER_CAPS),
         greeting("11.4.2-MariaDB-log", SERVER_CAPS),
+        // The longest version taken.
+        greeting(&format!("8{}", "0".repeat(63)), SERVER_CAPS),
     ] {
         assert_eq!(sniff(DOWN, &g), Sniff::Yes);
         assert_eq!(sniff(UP, &g), Sniff::No);
@@ -1011,6 +1013,11 @@ fn sniff_greetings() {
     assert_eq!(sniff(DOWN, &[0, 0, 0, 8, 4, 210, 22, 47]), Sniff::No);
     // An ERR greeting (host not allowed) is not taken.
     assert_eq!(sniff(DOWN, &err(0, 1130, None)), Sniff::No);
+    let long = greeting(&format!("8{}", "0".repeat(64)), SERVER_CAPS);
+    assert_eq!(sniff(DOWN, &long), Sniff::No);
+    for n in 0..long.len() {
+        assert_ne!(sniff(DOWN, &long[..n]), Sniff::Yes, "prefix {n}");
+    }
     // Protocol 4.1 missing.
     assert_eq!(sniff(DOWN, &greeting("5.0.1", 0)), Sniff::No);
 }
