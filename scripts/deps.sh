@@ -11,7 +11,7 @@ say() { printf '[deps] %s\n' "$*"; }
 
 # Debian packages: compiler and BPF tooling for the build; servers and clients for the tests.
 apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip openssl libssl3
-  postgresql redis-server)
+  postgresql redis-server mariadb-server)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,8 +29,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     (systemctl stop nginx 2>/dev/null || nginx -s stop 2>/dev/null || true)
   fi
   # Nor the database services their ports: the tests start private servers.
-  for svc in postgresql redis-server; do
-    if [[ " ${missing[*]} " == *" $svc "* ]]; then (systemctl stop "$svc" 2>/dev/null || service "$svc" stop 2>/dev/null || true); fi
+  for svc in postgresql redis-server mariadb; do
+    pkg=$svc; [ "$svc" = mariadb ] && pkg=mariadb-server
+    if [[ " ${missing[*]} " == *" $pkg "* ]]; then (systemctl stop "$svc" 2>/dev/null || service "$svc" stop 2>/dev/null || true); fi
   done
 fi
 
@@ -69,10 +70,12 @@ if ! python3 -c 'import flask, requests, opentelemetry.sdk.trace, opentelemetry.
     opentelemetry-exporter-otlp-proto-http==1.45.1 opentelemetry-instrumentation-flask==0.66b1 \
     opentelemetry-instrumentation-requests==0.66b1
 fi
-# Database clients of the e2e tests: psycopg (3) and psycopg2 (libpq), redis-py.
-if ! python3 -c 'import psycopg, psycopg2, redis' 2>/dev/null; then
-  say "installing psycopg, psycopg2 and redis-py (database clients of the e2e tests)"
-  python3 -m pip install -q "psycopg[binary]==3.3.9" psycopg2-binary==2.9.13 redis==8.1.0
+# Database clients of the e2e tests: psycopg (3) and psycopg2 (libpq), redis-py, PyMySQL and
+# mysql-connector-python (server-side prepared statements).
+if ! python3 -c 'import psycopg, psycopg2, redis, pymysql, mysql.connector' 2>/dev/null; then
+  say "installing psycopg, psycopg2, redis-py, PyMySQL and mysql-connector-python (database clients of the e2e tests)"
+  python3 -m pip install -q "psycopg[binary]==3.3.9" psycopg2-binary==2.9.13 redis==8.1.0 PyMySQL==1.2.4 \
+    mysql-connector-python==26.10.0
 fi
 # Java and Go clients of the e2e tests: the JDBC driver from Maven Central, the Go
 # modules of test/e2e/apps/godb (pgx, go-redis) into Go's module cache.

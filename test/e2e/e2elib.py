@@ -908,6 +908,39 @@ def start_postgres(procs: Procs, tmp_path: Path, tls: bool = False, port: int | 
     return port
 
 
+def start_mariadb(procs: Procs, tmp_path: Path) -> int:
+    """A MariaDB server of its own (mariadb-install-db in tmp_path, mariadbd dropping to
+    the mysql user, TCP on 127.0.0.1 and a free port, LOCAL INFILE allowed); returns the
+    port. User `root` without password over TCP; database `shop` created (by a client in
+    this process: filter spans by pid)."""
+    d = tmp_path / "mariadb"
+    data = d / "data"
+    data.mkdir(parents=True)
+    shutil.chown(d, "mysql", "mysql")
+    shutil.chown(data, "mysql", "mysql")
+    # The mysql user must reach it: pytest's directories are root's alone.
+    for up in [tmp_path, *tmp_path.parents]:
+        if up == Path("/") or up == Path(tempfile.gettempdir()):
+            break
+        os.chmod(up, os.stat(up).st_mode | 0o011)
+    subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={data}",
+                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                   check=True, capture_output=True, timeout=120)
+    port = free_port()
+    p = procs.spawn(["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={data}", f"--port={port}",
+                     "--bind-address=127.0.0.1", f"--socket={d}/mysqld.sock", f"--pid-file={d}/mysqld.pid",
+                     "--skip-log-bin", "--innodb-buffer-pool-size=32M", "--max-connections=30",
+                     "--local-infile=1"], name="mariadbd")
+    wait_listening(port, p, what="mariadbd")
+    import pymysql
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=10)
+    try:
+        conn.cursor().execute("CREATE DATABASE shop")
+    finally:
+        conn.close()
+    return port
+
+
 def start_redis(procs: Procs, tmp_path: Path, port: int | None = None) -> int:
     """A redis-server of its own (no persistence, dir in tmp_path); returns its port."""
     d = tmp_path / "redis"

@@ -14,6 +14,12 @@ the request that caused it was forwarded).
       SCRAM for TCP, no TLS), record psql, psycopg 3 and psycopg2 into DIR/postgresql_*.bin
       (default: this script's directory), stop the server.
       Needs `apt-get install postgresql` and `pip install 'psycopg[binary]' psycopg2-binary`.
+  capture_tcp.py mariadb [--outdir DIR]
+      as root: start a private MariaDB (mariadb-install-db in a temp dir, run as the mysql
+      user, root without password over TCP), record the mariadb command-line client,
+      PyMySQL and mysql-connector-python (server-side prepared statements) into
+      DIR/mysql_*.bin, stop the server.
+      Needs `apt-get install mariadb-server` and `pip install PyMySQL mysql-connector-python`.
 """
 import argparse
 import os
@@ -229,6 +235,114 @@ def postgres(outdir):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# MariaDB scenarios
+# ---------------------------------------------------------------------------------------------
+
+
+def start_mariadb(tmp):
+    os.chmod(tmp, 0o755)
+    data = os.path.join(tmp, "data")
+    os.mkdir(data)
+    shutil.chown(tmp, "mysql", "mysql")
+    shutil.chown(data, "mysql", "mysql")
+    subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={data}",
+                    "--auth-root-authentication-method=normal", "--skip-test-db"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    proc = subprocess.Popen(
+        ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={data}", f"--port={port}",
+         "--bind-address=127.0.0.1", f"--socket={tmp}/mysqld.sock", "--skip-log-bin",
+         "--innodb-buffer-pool-size=32M", "--local-infile=1", f"--pid-file={tmp}/mysqld.pid"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "server.log"), "wb"),
+    )
+    wait_port(port, proc)
+    import pymysql
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="root")
+    conn.cursor().execute(f"CREATE DATABASE {DB}")
+    conn.close()
+    return proc, port
+
+
+def mariadb_cli(port):
+    subprocess.run(
+        ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(port), "-u", "root", DB, "--skip-ssl",
+         "-e", "select 1; create table if not exists items (id int primary key, name text); "
+               "insert into items values (1, 'one'), (2, 'two'); select * from items where id > 0; "
+               "select * from missing_table; "],
+        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def pymysql_client(port):
+    import pymysql
+    from pymysql.constants import CLIENT
+
+    tmp = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)
+    tmp.write("".join(f"{i},name{i}\n" for i in range(100, 110)))
+    tmp.close()
+    conn = pymysql.connect(host="127.0.0.1", port=port, user="root", database=DB, local_infile=True,
+                           client_flag=CLIENT.MULTI_STATEMENTS, autocommit=True)
+    cur = conn.cursor()
+    cur.execute("SELECT id, name FROM items WHERE id = %s", (1,))
+    cur.fetchall()
+    try:
+        cur.execute("SELECT * FROM missing_table")
+    except pymysql.MySQLError:
+        pass
+    cur.execute("SELECT 1; SELECT name FROM items WHERE id = 2")
+    while cur.nextset():
+        pass
+    cur.execute(f"LOAD DATA LOCAL INFILE '{tmp.name}' INTO TABLE items FIELDS TERMINATED BY ','")
+    conn.ping()
+    conn.select_db("mysql")
+    cur.execute("SELECT COUNT(*) FROM user")
+    cur.execute("USE shop")
+    cur.execute("SELECT REPEAT('x', 70000) AS big FROM items LIMIT 1")
+    cur.fetchall()
+    conn.close()
+    os.unlink(tmp.name)
+
+
+def connector_client(port):
+    import mysql.connector
+
+    conn = mysql.connector.connect(host="127.0.0.1", port=port, user="root", database=DB, use_pure=True,
+                                   ssl_disabled=True, autocommit=True)
+    cur = conn.cursor(prepared=True)
+    for i in (1, 2, 3):
+        cur.execute("SELECT id, name FROM items WHERE id = %s", (i,))
+        cur.fetchall()
+    cur.execute("INSERT INTO items (id, name) VALUES (%s, %s)", (50, "secret"))
+    try:
+        cur.execute("INSERT INTO items (id, name) VALUES (%s, %s)", (50, "dup"))
+    except mysql.connector.Error:
+        pass
+    cur.close()
+    plain = conn.cursor()
+    plain.execute("SELECT name FROM items WHERE id = 50")
+    plain.fetchall()
+    conn.close()
+
+
+def mariadb(outdir):
+    tmp = tempfile.mkdtemp(prefix="mycap-")
+    proc = None
+    try:
+        proc, port = start_mariadb(tmp)
+        record(port, os.path.join(outdir, "mysql_cli.bin"), mariadb_cli)
+        record(port, os.path.join(outdir, "mysql_pymysql.bin"), pymysql_client)
+        record(port, os.path.join(outdir, "mysql_connector.bin"), connector_client)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -239,11 +353,15 @@ def main():
     p.add_argument("--connections", type=int, default=1)
     g = sub.add_parser("postgres")
     g.add_argument("--outdir", default=HERE)
+    m = sub.add_parser("mariadb")
+    m.add_argument("--outdir", default=HERE)
     a = ap.parse_args()
     if a.cmd == "proxy":
         host, port = a.target.rsplit(":", 1)
         proxy = Proxy((host, int(port)), a.out, a.listen, a.connections)
         proxy.thread.join()
+    elif a.cmd == "mariadb":
+        mariadb(a.outdir)
     else:
         postgres(a.outdir)
 

@@ -4,6 +4,7 @@ pub mod capture;
 pub mod db;
 pub mod http1;
 pub mod http2;
+pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
@@ -24,5 +25,12 @@ pub const DATABASES: &[db::DbProtocol] = &[
         port: 6379,
         midstream: redis::plausible_midstream,
         session: |opts| Box::new(redis::RedisSession::new(opts)),
+    },
+    db::DbProtocol {
+        name: "mysql",
+        sniff: mysql::sniff,
+        port: 3306,
+        midstream: mysql::plausible_midstream,
+        session: |opts| Box::new(mysql::MySqlSession::new(opts)),
     },
 ];

@@ -1,10 +1,12 @@
 """Thread-per-request HTTP/1.1 service whose handlers query a database on their own
-thread: python3 db_app.py PORT REDIS_PORT|- PG_PORT|-
+thread: python3 db_app.py PORT REDIS_PORT|- PG_PORT|- [MYSQL_PORT|-]
 
 Routes:
   GET /redis/<key>   GET <key> on Redis (a connection per thread, kept) and HINCRBY hits <key> 1
   GET /pg/<id>       SELECT name FROM users WHERE id = %s on PostgreSQL (psycopg 3,
                      a connection per thread, kept)
+  GET /my/<id>       SELECT name FROM users WHERE id = %s on MySQL/MariaDB (PyMySQL,
+                     database shop, a connection per thread, kept)
 Answers 200 with what it found.
 """
 
@@ -15,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 local = threading.local()
 REDIS_PORT = None if sys.argv[2] == "-" else int(sys.argv[2])
 PG_PORT = None if len(sys.argv) < 4 or sys.argv[3] == "-" else int(sys.argv[3])
+MY_PORT = None if len(sys.argv) < 5 or sys.argv[4] == "-" else int(sys.argv[4])
 
 
 def redis_conn():
@@ -29,6 +32,13 @@ def pg_conn():
         import psycopg
         local.pg = psycopg.connect(f"host=127.0.0.1 port={PG_PORT} user=postgres dbname=postgres", autocommit=True)
     return local.pg
+
+
+def my_conn():
+    if not hasattr(local, "my"):
+        import pymysql
+        local.my = pymysql.connect(host="127.0.0.1", port=MY_PORT, user="root", database="shop", autocommit=True)
+    return local.my
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -47,6 +57,10 @@ class Handler(BaseHTTPRequestHandler):
         elif len(parts) == 3 and parts[1] == "pg":
             row = pg_conn().execute("SELECT name FROM users WHERE id = %s", (int(parts[2]),)).fetchone()
             body = repr(row).encode()
+        elif len(parts) == 3 and parts[1] == "my":
+            with my_conn().cursor() as cur:
+                cur.execute("SELECT name FROM users WHERE id = %s", (int(parts[2]),))
+                body = repr(cur.fetchone()).encode()
         else:
             self.send_response(404)
             self.send_header("Content-Length", "0")
