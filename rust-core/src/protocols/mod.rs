@@ -3,6 +3,7 @@
 pub mod db;
 pub mod http1;
 pub mod http2;
+pub mod mongodb;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
@@ -23,5 +24,12 @@ pub const DATABASES: &[db::DbProtocol] = &[
         port: 6379,
         midstream: redis::plausible_midstream,
         session: |opts| Box::new(redis::RedisSession::new(opts)),
+    },
+    db::DbProtocol {
+        name: "mongodb",
+        sniff: mongodb::sniff,
+        port: 27017,
+        midstream: mongodb::plausible_midstream,
+        session: |opts| Box::new(mongodb::MongoSession::new(opts)),
     },
 ];
