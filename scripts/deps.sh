@@ -74,4 +74,11 @@ if ! python3 -c 'import psycopg, psycopg2, redis' 2>/dev/null; then
   say "installing psycopg, psycopg2 and redis-py (database clients of the e2e tests)"
   python3 -m pip install -q "psycopg[binary]==3.3.9" psycopg2-binary==2.9.13 redis==8.1.0
 fi
+# pymongo, the MongoDB client of the e2e tests.
+if ! python3 -c 'import pymongo' 2>/dev/null; then
+  say "installing pymongo (MongoDB client of the e2e tests)"
+  python3 -m pip install -q pymongo==4.20.1
+fi
+# FerretDB, the MongoDB wire protocol server of the e2e tests (built once, cached).
+CACHE_DIR="$CACHE_DIR" "$(dirname "$0")/ferretdb.sh"
 say "ok"

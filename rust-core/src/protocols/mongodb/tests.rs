@@ -1110,3 +1110,134 @@ fn split_feeds_and_timing() {
     let ops = done_ops(&out);
     assert_eq!((ops[0].start_ts, ops[0].end_ts, ops[0].tid), (10, 14, 4));
 }
+
+// ---------------------------------------------------------------------------
+// Golden capture: pymongo 4.20 and FerretDB 1.24 through a recording proxy
+// (test/golden/capture_tcp.py mongodb: records of u8 flow, u64 ts LE, u32 len LE,
+// bytes; the monitor's and the application's connections interleaved in one file,
+// which pairing by requestID tells apart).
+// ---------------------------------------------------------------------------
+
+fn golden(name: &str) -> Vec<(Flow, u64, Vec<u8>)> {
+    let path = format!("{}/../test/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut recs = Vec::new();
+    let mut p = &raw[..];
+    while !p.is_empty() {
+        let flow = if p[0] == 0 { UP } else { DOWN };
+        let ts = u64::from_le_bytes(p[1..9].try_into().unwrap());
+        let len = u32::from_le_bytes(p[9..13].try_into().unwrap()) as usize;
+        recs.push((flow, ts, p[13..13 + len].to_vec()));
+        p = &p[13 + len..];
+    }
+    recs
+}
+
+#[test]
+fn golden_pymongo_ferretdb() {
+    let recs = golden("mongodb_pymongo.bin");
+    let feeds: Vec<Feed<'_>> = recs.iter().map(|(f, _, d)| (*f, &d[..])).collect();
+    let (ops, stats, s) = run_opts(QueryTextOptions::default(), &feeds);
+    assert_eq!(s.losses(), 0);
+    assert_eq!(stats.malformed, 0);
+    // Two handshakes (monitor and application) and endSessions.
+    assert_eq!(stats.not_operations, 3);
+    let got: Vec<_> = ops
+        .iter()
+        .map(|o| {
+            (
+                o.summary.as_deref().unwrap_or(""),
+                o.query_text.as_deref().unwrap_or(""),
+                o.batch_size,
+                o.status_code.as_deref(),
+                o.error_type.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "insert users",
+                r#"{"insert":"users","ordered":"?","documents":[{"_id":"?","name":"?","age":"?"}]}"#,
+                Some(1),
+                None,
+                None
+            ),
+            (
+                "insert users",
+                r#"{"insert":"users","ordered":"?","documents":[{"_id":"?","name":"?","age":"?"}]}"#,
+                Some(3),
+                None,
+                None
+            ),
+            (
+                "find users",
+                r#"{"find":"users","filter":{"age":{"$gt":"?"}}}"#,
+                None,
+                None,
+                None
+            ),
+            (
+                "update users",
+                r#"{"update":"users","ordered":"?","updates":[{"q":{"name":"?"},"u":{"$set":{"age":"?"}},"multi":"?","upsert":"?"}]}"#,
+                Some(1),
+                None,
+                None
+            ),
+            (
+                "delete users",
+                r#"{"delete":"users","ordered":"?","deletes":[{"q":{"name":"?"},"limit":"?"}]}"#,
+                Some(1),
+                None,
+                None
+            ),
+            (
+                "aggregate users",
+                r#"{"aggregate":"users","pipeline":[{"$match":{"age":{"$gte":"?"}}},{"$group":{"_id":"?","n":{"$sum":"?"}}}],"cursor":{}}"#,
+                None,
+                None,
+                None
+            ),
+            (
+                "insert users",
+                r#"{"insert":"users","ordered":"?","documents":[{"_id":"?","name":"?"}]}"#,
+                Some(1),
+                Some("11000"),
+                Some("DuplicateKey")
+            ),
+            (
+                "noSuchCommand",
+                r#"{"noSuchCommand":1}"#,
+                None,
+                Some("59"),
+                Some("CommandNotFound")
+            ),
+        ]
+    );
+    for o in &ops {
+        assert_eq!(o.namespace.as_deref(), Some("shop"));
+        assert!(!o.aborted && o.start_ts < o.end_ts, "{o:?}");
+        // run_opts gives record i the ts i + 1.
+        assert_eq!(recs[o.start_ts as usize - 1].0, UP, "{o:?}");
+        assert_eq!(recs[o.end_ts as usize - 1].0, DOWN, "{o:?}");
+    }
+    // Short captures: never panic, every Started ends; the names survive 64 bytes.
+    for cap in [7usize, 64, 300] {
+        let mut c = MongoSession::new(QueryTextOptions::default());
+        let mut cut = Vec::new();
+        for (flow, ts, data) in &recs {
+            let n = data.len().min(cap);
+            c.feed(*flow, &data[..n], (data.len() - n) as u64, *ts, 1, &mut cut);
+        }
+        c.close(u64::MAX, &mut cut);
+        check_pairs(&cut);
+        if cap >= 64 {
+            let names: Vec<_> = done_ops(&cut)
+                .into_iter()
+                .filter_map(|o| o.summary)
+                .collect();
+            assert_eq!(names.len(), 8, "{cap}: {names:?}");
+        }
+    }
+}
