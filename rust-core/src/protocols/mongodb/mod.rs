@@ -298,7 +298,8 @@ impl MongoSession {
     }
 
     /// Times a direction lost its framing (a malformed header or a gap across a
-    /// boundary).
+    /// boundary), or dropped bytes looking for a message's start (a first feed that is
+    /// no message's start, as in a connection seen mid-stream).
     pub fn losses(&self) -> u64 {
         self.losses
     }
@@ -710,7 +711,10 @@ impl MongoSession {
             // [`PROBE`] bytes (fewer if the message is shorter), gathered over feeds.
             let d = &mut self.dirs[i];
             if data.is_empty() {
-                d.probe.clear();
+                if !d.probe.is_empty() {
+                    d.probe.clear();
+                    self.losses += 1;
+                }
                 return;
             }
             if d.probe.is_empty() {
@@ -722,19 +726,19 @@ impl MongoSession {
             d.probe.extend_from_slice(&data[..take]);
             let short = Header::parse(&d.probe).is_some_and(|h| h.len as usize <= d.probe.len());
             if d.probe.len() < PROBE && !short {
-                if gap > 0 || (d.probe.len() >= wire::HEADER && !plausible(flow, &d.probe)) {
-                    d.probe.clear();
-                }
-                if d.probe.len() < wire::HEADER
-                    && d.probe.len() >= 12
-                    && !header_start_ok(flow, &d.probe)
+                let n = d.probe.len();
+                if gap > 0
+                    || (n >= wire::HEADER && !plausible(flow, &d.probe))
+                    || ((12..wire::HEADER).contains(&n) && !header_start_ok(flow, &d.probe))
                 {
                     d.probe.clear();
+                    self.losses += 1;
                 }
                 return;
             }
             let probe = std::mem::take(&mut d.probe);
             if !plausible(flow, &probe) {
+                self.losses += 1;
                 return;
             }
             d.lost = false;
