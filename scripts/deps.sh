@@ -82,4 +82,11 @@ fi
 command -v java >/dev/null && command -v mvn >/dev/null || { echo "[deps] java and mvn are needed (OpenJDK 17, Maven)" >&2; exit 1; }
 "$(dirname "$0")/jars.sh"
 (cd "$(dirname "$0")/../test/e2e/apps/godb" && go mod download)
+# pymongo, the MongoDB client of the e2e tests.
+if ! python3 -c 'import pymongo' 2>/dev/null; then
+  say "installing pymongo (MongoDB client of the e2e tests)"
+  python3 -m pip install -q pymongo==4.20.1
+fi
+# FerretDB, the MongoDB wire protocol server of the e2e tests (built once, cached).
+CACHE_DIR="$CACHE_DIR" "$(dirname "$0")/ferretdb.sh"
 say "ok"

@@ -950,3 +950,20 @@ def start_redis(procs: Procs, tmp_path: Path, port: int | None = None) -> int:
                      "--dir", str(d)], name="redis")
     wait_listening(port, p, what="redis")
     return port
+
+
+FERRETDB_BIN = Path(os.environ.get("CACHE_DIR", Path.home() / ".cache" / "otelcol-ebpf")) / "bin" / "ferretdb"
+
+
+def start_ferretdb(procs: Procs, tmp_path: Path) -> int:
+    """A FerretDB of its own (MongoDB wire protocol over SQLite in tmp_path, built by
+    scripts/ferretdb.sh); returns its port."""
+    d = tmp_path / "ferretdb"
+    (d / "data").mkdir(parents=True)
+    (d / "state").mkdir()
+    port, debug = free_port(), free_port()
+    p = procs.spawn([str(FERRETDB_BIN), "--handler=sqlite", f"--sqlite-url=file:{d / 'data'}/",
+                     f"--listen-addr=127.0.0.1:{port}", f"--state-dir={d / 'state'}",
+                     f"--debug-addr=127.0.0.1:{debug}", "--telemetry=disable", "--log-level=warn"], name="ferretdb")
+    wait_listening(port, p, what="ferretdb")
+    return port

@@ -20,6 +20,10 @@ the request that caused it was forwarded).
       PyMySQL and mysql-connector-python (server-side prepared statements) into
       DIR/mysql_*.bin, stop the server.
       Needs `apt-get install mariadb-server` and `pip install PyMySQL mysql-connector-python`.
+  capture_tcp.py mongodb [--outdir DIR]
+      start a private FerretDB (scripts/ferretdb.sh builds it; SQLite in a temp dir), record
+      pymongo's monitor and application connections (one file, records interleaved as read)
+      into DIR/mongodb_pymongo.bin, stop the server. Needs `pip install pymongo`.
 """
 import argparse
 import os
@@ -343,6 +347,67 @@ def mariadb(outdir):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# MongoDB (FerretDB) scenario
+# ---------------------------------------------------------------------------------------------
+
+FERRETDB = os.path.join(os.environ.get("CACHE_DIR", os.path.expanduser("~/.cache/otelcol-ebpf")), "bin", "ferretdb")
+
+
+def pymongo_client(port):
+    import pymongo
+    from pymongo.errors import DuplicateKeyError, OperationFailure
+
+    # maxPoolSize=1: one application connection next to the monitor's.
+    c = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true&maxPoolSize=1",
+                            serverSelectionTimeoutMS=5000, heartbeatFrequencyMS=600000)
+    users = c.shop.users
+    users.insert_one({"_id": 1, "name": "alice", "age": 31})
+    users.insert_many([{"_id": i, "name": f"u{i}", "age": 20 + i} for i in range(2, 5)])
+    list(users.find({"age": {"$gt": 21}}))
+    users.update_one({"name": "u2"}, {"$set": {"age": 40}})
+    users.delete_one({"name": "u3"})
+    list(users.aggregate([{"$match": {"age": {"$gte": 18}}}, {"$group": {"_id": None, "n": {"$sum": 1}}}]))
+    try:
+        users.insert_one({"_id": 1, "name": "dup"})
+    except DuplicateKeyError:
+        pass
+    try:
+        c.shop.command("noSuchCommand")
+    except OperationFailure:
+        pass
+    c.close()
+
+
+def mongodb(outdir):
+    tmp = tempfile.mkdtemp(prefix="ferretcap-")
+    proc = None
+    try:
+        os.makedirs(os.path.join(tmp, "data"))
+        os.makedirs(os.path.join(tmp, "state"))
+        port = free_port()
+        proc = subprocess.Popen(
+            [FERRETDB, "--handler=sqlite", f"--sqlite-url=file:{tmp}/data/", f"--listen-addr=127.0.0.1:{port}",
+             f"--state-dir={tmp}/state", f"--debug-addr=127.0.0.1:{free_port()}", "--telemetry=disable",
+             "--log-level=warn"],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "server.log"), "wb"),
+        )
+        wait_port(port, proc)
+        out = os.path.join(outdir, "mongodb_pymongo.bin")
+        proxy = Proxy(("127.0.0.1", port), out, connections=2)
+        pymongo_client(proxy.port)
+        proxy.wait()
+        print(f"{out}: {os.path.getsize(out)} bytes", file=sys.stderr)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -355,6 +420,8 @@ def main():
     g.add_argument("--outdir", default=HERE)
     m = sub.add_parser("mariadb")
     m.add_argument("--outdir", default=HERE)
+    m = sub.add_parser("mongodb")
+    m.add_argument("--outdir", default=HERE)
     a = ap.parse_args()
     if a.cmd == "proxy":
         host, port = a.target.rsplit(":", 1)
@@ -362,6 +429,8 @@ def main():
         proxy.thread.join()
     elif a.cmd == "mariadb":
         mariadb(a.outdir)
+    elif a.cmd == "mongodb":
+        mongodb(a.outdir)
     else:
         postgres(a.outdir)
 

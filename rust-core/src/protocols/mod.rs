@@ -5,6 +5,7 @@ pub mod db;
 pub mod http1;
 pub mod http2;
 pub mod mysql;
+pub mod mongodb;
 pub mod postgres;
 pub mod redis;
 pub mod sql;
@@ -32,5 +33,12 @@ pub const DATABASES: &[db::DbProtocol] = &[
         port: 3306,
         midstream: mysql::plausible_midstream,
         session: |opts| Box::new(mysql::MySqlSession::new(opts)),
+    },
+    db::DbProtocol {
+        name: "mongodb",
+        sniff: mongodb::sniff,
+        port: 27017,
+        midstream: mongodb::plausible_midstream,
+        session: |opts| Box::new(mongodb::MongoSession::new(opts)),
     },
 ];
