@@ -30,12 +30,27 @@ impl ProcessInfo {
             .or_else(|| exec_path.map(str::to_string))
             .unwrap_or_default();
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let mut info = Self::from_parts(pid, comm, &exe_path, &environ);
+        let main_comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let invoked = invoked_name(main_comm.trim_end_matches('\n'), &cmdline);
+        let mut info = Self::with_invoked(pid, comm, &exe_path, &environ, invoked.as_deref());
         info.goroutines = is_go_binary(&format!("/proc/{pid}/exe"));
         info
     }
 
     pub fn from_parts(pid: u32, comm: &str, exe_path: &str, environ: &[u8]) -> ProcessInfo {
+        Self::with_invoked(pid, comm, exe_path, environ, None)
+    }
+
+    /// `invoked`: the name the program was started under when it is not its file's
+    /// (see [`invoked_name`]): the service name unless the environment gives one.
+    pub fn with_invoked(
+        pid: u32,
+        comm: &str,
+        exe_path: &str,
+        environ: &[u8],
+        invoked: Option<&str>,
+    ) -> ProcessInfo {
         let exe_name = match exe_path.rsplit('/').next() {
             Some(n) if !n.is_empty() => n.to_string(),
             _ => comm.to_string(),
@@ -59,6 +74,7 @@ impl ProcessInfo {
                     .find(|(k, _)| k == "service.name")
                     .map(|(_, v)| v.clone())
             })
+            .or_else(|| invoked.map(str::to_string))
             .unwrap_or_else(|| exe_name.clone());
         ProcessInfo {
             pid,
@@ -69,6 +85,22 @@ impl ProcessInfo {
             goroutines: false,
         }
     }
+}
+
+/// The name a multi-call binary was started under (`redis-server`, a link to
+/// `redis-check-rdb`; busybox's `sh`): the base name of argv[0] when the kernel's name
+/// for the process (`comm`, set from the executed path's base name, cut to 15 bytes)
+/// agrees with it. A process that rewrote its argv (`postgres: user db idle`) or renamed
+/// itself does not agree: `None`, and the executable's name stands.
+pub fn invoked_name(comm: &str, cmdline: &[u8]) -> Option<String> {
+    let argv0 = cmdline.split(|&b| b == 0).next()?;
+    let base = String::from_utf8_lossy(argv0.rsplit(|&b| b == b'/').next()?).into_owned();
+    let agrees = if comm.len() >= 15 {
+        base.starts_with(comm)
+    } else {
+        base == comm
+    };
+    (agrees && !base.is_empty()).then_some(base)
 }
 
 /// Whether the ELF file at `path` is a Go program (it has a `.go.buildinfo` or
@@ -471,5 +503,62 @@ mod tests {
         assert_eq!(p.service_name, "python3.11");
         let p = ProcessInfo::from_parts(1, "curl", "", b"");
         assert_eq!(p.service_name, "curl");
+        // A multi-call binary: the name it was started under, unless the env says.
+        let p = ProcessInfo::with_invoked(
+            1,
+            "redis-server",
+            "/usr/bin/redis-check-rdb",
+            b"",
+            Some("redis-server"),
+        );
+        assert_eq!(
+            (p.service_name.as_str(), p.exe_name.as_str()),
+            ("redis-server", "redis-check-rdb")
+        );
+        let p = ProcessInfo::with_invoked(
+            1,
+            "x",
+            "/usr/bin/redis-check-rdb",
+            b"OTEL_SERVICE_NAME=cache\0",
+            Some("redis-server"),
+        );
+        assert_eq!(p.service_name, "cache");
+    }
+
+    #[test]
+    fn invoked_names() {
+        for (comm, cmdline, want) in [
+            (
+                "redis-server",
+                &b"/usr/bin/redis-server\0--port\x006379\0"[..],
+                Some("redis-server"),
+            ),
+            ("sh", b"sh\0-c\0true\0", Some("sh")),
+            (
+                "python3.11",
+                b"/usr/bin/python3.11\0app.py\0",
+                Some("python3.11"),
+            ),
+            // comm is cut to 15 bytes.
+            (
+                "otelcol-contrib",
+                b"./otelcol-contrib-linux\0",
+                Some("otelcol-contrib-linux"),
+            ),
+            // argv rewritten by the program, or a renamed process: no agreement.
+            (
+                "postgres",
+                b"postgres: postgres shop 127.0.0.1(5432) idle\0",
+                None,
+            ),
+            ("worker", b"/usr/bin/app\0", None),
+            ("", b"", None),
+        ] {
+            assert_eq!(
+                super::invoked_name(comm, cmdline).as_deref(),
+                want,
+                "{comm}"
+            );
+        }
     }
 }

@@ -45,6 +45,9 @@ def test_redis_cli_commands(collector, procs, tmp_path):
         assert s is not None, brief(servers + [c])
         assert s["trace_id"] == c["trace_id"] and s["name"] == c["name"]
         assert s["attrs"]["db.query.text"] == c["attrs"]["db.query.text"]
+        # redis-server is a link to redis-check-rdb: the service is named as started.
+        assert s["resource"]["service.name"] == "redis-server", s["resource"]
+        assert s["resource"]["process.executable.name"] == "redis-check-rdb"
 
 
 PIPELINE = r"""

@@ -367,7 +367,13 @@ impl MySqlSession {
             Flow::ToClient => {
                 sniff(flow, data) != Sniff::No
                     || core.queue.front().is_some_and(|f| {
-                        data.len() < 5 || wire::chain_ok(Chain::Reply { first_seq: Some(f.seq) }, data)
+                        data.len() < 5
+                            || wire::chain_ok(
+                                Chain::Reply {
+                                    first_seq: Some(f.seq),
+                                },
+                                data,
+                            )
                     })
             }
             Flow::ToServer => core.greeted || wire::chain_ok(Chain::Commands, data),
@@ -433,7 +439,13 @@ impl MySqlSession {
         if pre > 0 && gap == 0 {
             if let Some(front) = core.queue.front_mut() {
                 let in_rows = matches!(front.r, R::Rows | R::OptEof { then: After::Rows })
-                    || matches!(front.r, R::Defs { then: After::Rows, .. });
+                    || matches!(
+                        front.r,
+                        R::Defs {
+                            then: After::Rows,
+                            ..
+                        }
+                    );
                 if in_rows {
                     if let Some((seq, status)) = tail_terminator(data) {
                         if status & wire::SERVER_MORE_RESULTS_EXISTS != 0 {
@@ -565,8 +577,11 @@ fn use_db(sql: &str) -> Option<String> {
         let unq = inner.replace("``", "`");
         return (!unq.is_empty() && !inner.replace("``", "").contains('`')).then_some(unq);
     }
-    (!name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$'))
-        .then(|| name.to_string())
+    (!name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$'))
+    .then(|| name.to_string())
 }
 
 impl Core {
@@ -575,8 +590,13 @@ impl Core {
         match flow {
             Flow::ToServer => {
                 // A command may have been lost: its reply is parsed as any result's.
-                if !matches!(self.queue.back(), Some(Slot { kind: Kind::Other, .. }))
-                    && self.queue.len() < MAX_PENDING
+                if !matches!(
+                    self.queue.back(),
+                    Some(Slot {
+                        kind: Kind::Other,
+                        ..
+                    })
+                ) && self.queue.len() < MAX_PENDING
                 {
                     self.queue.push_back(Slot {
                         kind: Kind::Other,
@@ -661,7 +681,12 @@ impl Core {
 
     fn remember(&mut self, id: u32, stmt: Arc<Stmt>) {
         if !self.stmts.contains_key(&id) && self.stmts.len() >= MAX_STATEMENTS {
-            if let Some(oldest) = self.stmts.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k) {
+            if let Some(oldest) = self
+                .stmts
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| *k)
+            {
                 self.stmts.remove(&oldest);
             }
         }
@@ -768,9 +793,7 @@ impl Core {
         let id = || body.get(..4).map(wire::le32);
         match p.body[0] {
             wire::COM_QUERY => {
-                let attrs = self
-                    .caps
-                    .map(|c| c & wire::CLIENT_QUERY_ATTRIBUTES != 0);
+                let attrs = self.caps.map(|c| c & wire::CLIENT_QUERY_ATTRIBUTES != 0);
                 let stmt = query_of(body, attrs).map(|sql| self.make_stmt(sql));
                 let op = self.new_op(stmt, p.ts, p.tid, out);
                 self.push(Kind::Query(op), R::First);
@@ -849,7 +872,9 @@ impl Core {
         // A prepared statement's reply may end with an EOF or not (unknown capabilities):
         // a packet out of its sequence starts the next command's reply.
         while let Some(Slot {
-            r: R::OptEof { then: After::Done | After::Cols(0) },
+            r: R::OptEof {
+                then: After::Done | After::Cols(0),
+            },
             seq,
             ..
         }) = self.queue.front()
@@ -996,9 +1021,7 @@ impl Core {
         let b = p.body;
         let (version, rest) = wire::cstr(&b[1..]);
         let caps = match (rest.get(13..15), rest.get(18..20)) {
-            (Some(lo), Some(hi)) => {
-                u64::from(wire::le16(lo)) | u64::from(wire::le16(hi)) << 16
-            }
+            (Some(lo), Some(hi)) => u64::from(wire::le16(lo)) | u64::from(wire::le16(hi)) << 16,
             (Some(lo), None) => u64::from(wire::le16(lo)),
             _ => {
                 self.stats.malformed += 1;

@@ -55,7 +55,13 @@ fn handshake_response(caps: u32, db: Option<&str>) -> Vec<u8> {
         Some(_) => caps | 8,
         None => caps & !8,
     };
-    let mut b = cat(&[&caps.to_le_bytes(), &[0, 0, 0, 1], &[45], &[0; 23], &z("root")]);
+    let mut b = cat(&[
+        &caps.to_le_bytes(),
+        &[0, 0, 0, 1],
+        &[45],
+        &[0; 23],
+        &z("root"),
+    ]);
     b.extend([20]);
     b.extend([7u8; 20]);
     if let Some(db) = db {
@@ -113,7 +119,13 @@ fn execute(id: u32) -> Vec<u8> {
 fn prepare_ok(seq: u8, id: u32, cols: u16, params: u16) -> Vec<u8> {
     pkt(
         seq,
-        &cat(&[&[0], &id.to_le_bytes(), &cols.to_le_bytes(), &params.to_le_bytes(), &[0, 0, 0]]),
+        &cat(&[
+            &[0],
+            &id.to_le_bytes(),
+            &cols.to_le_bytes(),
+            &params.to_le_bytes(),
+            &[0, 0, 0],
+        ]),
     )
 }
 
@@ -287,7 +299,10 @@ fn auth_switch_and_more_data_until_ok() {
     let steps = vec![
         (DOWN, greeting("8.0.36", SERVER_CAPS)),
         (UP, handshake_response(CLIENT_BASE, Some("shop"))),
-        (DOWN, pkt(2, b"\xfecaching_sha2_password\0abcdefghijklmnopqrst\0")),
+        (
+            DOWN,
+            pkt(2, b"\xfecaching_sha2_password\0abcdefghijklmnopqrst\0"),
+        ),
         (UP, pkt(3, &[9; 32])),
         (DOWN, pkt(4, &[1, 4])),
         (UP, pkt(5, b"secret\0")),
@@ -318,7 +333,10 @@ fn access_denied_is_no_operation() {
 #[test]
 fn ssl_request_stops_parsing() {
     let caps = CLIENT_BASE | 1 << 11;
-    let ssl = pkt(1, &cat(&[&caps.to_le_bytes(), &[0, 0, 0, 1], &[45], &[0; 23]]));
+    let ssl = pkt(
+        1,
+        &cat(&[&caps.to_le_bytes(), &[0, 0, 0, 1], &[45], &[0; 23]]),
+    );
     let mut s = MySqlSession::new(QueryTextOptions::default());
     let mut out = Vec::new();
     s.feed(DOWN, &greeting("8.0.36", SERVER_CAPS), 0, 1, 1, &mut out);
@@ -337,8 +355,16 @@ fn compression_is_counted_and_not_parsed() {
         (UP, handshake_response(CLIENT_BASE | 1 << 5, Some("shop"))),
         (DOWN, ok(2, 2)),
         // Compressed packets: 3-byte length, seq, 3-byte uncompressed length.
-        (UP, vec![13, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 3, b'S', b'E', b'L', b'E', b'C']),
-        (DOWN, vec![11, 0, 0, 1, 0, 0, 0, 7, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0]),
+        (
+            UP,
+            vec![
+                13, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 3, b'S', b'E', b'L', b'E', b'C',
+            ],
+        ),
+        (
+            DOWN,
+            vec![11, 0, 0, 1, 0, 0, 0, 7, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0],
+        ),
     ];
     let mut s = MySqlSession::new(QueryTextOptions::default());
     let mut out = Vec::new();
@@ -377,7 +403,11 @@ fn query_with_ok() {
 #[test]
 fn result_sets_with_and_without_deprecate_eof() {
     for deprecate in [false, true] {
-        let caps = if deprecate { CLIENT_BASE | 1 << 24 } else { CLIENT_BASE };
+        let caps = if deprecate {
+            CLIENT_BASE | 1 << 24
+        } else {
+            CLIENT_BASE
+        };
         for rows in [&[][..], &["a"][..], &["a", "b", "c"][..]] {
             let mut steps = handshake_with("8.0.36", caps, Some("shop"));
             steps.push((UP, query("SELECT name FROM items")));
@@ -404,7 +434,11 @@ fn result_sets_with_and_without_deprecate_eof() {
 fn multiple_result_sets_are_one_operation() {
     let more = 2 | wire::SERVER_MORE_RESULTS_EXISTS;
     for deprecate in [false, true] {
-        let caps = if deprecate { CLIENT_BASE | 1 << 24 } else { CLIENT_BASE };
+        let caps = if deprecate {
+            CLIENT_BASE | 1 << 24
+        } else {
+            CLIENT_BASE
+        };
         let mut steps = handshake_with("8.0.36", caps, Some("shop"));
         let first = result_set(1, &["1"], deprecate, more);
         let n = if deprecate { 4 } else { 5 };
@@ -445,10 +479,22 @@ fn error_in_the_middle_of_rows_and_after_a_first_result() {
         (UP, query("SELECT name FROM items")),
         (
             DOWN,
-            cat(&[&pkt(1, &[1]), &coldef(2, "name"), &eof(3, 2), &row(4, "a"), &err(5, 1317, Some("70100"))]),
+            cat(&[
+                &pkt(1, &[1]),
+                &coldef(2, "name"),
+                &eof(3, 2),
+                &row(4, "a"),
+                &err(5, 1317, Some("70100")),
+            ]),
         ),
         (UP, query("SELECT 1; SELECT x FROM nope")),
-        (DOWN, cat(&[&result_set(1, &["1"], false, more), &err(6, 1146, Some("42S02"))])),
+        (
+            DOWN,
+            cat(&[
+                &result_set(1, &["1"], false, more),
+                &err(6, 1146, Some("42S02")),
+            ]),
+        ),
     ]));
     let ops = r.ops();
     assert_eq!(ops.len(), 2);
@@ -476,9 +522,26 @@ fn metadata_not_sent_skips_definitions() {
     // MariaDB's cache metadata / MySQL's optional metadata: "metadata follows" 0.
     let r = run(&with_handshake(vec![
         (UP, execute(7)),
-        (DOWN, cat(&[&pkt(1, &[1, 0]), &eof(2, 2), &pkt(3, &[0, 0, 1, b'a']), &eof(4, 2)])),
+        (
+            DOWN,
+            cat(&[
+                &pkt(1, &[1, 0]),
+                &eof(2, 2),
+                &pkt(3, &[0, 0, 1, b'a']),
+                &eof(4, 2),
+            ]),
+        ),
         (UP, query("SELECT 1")),
-        (DOWN, cat(&[&pkt(1, &[1, 1]), &coldef(2, "x"), &eof(3, 2), &row(4, "1"), &eof(5, 2)])),
+        (
+            DOWN,
+            cat(&[
+                &pkt(1, &[1, 1]),
+                &coldef(2, "x"),
+                &eof(3, 2),
+                &row(4, "1"),
+                &eof(5, 2),
+            ]),
+        ),
     ]));
     assert_eq!(r.ops().len(), 2);
     assert_eq!(r.stats.malformed, 0);
@@ -496,10 +559,25 @@ fn prepared_statement_executed_twice_and_closed() {
         (UP, prepare(sql)),
         (
             DOWN,
-            cat(&[&prepare_ok(1, 7, 1, 1), &coldef(2, "?"), &eof(3, 2), &coldef(4, "name"), &eof(5, 2)]),
+            cat(&[
+                &prepare_ok(1, 7, 1, 1),
+                &coldef(2, "?"),
+                &eof(3, 2),
+                &coldef(4, "name"),
+                &eof(5, 2),
+            ]),
         ),
         (UP, execute(7)),
-        (DOWN, cat(&[&pkt(1, &[1]), &coldef(2, "name"), &eof(3, 2), &pkt(4, &[0, 0, 1, b'a']), &eof(5, 2)])),
+        (
+            DOWN,
+            cat(&[
+                &pkt(1, &[1]),
+                &coldef(2, "name"),
+                &eof(3, 2),
+                &pkt(4, &[0, 0, 1, b'a']),
+                &eof(5, 2),
+            ]),
+        ),
         (UP, execute(7)),
         (DOWN, err(1, 1205, Some("HY000"))),
         (UP, cmd(0x19, &7u32.to_le_bytes())),
@@ -529,7 +607,10 @@ fn prepare_with_deprecate_eof_and_no_columns() {
     let mut steps = handshake_with("8.0.36", CLIENT_BASE | 1 << 24, Some("shop"));
     steps.extend([
         (UP, prepare("INSERT INTO items VALUES (?, ?)")),
-        (DOWN, cat(&[&prepare_ok(1, 1, 0, 2), &coldef(2, "?"), &coldef(3, "?")])),
+        (
+            DOWN,
+            cat(&[&prepare_ok(1, 1, 0, 2), &coldef(2, "?"), &coldef(3, "?")]),
+        ),
         (UP, prepare("DELETE FROM items")),
         (DOWN, prepare_ok(1, 2, 0, 0)),
         (UP, execute(1)),
@@ -573,7 +654,13 @@ fn mariadb_last_prepared_statement_id() {
         (UP, cat(&[&prepare(sql), &execute(u32::MAX)])),
         (
             DOWN,
-            cat(&[&prepare_ok(1, 3, 0, 2), &coldef(2, "?"), &coldef(3, "?"), &eof(4, 2), &ok(1, 2)]),
+            cat(&[
+                &prepare_ok(1, 3, 0, 2),
+                &coldef(2, "?"),
+                &coldef(3, "?"),
+                &eof(4, 2),
+                &ok(1, 2),
+            ]),
         ),
     ]));
     let ops = r.ops();
@@ -608,7 +695,13 @@ fn init_db_and_use_change_the_namespace() {
     let ns: Vec<_> = ops.iter().map(|o| o.namespace.as_deref()).collect();
     assert_eq!(
         ns,
-        [Some("mysql"), Some("mysql"), Some("shop"), Some("shop"), Some("shop")]
+        [
+            Some("mysql"),
+            Some("mysql"),
+            Some("shop"),
+            Some("shop"),
+            Some("shop")
+        ]
     );
     assert_eq!(ops[1].summary.as_deref(), Some("USE `shop`"));
     assert_eq!(r.namespace.as_deref(), Some("shop"));
@@ -664,7 +757,10 @@ fn ping_quit_reset_statistics_are_no_operations() {
 fn load_data_local_infile_keeps_sync() {
     let file = vec![b'x'; 3000];
     let r = run(&with_handshake(vec![
-        (UP, query("LOAD DATA LOCAL INFILE '/tmp/f.csv' INTO TABLE items")),
+        (
+            UP,
+            query("LOAD DATA LOCAL INFILE '/tmp/f.csv' INTO TABLE items"),
+        ),
         (DOWN, pkt(1, b"\xfb/tmp/f.csv")),
         (UP, pkt(2, &file)),
         (UP, pkt(3, &file)),
@@ -719,7 +815,13 @@ fn mixed_exchange() -> Vec<(Flow, Vec<u8>)> {
         (UP, prepare("SELECT name FROM items WHERE id = ?")),
         (
             DOWN,
-            cat(&[&prepare_ok(1, 7, 1, 1), &coldef(2, "?"), &eof(3, 2), &coldef(4, "name"), &eof(5, 2)]),
+            cat(&[
+                &prepare_ok(1, 7, 1, 1),
+                &coldef(2, "?"),
+                &eof(3, 2),
+                &coldef(4, "name"),
+                &eof(5, 2),
+            ]),
         ),
         (UP, execute(7)),
         (DOWN, result_set(1, &["x"], false, 2)),
@@ -756,7 +858,14 @@ fn large_packets_continue_and_buffer_at_most_64k() {
         (UP, query("SELECT big FROM items")),
         (
             DOWN,
-            cat(&[&pkt(1, &[1]), &coldef(2, "big"), &eof(3, 2), &pkt(4, &big), &pkt(5, b"yyy"), &eof(6, 2)]),
+            cat(&[
+                &pkt(1, &[1]),
+                &coldef(2, "big"),
+                &eof(3, 2),
+                &pkt(4, &big),
+                &pkt(5, b"yyy"),
+                &eof(6, 2),
+            ]),
         ),
         (UP, query("SELECT 1")),
         (DOWN, ok(1, 2)),
@@ -806,12 +915,25 @@ fn gap_across_rows_resyncs_at_the_terminator() {
         s.feed(*f, d, 0, ts(i), 1, &mut out);
     }
     s.feed(UP, &query("SELECT name FROM items"), 0, 100, 1, &mut out);
-    let head = cat(&[&pkt(1, &[1]), &coldef(2, "name"), &eof(3, 2), &row(4, "a"), &row(5, "b")]);
+    let head = cat(&[
+        &pkt(1, &[1]),
+        &coldef(2, "name"),
+        &eof(3, 2),
+        &row(4, "a"),
+        &row(5, "b"),
+    ]);
     // The capture lost rows 6..=200 (a gap across many packets)...
     s.feed(DOWN, &head[..head.len() - 2], 5000, 110, 1, &mut out);
     assert_eq!(s.lost_sync(), 1);
     // ...a later write starts mid-row and ends with the EOF.
-    s.feed(DOWN, &cat(&[b"zz", &row(201, "c"), &eof(202, 2)]), 0, 120, 1, &mut out);
+    s.feed(
+        DOWN,
+        &cat(&[b"zz", &row(201, "c"), &eof(202, 2)]),
+        0,
+        120,
+        1,
+        &mut out,
+    );
     let ops = done_ops(&out);
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0].end_ts, 120);
@@ -921,14 +1043,22 @@ fn query_text_options_apply() {
         sanitize: false,
         max_len: 20,
     };
-    let r = run_with(opts, &with_handshake(vec![(UP, query(sql)), (DOWN, ok(1, 2))]), false);
+    let r = run_with(
+        opts,
+        &with_handshake(vec![(UP, query(sql)), (DOWN, ok(1, 2))]),
+        false,
+    );
     assert_eq!(r.ops()[0].query_text.as_deref(), Some(&sql[..20]));
     assert_eq!(r.stats.query_truncated, 1);
     let opts = QueryTextOptions {
         capture: false,
         ..Default::default()
     };
-    let r = run_with(opts, &with_handshake(vec![(UP, query(sql)), (DOWN, ok(1, 2))]), false);
+    let r = run_with(
+        opts,
+        &with_handshake(vec![(UP, query(sql)), (DOWN, ok(1, 2))]),
+        false,
+    );
     assert_eq!(r.ops()[0].query_text, None);
     assert_eq!(r.ops()[0].summary.as_deref(), Some("SELECT items"));
 }
@@ -977,14 +1107,25 @@ fn random_bytes_never_panic() {
                 }
             }
             let gap = if next() % 7 == 0 { next() % 100 } else { 0 };
-            let cut = if d.is_empty() { 0 } else { (next() as usize) % d.len() };
-            let flow = if round % 5 == 0 && next() % 3 == 0 { DOWN } else { *f };
+            let cut = if d.is_empty() {
+                0
+            } else {
+                (next() as usize) % d.len()
+            };
+            let flow = if round % 5 == 0 && next() % 3 == 0 {
+                DOWN
+            } else {
+                *f
+            };
             s.feed(flow, &d[..cut], 0, ts(i), 1, &mut out);
             s.feed(flow, &d[cut..], gap, ts(i), 1, &mut out);
         }
         s.close(u64::MAX, &mut out);
         check_pairs(&out);
-        let open = out.iter().filter(|e| matches!(e, DbEvent::Started { .. })).count();
+        let open = out
+            .iter()
+            .filter(|e| matches!(e, DbEvent::Started { .. }))
+            .count();
         assert_eq!(open, done_ops(&out).len());
     }
 }
@@ -1028,8 +1169,18 @@ fn midstream_plausibility() {
         ("query", UP, query("SELECT 1"), true),
         ("ping", UP, cmd(0x0e, &[]), true),
         ("execute", UP, execute(1), true),
-        ("close+query", UP, cat(&[&cmd(0x19, &[1, 0, 0, 0]), &query("SELECT 1")]), true),
-        ("query cut", UP, query("SELECT * FROM items")[..10].to_vec(), true),
+        (
+            "close+query",
+            UP,
+            cat(&[&cmd(0x19, &[1, 0, 0, 0]), &query("SELECT 1")]),
+            true,
+        ),
+        (
+            "query cut",
+            UP,
+            query("SELECT * FROM items")[..10].to_vec(),
+            true,
+        ),
         ("binary query", UP, cmd(3, &[1, 2, 3, 0xff]), false),
         ("seq 1", UP, pkt(1, b"\x03SELECT 1"), false),
         ("unknown cmd", UP, cmd(0x40, b"x"), false),
@@ -1037,7 +1188,12 @@ fn midstream_plausibility() {
         ("ok", DOWN, ok(1, 2), true),
         ("err", DOWN, err(1, 1146, Some("42S02")), true),
         ("result", DOWN, result_set(1, &["a"], false, 2), true),
-        ("bad seq", DOWN, cat(&[&pkt(1, &[1]), &coldef(3, "x")]), false),
+        (
+            "bad seq",
+            DOWN,
+            cat(&[&pkt(1, &[1]), &coldef(3, "x")]),
+            false,
+        ),
         ("http", DOWN, b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), false),
         ("pg", UP, b"Q\0\0\0\x0dSELECT 1\0".to_vec(), false),
         ("redis", UP, b"*1\r\n$4\r\nPING\r\n".to_vec(), false),
@@ -1150,9 +1306,17 @@ fn golden_mariadb_cli() {
                 "shop",
                 None,
             ),
-            ("insert into items values (1, 'one'), (2, 'two')", "shop", None),
+            (
+                "insert into items values (1, 'one'), (2, 'two')",
+                "shop",
+                None,
+            ),
             ("select * from items where id > 0", "shop", None),
-            ("select * from missing_table", "shop", Some(("1146", "42S02"))),
+            (
+                "select * from missing_table",
+                "shop",
+                Some(("1146", "42S02")),
+            ),
         ],
     );
     // Greeting, response, OK; COM_QUIT.
@@ -1177,13 +1341,25 @@ fn golden_pymysql() {
         &[
             ("SET NAMES utf8mb4", "shop", None),
             ("SELECT id, name FROM items WHERE id = 1", "shop", None),
-            ("SELECT * FROM missing_table", "shop", Some(("1146", "42S02"))),
-            ("SELECT 1; SELECT name FROM items WHERE id = 2", "shop", None),
+            (
+                "SELECT * FROM missing_table",
+                "shop",
+                Some(("1146", "42S02")),
+            ),
+            (
+                "SELECT 1; SELECT name FROM items WHERE id = 2",
+                "shop",
+                None,
+            ),
             (&load, "shop", None),
             // COM_INIT_DB "mysql" (select_db) changed the namespace.
             ("SELECT COUNT(*) FROM user", "mysql", None),
             ("USE shop", "mysql", None),
-            ("SELECT REPEAT('x', 70000) AS big FROM items LIMIT 1", "shop", None),
+            (
+                "SELECT REPEAT('x', 70000) AS big FROM items LIMIT 1",
+                "shop",
+                None,
+            ),
         ],
     );
     assert_eq!(s.namespace(), Some("shop"));
@@ -1204,7 +1380,11 @@ fn golden_connector_prepared() {
     assert_ops(
         &ops,
         &[
-            ("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'", "shop", None),
+            (
+                "SET NAMES 'utf8mb4' COLLATE 'utf8mb4_general_ci'",
+                "shop",
+                None,
+            ),
             ("SET @@session.autocommit = ON", "shop", None),
             (select, "shop", None),
             (select, "shop", None),
@@ -1216,5 +1396,7 @@ fn golden_connector_prepared() {
     );
     assert_eq!(ops[2].query_text.as_deref(), Some(select));
     assert_eq!(stats.statement_unknown, 0);
-    assert!(golden(name).iter().any(|(_, _, d)| d.windows(6).any(|w| w == b"secret")));
+    assert!(golden(name)
+        .iter()
+        .any(|(_, _, d)| d.windows(6).any(|w| w == b"secret")));
 }

@@ -178,7 +178,9 @@ pub fn reply_start_ok(p: &[u8], len: u32) -> bool {
         Some(0xfb) => len >= 1,
         Some(_) => match lenenc(p) {
             // The count, and MariaDB's / MySQL 8's "metadata follows" byte.
-            Some((n, k)) => (1..=MAX_COLUMNS).contains(&n) && (len as usize == k || len as usize == k + 1),
+            Some((n, k)) => {
+                (1..=MAX_COLUMNS).contains(&n) && (len as usize == k || len as usize == k + 1)
+            }
             None => false,
         },
         None => false,
@@ -206,8 +208,9 @@ pub fn command_ok(p: &[u8], len: u32) -> bool {
     // Text checked as far as it was captured.
     let text = |t: &[u8]| len > 1 && (t.is_empty() || text_ok(t));
     match cmd {
-        COM_QUIT | COM_STATISTICS | COM_PROCESS_INFO | COM_PING | COM_RESET_CONNECTION
-        | 0x0d => len == 1,
+        COM_QUIT | COM_STATISTICS | COM_PROCESS_INFO | COM_PING | COM_RESET_CONNECTION | 0x0d => {
+            len == 1
+        }
         COM_QUERY => {
             // MySQL 8's query attributes prefix: no parameters, one set.
             let t = match body {
