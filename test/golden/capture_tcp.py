@@ -24,6 +24,11 @@ the request that caused it was forwarded).
       start a private FerretDB (scripts/ferretdb.sh builds it; SQLite in a temp dir), record
       pymongo's monitor and application connections (one file, records interleaved as read)
       into DIR/mongodb_pymongo.bin, stop the server. Needs `pip install pymongo`.
+  capture_tcp.py redis [--outdir DIR] [SCENARIO ...]
+      start a private redis-server (no persistence, temp dir), record redis-cli (RESP2 and
+      RESP3, --pipe), redis-py (pipelines, transactions, RESP3) and pub/sub connections
+      into DIR/redis_<scenario>.bin, stop the server. Needs `apt-get install redis-server`
+      and `pip install redis`.
 """
 import argparse
 import os
@@ -40,12 +45,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Recorder:
-    def __init__(self, path):
+    """`keep(flow, data)`, if given, decides per chunk whether it is written."""
+
+    def __init__(self, path, keep=None):
         self.f = open(path, "wb")
         self.lock = threading.Lock()
+        self.keep = keep
 
     def write(self, flow, data):
         with self.lock:
+            if self.keep is not None and not self.keep(flow, data):
+                return
             self.f.write(struct.pack("<BQI", flow, time.time_ns(), len(data)))
             self.f.write(data)
 
@@ -74,9 +84,9 @@ def pump(src, dst, flow, rec):
 class Proxy:
     """Listens on 127.0.0.1:port (0: any free port) and forwards to target, recording."""
 
-    def __init__(self, target, out, port=0, connections=1):
+    def __init__(self, target, out, port=0, connections=1, keep=None):
         self.target = target
-        self.rec = Recorder(out)
+        self.rec = Recorder(out, keep)
         self.connections = connections
         self.srv = socket.socket()
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -160,8 +170,8 @@ def start_postgres(tmp):
     return proc, port
 
 
-def record(port, out, client):
-    proxy = Proxy(("127.0.0.1", port), out)
+def record(port, out, client, keep=None):
+    proxy = Proxy(("127.0.0.1", port), out, keep=keep)
     client(proxy.port)
     proxy.wait()
     print(f"{out}: {os.path.getsize(out)} bytes", file=sys.stderr)
@@ -408,6 +418,153 @@ def mongodb(outdir):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# Redis scenarios
+# ---------------------------------------------------------------------------------------------
+
+
+def drop_command_docs():
+    """redis-cli's REPL starts with COMMAND DOCS (a ~170 KB reply, for its hints): that
+    exchange is left out of the recording to keep the captures small."""
+    state = {"skip": False}
+
+    def keep(flow, data):
+        if flow == 0:
+            state["skip"] = data == b"*2\r\n$7\r\nCOMMAND\r\n$4\r\nDOCS\r\n"
+        return not state["skip"]
+    return keep
+
+
+def redis_cli(lines, *extra):
+    """redis-cli reading commands from stdin: one connection, one command at a time."""
+    def client(port):
+        subprocess.run(["redis-cli", "-p", str(port), *extra], input="".join(l + "\n" for l in lines).encode(),
+                       check=True, stdout=subprocess.DEVNULL)
+    return client
+
+
+REDIS_CLI = redis_cli([
+    "PING", "SELECT 2", "SET user:1 alice", "GET user:1", "HSET h:1 name bob age 42", "HGETALL h:1",
+    "RPUSH list:1 a b c", "LRANGE list:1 0 -1", "INCR h:1", "MULTI", "SET counter 10", "INCRBY counter 5", "EXEC",
+    "NOSUCHCMD x", "CLIENT SETNAME golden", "DEL user:1 h:1 list:1 counter"])
+REDIS_CLI_RESP3 = redis_cli([
+    "HSET h:3 f1 v1 f2 v2", "HGETALL h:3", "SADD s:3 x y z", "SMEMBERS s:3", "ZADD z:3 1.5 m", "ZSCORE z:3 m",
+    "EXISTS h:3", "GET missing", "CONFIG GET maxmemory", "LPOP h:3", "DEL h:3 s:3 z:3"], "-3")
+
+
+def redis_pipe(port):
+    """redis-cli --pipe: inline commands written as one pipeline (it appends an ECHO of
+    20 random bytes to see the end)."""
+    cmds = ["PING", "SET \"key with space\" 'v 1'", "HSET h:p f v", "HGETALL h:p", "INCR h:p", "GET nokey",
+            "SELECT 5", "SET k5 x", "DEL \"key with space\" h:p k5"]
+    subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input="".join(c + "\r\n" for c in cmds).encode(),
+                   check=False, stdout=subprocess.DEVNULL)  # exits 1: the INCR's error is on purpose
+
+
+def redis_py(port):
+    import redis
+    r = redis.Redis(port=port, db=3)
+    r.set("user:1", "alice")
+    assert r.get("user:1") == b"alice"
+    r.hset("h:1", mapping={"a": "1", "b": "2"})
+    r.hgetall("h:1")
+    try:
+        r.lpush("h:1", "x")
+    except redis.ResponseError:
+        pass
+    pipe = r.pipeline(transaction=False)
+    for i in range(20):
+        pipe.set(f"k:{i}", i)
+    for i in range(20):
+        pipe.get(f"k:{i}")
+    pipe.execute()
+    tx = r.pipeline(transaction=True)
+    tx.incr("tx:counter")
+    tx.hset("tx:h", "f", "v")
+    tx.lpush("h:1", "x")  # WRONGTYPE at EXEC
+    try:
+        tx.execute()
+    except redis.ResponseError:
+        pass
+    r.set("big", b"v" * 20_000)
+    r.get("big")
+    r.delete("big", "user:1", "h:1", "tx:counter", "tx:h", *[f"k:{i}" for i in range(20)])
+    r.close()
+
+
+def redis_py_resp3(port):
+    import redis
+    r = redis.Redis(port=port, protocol=3, password=None)
+    r.hset("h:r3", mapping={"a": "1", "b": "2"})
+    r.hgetall("h:r3")
+    r.sadd("s:r3", "x", "y")
+    r.smembers("s:r3")
+    pipe = r.pipeline(transaction=True)
+    pipe.hgetall("h:r3")
+    pipe.smembers("s:r3")
+    pipe.execute()
+    r.delete("h:r3", "s:r3")
+    r.close()
+
+
+def redis_pubsub(server_port, protocol):
+    """A subscriber through the proxy; messages published on a direct connection."""
+    def client(port):
+        import redis
+        r = redis.Redis(port=port, protocol=protocol)
+        direct = redis.Redis(port=server_port)
+        ps = r.pubsub()
+        ps.subscribe("news", "sport")
+        ps.psubscribe("log.*")
+        for _ in range(3):
+            ps.get_message(timeout=1)
+        direct.publish("news", "hello")
+        direct.publish("log.app", "line")
+        direct.publish("sport", "goal")
+        got, deadline = 0, time.time() + 5
+        while got < 3 and time.time() < deadline:
+            m = ps.get_message(timeout=1)
+            if m and m["type"] in ("message", "pmessage"):
+                got += 1
+        ps.ping()
+        ps.get_message(timeout=1)
+        ps.unsubscribe("news", "sport")
+        ps.punsubscribe()
+        for _ in range(3):
+            ps.get_message(timeout=1)
+        # Back to normal mode: a command on the same connection.
+        ps.connection.send_command("GET", "after")
+        ps.connection.read_response()
+        ps.close()
+        r.close()
+        direct.close()
+    return client
+
+
+def redis_scenarios(outdir, names):
+    for tool in ("redis-server", "redis-cli"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} missing: apt-get install redis-server")
+    tmp = tempfile.mkdtemp(prefix="redis-golden-")
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp,
+                               "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
+    scenarios = {
+        "cli": (REDIS_CLI, drop_command_docs), "cli_resp3": (REDIS_CLI_RESP3, drop_command_docs),
+        "pipe": (redis_pipe, None), "py": (redis_py, None), "py_resp3": (redis_py_resp3, None),
+        "pubsub": (redis_pubsub(port, 2), None), "pubsub_resp3": (redis_pubsub(port, 3), None),
+    }
+    try:
+        wait_port(port, server)
+        for name in names or scenarios:
+            client, keep = scenarios[name]
+            record(port, os.path.join(outdir, f"redis_{name}.bin"), client, keep() if keep else None)
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -422,6 +579,9 @@ def main():
     m.add_argument("--outdir", default=HERE)
     m = sub.add_parser("mongodb")
     m.add_argument("--outdir", default=HERE)
+    r = sub.add_parser("redis")
+    r.add_argument("--outdir", default=HERE)
+    r.add_argument("scenarios", nargs="*")
     a = ap.parse_args()
     if a.cmd == "proxy":
         host, port = a.target.rsplit(":", 1)
@@ -431,6 +591,8 @@ def main():
         mariadb(a.outdir)
     elif a.cmd == "mongodb":
         mongodb(a.outdir)
+    elif a.cmd == "redis":
+        redis_scenarios(a.outdir, a.scenarios)
     else:
         postgres(a.outdir)
 

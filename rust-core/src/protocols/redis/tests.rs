@@ -1384,7 +1384,7 @@ fn random_input_never_panics() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Captures of a real redis-server (test/golden/capture_redis.py)
+// Captures of a real redis-server (test/golden/capture_tcp.py redis)
 
 /// The records of test/golden/redis_{name}.bin.
 fn golden(name: &str) -> Vec<Feed> {
