@@ -6,7 +6,7 @@
 //! bounded by [`MAX_DEPTH`].
 
 /// Nesting rendered at most (deeper documents show as `"?"`).
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// A document: the bytes of its elements (after the length, at most up to the declared
 /// end), and whether all of them were captured.

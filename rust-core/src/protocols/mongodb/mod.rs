@@ -74,7 +74,7 @@ pub use super::db::Sniff;
 /// Bytes looked at to find a message's start (a header and an OP_MSG's first section).
 const PROBE: usize = 25;
 /// Requests waiting for replies at most.
-pub const MAX_PENDING: usize = 1024;
+pub(crate) const MAX_PENDING: usize = 1024;
 /// Longest collection or database name kept (the server's limits are lower).
 const MAX_NAME: usize = 255;
 

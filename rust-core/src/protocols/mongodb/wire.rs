@@ -19,7 +19,7 @@ pub const HEADER: usize = 16;
 /// with an empty body 26).
 pub const MIN_LEN: u32 = 21;
 /// The largest message accepted (the server's maxMessageSizeBytes is 48,000,000).
-pub const MAX_LEN: u32 = 48 * 1024 * 1024;
+pub(crate) const MAX_LEN: u32 = 48 * 1024 * 1024;
 /// Bytes of a message kept for parsing (the rest is skipped by length): the command's
 /// name, collection and options come first; a reply's error fields are small.
 pub const KEEP: usize = 64 * 1024;

@@ -71,11 +71,11 @@ use super::sql::{analyze, query_text, SqlInfo};
 use wire::{Expect, Framer, Msg, Sink};
 
 /// Named prepared statements remembered per connection (pgx caches 512).
-pub const MAX_STATEMENTS: usize = 512;
+pub(crate) const MAX_STATEMENTS: usize = 512;
 /// Named portals remembered per connection.
 pub const MAX_PORTALS: usize = 64;
 /// Requests waiting for their replies (a pipeline step or an operation each).
-pub const MAX_PENDING: usize = 16 * 1024;
+pub(crate) const MAX_PENDING: usize = 16 * 1024;
 /// `error_type` of the Executes the server skipped after an earlier error in the
 /// same pipeline.
 pub const PIPELINE_ABORTED: &str = "pipeline_aborted";

@@ -5,12 +5,12 @@
 use super::super::db::Flow;
 
 /// Largest length field accepted (the server's own limit, `PQ_LARGE_MESSAGE_LIMIT`).
-pub const MAX_LEN: u32 = 1 << 30;
+pub(crate) const MAX_LEN: u32 = 1 << 30;
 /// Largest startup packet (the server's `MAX_STARTUP_PACKET_LENGTH`).
 pub const MAX_STARTUP: u32 = 10_000;
 /// Bytes of one message kept when it arrives in pieces (or handed over when whole);
 /// the rest is skipped by its length.
-pub const MAX_KEEP: usize = 64 * 1024;
+pub(crate) const MAX_KEEP: usize = 64 * 1024;
 
 pub const SSL_REQUEST: u32 = 80_877_103;
 pub const GSSENC_REQUEST: u32 = 80_877_104;

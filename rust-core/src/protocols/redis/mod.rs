@@ -75,7 +75,7 @@ use resp::{plausible_replies, Broken, ReplyParser, Value};
 /// The longest line buffered: an inline command, a simple string or error line.
 pub const MAX_LINE: usize = 64 * 1024;
 /// Operations waiting for replies at most.
-pub const MAX_PENDING: usize = 1024;
+pub(crate) const MAX_PENDING: usize = 1024;
 /// Scratch vectors (messages parsed from one feed) keep at most this capacity between
 /// feeds.
 const SCRATCH_KEPT: usize = 64;

@@ -9,7 +9,7 @@
 use super::MAX_LINE;
 
 /// Aggregates nested deeper than this are taken for garbage.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 /// An aggregate announcing more elements than this is taken for garbage (a map or an
 /// attribute counts its pairs).
 pub const MAX_ELEMENTS: u64 = 1 << 20;
