@@ -345,6 +345,24 @@ impl Conn {
         }
     }
 
+    /// The socket's first TLS plaintext arrived while what this Conn saw was not TLS:
+    /// whether it goes on with the plaintext (otherwise it saw only the handshake's
+    /// ciphertext and is replaced). A database session goes on: it saw the protocol's own
+    /// upgrade in the clear (PostgreSQL's SSLRequest, MySQL's SSL request), skips the raw
+    /// TLS records after it, and the plaintext continues its conversation, which needs
+    /// what came before (MySQL: the greeting's server version, `mariadb` or `mysql`, and
+    /// capabilities).
+    pub fn continues_in_tls(&mut self) -> bool {
+        if !matches!(self.proto, Proto::Db(_)) {
+            return false;
+        }
+        self.peer = Arc::new(Peer {
+            tls: true,
+            ..Peer::of(&self.tuple)
+        });
+        true
+    }
+
     /// Feeds one call given as segments (an HTTP/2 call the kernel walked frame by frame).
     pub fn feed_segments(
         &mut self,
@@ -1183,5 +1201,29 @@ mod tests {
         c.databases = TOY;
         let out = c.feed(Direction::Recv, b"R\n", 0, 1, 1, &mut done);
         assert!(out.unknown_protocol && matches!(c.proto, Proto::Ignored));
+    }
+
+    #[test]
+    fn only_database_sessions_continue_in_tls() {
+        let mut done = Vec::new();
+        // A database session saw the protocol's upgrade in the clear: it goes on.
+        let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
+        c.databases = TOY;
+        c.feed(Direction::Send, b"Q SELECT 1\n", 0, 1, 1, &mut done);
+        assert!(c.continues_in_tls());
+        assert!(c.peer.tls && matches!(c.proto, Proto::Db(_)));
+        // A TLS handshake from the first byte: replaced by the plaintext's Conn.
+        let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
+        c.feed(
+            Direction::Send,
+            &[0x16, 3, 1, 0, 5, 1, 0, 0, 1, 0],
+            0,
+            1,
+            1,
+            &mut done,
+        );
+        assert!(c.tls_handshake);
+        assert!(!c.continues_in_tls());
+        assert!(!c.peer.tls);
     }
 }

@@ -908,11 +908,12 @@ def start_postgres(procs: Procs, tmp_path: Path, tls: bool = False, port: int | 
     return port
 
 
-def start_mariadb(procs: Procs, tmp_path: Path) -> int:
+def start_mariadb(procs: Procs, tmp_path: Path, tls: bool = False) -> int:
     """A MariaDB server of its own (mariadb-install-db in tmp_path, mariadbd dropping to
     the mysql user, TCP on 127.0.0.1 and a free port, LOCAL INFILE allowed); returns the
     port. User `root` without password over TCP; database `shop` created (by a client in
-    this process: filter spans by pid)."""
+    this process: filter spans by pid). With tls, it also accepts TLS: a self-signed
+    certificate for 127.0.0.1 / localhost in tmp_path/mariadb/cert.pem (the clients' CA)."""
     d = tmp_path / "mariadb"
     data = d / "data"
     data.mkdir(parents=True)
@@ -927,10 +928,19 @@ def start_mariadb(procs: Procs, tmp_path: Path) -> int:
                     "--auth-root-authentication-method=normal", "--skip-test-db"],
                    check=True, capture_output=True, timeout=120)
     port = free_port()
+    extra = []
+    if tls:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "key.pem",
+                        "-out", d / "cert.pem", "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+        for f in ("key.pem", "cert.pem"):
+            shutil.chown(d / f, "mysql", "mysql")
+        os.chmod(d / "key.pem", 0o600)
+        extra = [f"--ssl-cert={d / 'cert.pem'}", f"--ssl-key={d / 'key.pem'}"]
     p = procs.spawn(["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={data}", f"--port={port}",
                      "--bind-address=127.0.0.1", f"--socket={d}/mysqld.sock", f"--pid-file={d}/mysqld.pid",
                      "--skip-log-bin", "--innodb-buffer-pool-size=32M", "--max-connections=30",
-                     "--local-infile=1"], name="mariadbd")
+                     "--local-infile=1", *extra], name="mariadbd")
     wait_listening(port, p, what="mariadbd")
     import pymysql
     conn = pymysql.connect(host="127.0.0.1", port=port, user="root", connect_timeout=10)

@@ -23,8 +23,12 @@ def of_pid(pid):
 PYMYSQL = r"""
 import sys, pymysql
 port = int(sys.argv[1])
-c = pymysql.connect(host="127.0.0.1", port=port, user="root", database="shop", autocommit=True)
+tls = {"ssl": {"ca": sys.argv[2]}} if len(sys.argv) > 2 else {}  # Python's ssl: libssl, probed
+c = pymysql.connect(host="127.0.0.1", port=port, user="root", database="shop", autocommit=True, **tls)
 cur = c.cursor()
+if tls:
+    cur.execute("SHOW STATUS LIKE 'Ssl_cipher'")
+    print("cipher", cur.fetchall()[0][1], flush=True)
 cur.execute("CREATE TABLE users (id int primary key, name text)")
 cur.execute("INSERT INTO users VALUES (1, 'secret-1'), (2, 'secret-2')")
 cur.execute("SELECT name FROM users WHERE id = %s", (1,))
@@ -48,7 +52,25 @@ def test_pymysql_queries_errors_and_namespace(collector, procs, tmp_path):
     script.write_text(PYMYSQL)
     client, out = procs.run([PYTHON, script, port], name="pymysql")
     assert "error 1146" in out and "done" in out, out
+    check_pymysql_spans(collector, client, port)
 
+
+def test_pymysql_over_tls(collector, procs, tmp_path):
+    """SSL request, then TLS: PyMySQL (Python's ssl module, libssl) and mariadbd (libssl
+    too) give their plaintext through the OpenSSL probes; the spans are the same as without
+    TLS, the server's SERVER spans included (mariadb, from the greeting before TLS)."""
+    port = start_mariadb(procs, tmp_path, tls=True)
+    script = tmp_path / "client.py"
+    script.write_text(PYMYSQL)
+    client, out = procs.run([PYTHON, script, port, tmp_path / "mariadb" / "cert.pem"], name="pymysql-tls")
+    assert "error 1146" in out and "done" in out, out
+    cipher = out.split("cipher ", 1)[1].split()[0]
+    assert cipher and cipher != "done", out  # the connection really was TLS
+    check_pymysql_spans(collector, client, port, tls=True)
+
+
+def check_pymysql_spans(collector, client, port, tls=False):
+    """The PYMYSQL script's CLIENT spans, and mariadbd's SERVER spans as their children."""
     want = [
         # (name, operation, collection, text, namespace)
         ("SET", "SET", None, "SET NAMES utf8mb4", "shop"),
@@ -60,6 +82,8 @@ def test_pymysql_queries_errors_and_namespace(collector, procs, tmp_path):
         ("USE shop", "USE", None, "USE shop", "mysql"),
         ("SELECT users", "SELECT", "users", "SELECT COUNT(*) FROM users", "shop"),
     ]
+    if tls:
+        want.insert(1, ("SHOW", "SHOW", None, "SHOW STATUS LIKE ?", "shop"))
     spans = my(collector.spans.wait(of_pid(client.pid), len(want)), CLIENT_KIND, client.pid)
     assert [s["name"] for s in spans] == [w[0] for w in want], brief(spans)
     for sp, (name, op, coll, text, ns) in zip(spans, want):
@@ -72,10 +96,11 @@ def test_pymysql_queries_errors_and_namespace(collector, procs, tmp_path):
         assert a["db.query.text"] == text, brief([sp])
         assert a["server.address"] == "127.0.0.1" and a["server.port"] == port, brief([sp])
         assert sp["start"] <= sp["end"]
-    err = spans[4]
+    e = 5 if tls else 4
+    err = spans[e]
     assert err["status_code"] == 2, brief([err])
     assert err["attrs"]["db.response.status_code"] == "1146" and err["attrs"]["error.type"] == "42S02", brief([err])
-    for sp in spans[:4] + spans[5:]:
+    for sp in spans[:e] + spans[e + 1:]:
         assert sp["status_code"] == 0 and "error.type" not in sp["attrs"] and "db.response.status_code" not in sp["attrs"]
     assert "secret-" not in collector.spans.raw_text()
 
@@ -169,3 +194,32 @@ def test_queries_made_while_serving_are_children(collector, procs, tmp_path):
         assert parent["trace_id"] == call["trace_id"]
         assert parent["start"] <= call["start"] and call["end"] <= parent["end"]
         assert call["attrs"]["db.query.text"] == "SELECT name FROM users WHERE id = ?"
+
+
+def test_mariadb_cli_over_tls(collector, procs, tmp_path):
+    """The mariadb CLI with --ssl: Debian's libmariadb uses OpenSSL (libssl, probed), as
+    mariadbd does; client and server spans as without TLS."""
+    port = start_mariadb(procs, tmp_path, tls=True)
+    sql = ("SHOW STATUS LIKE 'Ssl_cipher'; SELECT COUNT(*) FROM mysql.db; "
+           "SELECT name FROM missing_table WHERE name = 'secret-9'")
+    cli, out = procs.run(["mariadb", "-h", "127.0.0.1", "-P", str(port), "-u", "root", "--ssl", "-D", "shop",
+                          "--force", "-N", "-e", sql], check=False, name="mariadb-cli")
+    assert "Ssl_cipher\tTLS" in out and "1146" in out, out  # the connection really was TLS
+    # The failing statement last: in a first try the CLI ran nothing after it, --force or not.
+
+    spans = my(collector.spans.wait(of_pid(cli.pid), 3), CLIENT_KIND, cli.pid)
+    assert [s["name"] for s in spans] == ["SHOW", "SELECT mysql.db", "SELECT missing_table"], brief(spans)
+    assert [s["attrs"]["db.query.text"] for s in spans] == [
+        "SHOW STATUS LIKE ?", "SELECT COUNT(*) FROM mysql.db", "SELECT name FROM missing_table WHERE name = ?"]
+    assert all(s["attrs"]["db.namespace"] == "shop" and s["attrs"]["server.port"] == port for s in spans)
+    err = spans[2]
+    assert err["status_code"] == 2 and err["attrs"]["db.response.status_code"] == "1146", brief([err])
+    assert err["attrs"]["error.type"] == "42S02"
+    assert spans[0]["status_code"] == spans[1]["status_code"] == 0
+    assert "secret-" not in collector.spans.raw_text()
+
+    servers = my(collector.spans.wait(server_on(port), 3), SERVER_KIND)
+    by_parent = {sv["parent_span_id"]: sv for sv in servers}
+    for c in spans:
+        sv = by_parent.get(c["span_id"])
+        assert sv is not None and sv["trace_id"] == c["trace_id"] and sv["name"] == c["name"], brief(servers + [c])

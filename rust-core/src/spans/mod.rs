@@ -273,7 +273,12 @@ impl Assembler {
                     return None;
                 }
                 let key = hdr.sock_id;
-                if tls && self.conns.get(&key).is_some_and(|c| !c.peer.tls) {
+                if tls
+                    && self
+                        .conns
+                        .get_mut(&key)
+                        .is_some_and(|c| !c.peer.tls && (c.tuple != tuple || !c.continues_in_tls()))
+                {
                     // What was seen of it so far was the handshake's ciphertext.
                     self.conns.remove(&key);
                 }

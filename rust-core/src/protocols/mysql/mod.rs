@@ -42,10 +42,22 @@
 //!   COM_INIT_DB, a successful `USE name` query, the schema an OK's session state
 //!   reports (CLIENT_SESSION_TRACK) or COM_CHANGE_USER. An operation keeps the namespace
 //!   it was sent in.
-//! * SSL request (a 32-byte HandshakeResponse with CLIENT_SSL) and compression
-//!   (CLIENT_COMPRESS or zstd negotiated: after the handshake's OK) end parsing of the
-//!   connection: counted once in `not_operations`, see [`MySqlSession::tls`] and
-//!   [`MySqlSession::compressed`].
+//! * TLS: the SSL request (a 32-byte HandshakeResponse with CLIENT_SSL, sequence id 1,
+//!   counted in `not_operations`) is followed by raw TLS records, skipped silently (never
+//!   malformed, no lost boundary) either way until the plaintext HandshakeResponse
+//!   toward the server: sequence id 2, CLIENT_SSL and protocol 4.1 set, the filler's first
+//!   19 bytes zero (a prefix of it at the end of a feed is kept; a server reads the header,
+//!   then the payload). From there the connection is parsed as without TLS (schema,
+//!   authentication from sequence id 3, commands); `db.system.name` is the greeting's,
+//!   before TLS. The plaintext comes from the TLS library probes: the socket's Conn that
+//!   saw the greeting goes on with it (`Conn::continues_in_tls`), the probes dropping the
+//!   ciphertext once the socket is marked. Bytes seen by a session (PyMySQL client):
+//!   greeting, SSL request, ClientHello, the server's handshake records (OpenSSL reads a
+//!   record's 5-byte header, then its payload), the client's Finished, then plaintext
+//!   packets. A library we do not probe leaves raw records to the end: see
+//!   [`MySqlSession::tls`].
+//! * Compression (CLIENT_COMPRESS or zstd negotiated: after the handshake's OK) ends
+//!   parsing of the connection: see [`MySqlSession::compressed`].
 //!
 //! Framing and lost boundaries (`wire.rs`): packets may be split anywhere; a payload of
 //! 0xFFFFFF bytes continues in the next packet. Uncaptured bytes (`gap`) inside a packet
@@ -237,8 +249,17 @@ struct Core {
     /// The capabilities both ends have (the client's, when the greeting was not seen).
     caps: Option<u64>,
     tls: bool,
+    /// The SSL request was sent: raw TLS records are skipped until the plaintext
+    /// HandshakeResponse (sequence id 2) arrives toward the server.
+    tls_pending: bool,
+    /// Bytes toward the server, while `tls_pending`, that may start the plaintext
+    /// HandshakeResponse (at most 31).
+    tls_head: Vec<u8>,
+    /// The sequence id of the HandshakeResponse expected after the greeting (2 after
+    /// the SSL request).
+    hs_seq: u8,
     compressed: bool,
-    /// Nothing more can be read (TLS without plaintext, compression).
+    /// Nothing more can be read (compression).
     dead: bool,
     next_seq: u64,
     queue: VecDeque<Slot>,
@@ -270,6 +291,9 @@ impl MySqlSession {
                 server_caps: None,
                 caps: None,
                 tls: false,
+                tls_pending: false,
+                tls_head: Vec::new(),
+                hs_seq: 1,
                 compressed: false,
                 dead: false,
                 next_seq: 0,
@@ -298,7 +322,8 @@ impl MySqlSession {
         self.core.system
     }
 
-    /// The client asked for TLS: the rest is encrypted and not parsed.
+    /// The client asked for TLS (SSL request): what follows is parsed from the plaintext
+    /// the TLS library probes give, if they do; raw TLS records are skipped.
     pub fn tls(&self) -> bool {
         self.core.tls
     }
@@ -323,7 +348,40 @@ impl DbSession for MySqlSession {
         if self.core.dead || (data.is_empty() && gap == 0) {
             return;
         }
+        let joined: Vec<u8>;
         let mut data = data;
+        if self.core.tls_pending {
+            // Raw TLS records (either way) until the plaintext HandshakeResponse: skipped
+            // silently, the framers stay at the boundary after the SSL request.
+            let head = std::mem::take(&mut self.core.tls_head);
+            if flow == Flow::ToClient || gap > 0 {
+                return;
+            }
+            // It starts a feed, or continues the bytes kept (a server reads the header,
+            // then the payload).
+            let buf = if head.is_empty() {
+                data
+            } else {
+                joined = [head.as_slice(), data].concat();
+                &joined
+            };
+            let found = (0..=head.len())
+                .map(|k| (k, tls_handshake_response(&buf[k..])))
+                .find(|(_, v)| *v != Sniff::No);
+            match found {
+                None => return,
+                Some((k, Sniff::NeedMore)) => {
+                    self.core.tls_head = buf[k..].to_vec();
+                    return;
+                }
+                Some((k, _)) => data = &buf[k..],
+            }
+            self.core.tls_pending = false;
+            self.core.greeted = true;
+            self.core.hs_seq = 2;
+            self.dirs[0].recover();
+            self.dirs[1].recover();
+        }
         if !self.core.seen[i] {
             self.core.seen[i] = true;
             self.first_bytes(flow, data, ts);
@@ -467,6 +525,39 @@ impl MySqlSession {
     }
 }
 
+/// Whether `b` (bytes toward the server after an SSL request) starts the plaintext
+/// HandshakeResponse rather than a raw TLS record: sequence id 2, a length of at least 32
+/// bytes and below 64 KiB, protocol 4.1 and CLIENT_SSL in the capabilities, and the
+/// filler's first 19 bytes zero (MariaDB uses the last 4), so its first 32 bytes say
+/// `Yes`, a prefix of them `NeedMore`. A TLS record's header read as a packet's has a
+/// length of at least 0x010014 (its version's major byte, 3, is the length's high byte);
+/// a record's encrypted payload passes with a chance of 2^-170.
+fn tls_handshake_response(b: &[u8]) -> Sniff {
+    let n = b.len();
+    if n >= 3 && !(32..0x10000).contains(&wire::le24(b)) {
+        return Sniff::No;
+    }
+    if b.get(3).is_some_and(|&s| s != 2) {
+        return Sniff::No;
+    }
+    let want = wire::CLIENT_PROTOCOL_41 | wire::CLIENT_SSL;
+    if b.get(4..8)
+        .is_some_and(|c| u64::from(wire::le32(c)) & want != want)
+    {
+        return Sniff::No;
+    }
+    if b.get(13..n.min(32))
+        .is_some_and(|f| f.iter().any(|&c| c != 0))
+    {
+        return Sniff::No;
+    }
+    if n < 32 {
+        Sniff::NeedMore
+    } else {
+        Sniff::Yes
+    }
+}
+
 /// A result set's terminator at the very end of `data`: an EOF (9 bytes with its
 /// header) or a 0xFE OK without affected rows, insert id or info (11 bytes); its
 /// sequence id and status flags.
@@ -494,7 +585,8 @@ struct Ctx<'a> {
 
 impl Sink for Ctx<'_> {
     fn packet(&mut self, flow: Flow, p: Pkt<'_>) -> bool {
-        if self.core.dead {
+        if self.core.dead || self.core.tls_pending {
+            // Compressed, or raw TLS after the SSL request in the same feed.
             return true;
         }
         match flow {
@@ -698,7 +790,7 @@ impl Core {
 
     fn on_request(&mut self, p: &Pkt<'_>, out: &mut Vec<DbEvent>) -> bool {
         if self.greeted {
-            if p.seq != 1 || p.cont {
+            if p.seq != self.hs_seq || p.cont {
                 self.stats.malformed += 1;
                 return false;
             }
@@ -757,9 +849,9 @@ impl Core {
         }
         let caps = client & self.server_caps.unwrap_or(client);
         self.caps = Some(caps);
-        if p.len == 32 && client & wire::CLIENT_SSL != 0 {
+        if p.seq == 1 && p.len == 32 && client & wire::CLIENT_SSL != 0 {
             self.tls = true;
-            self.dead = true;
+            self.tls_pending = true;
             return true;
         }
         let mut db = None;
@@ -780,7 +872,7 @@ impl Core {
             })();
         }
         self.push(Kind::Auth(db), R::First);
-        self.queue.back_mut().expect("pushed").seq = 2;
+        self.queue.back_mut().expect("pushed").seq = p.seq.wrapping_add(1);
         true
     }
 

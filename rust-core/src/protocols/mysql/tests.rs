@@ -331,7 +331,7 @@ fn access_denied_is_no_operation() {
 }
 
 #[test]
-fn ssl_request_stops_parsing() {
+fn ssl_request_then_raw_tls_is_skipped() {
     let caps = CLIENT_BASE | 1 << 11;
     let ssl = pkt(
         1,
@@ -380,6 +380,201 @@ fn compression_is_counted_and_not_parsed() {
 // ---------------------------------------------------------------------------
 // Queries and replies
 // ---------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------
+// TLS: the SSL request, raw TLS records (the handshake, before the probes mark the
+// socket), then the plaintext the TLS library probes give, in the same session.
+// ---------------------------------------------------------------------------
+
+const CLIENT_SSL: u32 = 1 << 11;
+
+fn ssl_request() -> Vec<u8> {
+    let caps = CLIENT_BASE | CLIENT_SSL;
+    pkt(
+        1,
+        &cat(&[&caps.to_le_bytes(), &[0, 0, 0, 1], &[45], &[0; 23]]),
+    )
+}
+
+/// The full HandshakeResponse sent inside TLS: sequence id 2, CLIENT_SSL still set.
+fn tls_handshake_response_pkt(db: Option<&str>) -> Vec<u8> {
+    let mut p = handshake_response(CLIENT_BASE | CLIENT_SSL, db);
+    p[3] = 2;
+    p
+}
+
+/// A TLS record: type, version 3.3, length, payload.
+fn tls_record(typ: u8, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len() as u16;
+    cat(&[&[typ, 3, 3], &n.to_be_bytes(), payload])
+}
+
+/// Pseudo-random bytes (xorshift), like a record's encrypted payload.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn tls_steps() -> Vec<(Flow, Vec<u8>)> {
+    // An encrypted payload that starts like the plaintext's header, read apart from its
+    // record header as OpenSSL does: its filler is not zero.
+    let mut lookalike = cat(&[&[0x40, 0, 0, 2], &(CLIENT_BASE | CLIENT_SSL).to_le_bytes()]);
+    lookalike.extend(noise(7, 60));
+    vec![
+        (
+            DOWN,
+            greeting("5.5.5-10.11.6-MariaDB-0+deb12u1", SERVER_CAPS),
+        ),
+        (UP, ssl_request()),
+        (
+            UP,
+            tls_record(0x16, &cat(&[&[1, 0, 1, 0xfc, 3, 3], &noise(1, 250)])),
+        ),
+        (
+            DOWN,
+            tls_record(0x16, &cat(&[&[2, 0, 0, 0x76, 3, 3], &noise(2, 116)])),
+        ),
+        (DOWN, tls_record(0x17, &noise(3, 800))),
+        (UP, tls_record(0x14, &[1])),
+        (UP, lookalike),
+        (UP, tls_record(0x17, &noise(4, 69))),
+        // The plaintext, from the probes.
+        (UP, tls_handshake_response_pkt(Some("shop"))),
+        (DOWN, ok(3, 2)),
+        (UP, query("SELECT name FROM users")),
+        (DOWN, result_set(1, &["a", "b"], false, 2)),
+        (UP, query("SELECT * FROM missing_table")),
+        (DOWN, err(1, 1146, Some("42S02"))),
+    ]
+}
+
+#[test]
+fn tls_plaintext_continues_the_session() {
+    let steps = tls_steps();
+    let r = run(&steps);
+    let ops = r.ops();
+    assert_eq!(ops.len(), 2, "{ops:#?}");
+    expect_sql(&ops[0], "SELECT name FROM users");
+    expect_sql(&ops[1], "SELECT * FROM missing_table");
+    for op in &ops {
+        // The system from the greeting before TLS, the schema from the plaintext response.
+        assert_eq!(op.system, Some(DbSystem::Mariadb));
+        assert_eq!(op.namespace.as_deref(), Some("shop"));
+    }
+    assert!(!ops[0].error);
+    assert_eq!(ops[1].status_code.as_deref(), Some("1146"));
+    assert_eq!(ops[1].error_type.as_deref(), Some("42S02"));
+    // Raw TLS is skipped silently: never malformed, no boundary lost.
+    assert_eq!(r.stats.malformed, 0);
+    assert_eq!(r.lost, 0);
+    // Greeting, SSL request, HandshakeResponse, OK.
+    assert_eq!(r.stats.not_operations, 4);
+    assert_eq!(r.system, DbSystem::Mariadb);
+
+    let mut s = MySqlSession::new(QueryTextOptions::default());
+    let mut out = Vec::new();
+    for (flow, data) in &steps[..2] {
+        s.feed(*flow, data, 0, 1, 1, &mut out);
+    }
+    assert!(s.tls());
+}
+
+#[test]
+fn tls_path_split_at_any_size_equals_whole() {
+    // A server reads the plaintext's header, then its payload; TLS records as header
+    // then payload: every cut gives the same events.
+    let steps = tls_steps();
+    let whole = run(&steps);
+    for n in 1..=40 {
+        let r = run_pieces(&steps, n);
+        assert_eq!(r.events, whole.events, "pieces of {n}");
+        assert_eq!(r.stats, whole.stats, "pieces of {n}");
+        assert_eq!(r.lost, 0, "pieces of {n}");
+    }
+}
+
+#[test]
+fn tls_without_plaintext_is_skipped_silently() {
+    // A TLS library we do not probe: raw records both ways for the whole connection,
+    // cut anywhere.
+    let mut steps = vec![(DOWN, greeting("8.0.36", SERVER_CAPS)), (UP, ssl_request())];
+    for i in 0..400u64 {
+        let flow = if i % 3 == 0 { DOWN } else { UP };
+        let rec = tls_record(0x17, &noise(i + 10, 20 + (i as usize * 37) % 3000));
+        let cut = (i as usize * 7) % rec.len();
+        steps.push((flow, rec[..cut].to_vec()));
+        steps.push((flow, rec[cut..].to_vec()));
+        // Payload-only feeds, starting with what could be a packet header.
+        steps.push((
+            flow,
+            cat(&[&[0x30, 0, 0, (i % 4) as u8], &noise(i + 1000, 40)]),
+        ));
+    }
+    let r = run(&steps);
+    assert!(r.events.is_empty());
+    assert_eq!(r.stats.malformed, 0);
+    assert_eq!(r.lost, 0);
+    assert_eq!(r.stats.not_operations, 2);
+    // With uncaptured bytes too.
+    let mut s = MySqlSession::new(QueryTextOptions::default());
+    let mut out = Vec::new();
+    for (i, (flow, data)) in steps.iter().enumerate() {
+        let n = if i < 2 { data.len() } else { data.len().min(5) };
+        s.feed(
+            *flow,
+            &data[..n],
+            (data.len() - n) as u64,
+            ts(i),
+            1,
+            &mut out,
+        );
+    }
+    assert!(out.is_empty());
+    assert_eq!(s.stats().malformed, 0);
+    assert!(s.tls());
+}
+
+#[test]
+fn tls_handshake_response_recognition() {
+    let p = tls_handshake_response_pkt(Some("shop"));
+    assert_eq!(super::tls_handshake_response(&p), Sniff::Yes);
+    for n in 0..32 {
+        assert_eq!(
+            super::tls_handshake_response(&p[..n]),
+            Sniff::NeedMore,
+            "prefix {n}"
+        );
+    }
+    // The SSL request itself (sequence id 1), a plain response, raw records.
+    assert_eq!(super::tls_handshake_response(&ssl_request()), Sniff::No);
+    assert_eq!(
+        super::tls_handshake_response(&handshake_response(CLIENT_BASE | CLIENT_SSL, None)),
+        Sniff::No
+    );
+    for typ in [0x14, 0x15, 0x16, 0x17] {
+        for v in 1..=4 {
+            assert_eq!(super::tls_handshake_response(&[typ, 3, v]), Sniff::No);
+        }
+    }
+    // Without CLIENT_SSL, or with a filler that is not zero.
+    let mut no_ssl = p.clone();
+    no_ssl[5] &= !(CLIENT_SSL >> 8) as u8;
+    assert_eq!(super::tls_handshake_response(&no_ssl), Sniff::No);
+    let mut filler = p.clone();
+    filler[20] = 1;
+    assert_eq!(super::tls_handshake_response(&filler), Sniff::No);
+    // MariaDB's extended capabilities in the filler's last 4 bytes.
+    let mut ext = p;
+    ext[32..36].copy_from_slice(&[0x1c, 0, 0, 0]);
+    assert_eq!(super::tls_handshake_response(&ext), Sniff::Yes);
+}
 
 #[test]
 fn query_with_ok() {
@@ -1399,4 +1594,52 @@ fn golden_connector_prepared() {
     assert!(golden(name)
         .iter()
         .any(|(_, _, d)| d.windows(6).any(|w| w == b"secret")));
+}
+
+/// Recorded inside the collector (the bytes a session was fed, raw before TLS and the
+/// probes' plaintext after): PyMySQL over TLS (OpenSSL) with MariaDB 10.11, the client's
+/// view (its HandshakeResponse in one record) and mariadbd's (it reads a header, then
+/// the payload; TLS records likewise), same conversation as the e2e test's.
+fn tls_golden(name: &str) {
+    let (ops, stats, s) = replay(name);
+    assert_timing(name, &ops);
+    assert!(s.tls());
+    assert_ops(
+        &ops,
+        &[
+            ("SET NAMES utf8mb4", "shop", None),
+            ("SHOW STATUS LIKE 'Ssl_cipher'", "shop", None),
+            (
+                "CREATE TABLE users (id int primary key, name text)",
+                "shop",
+                None,
+            ),
+            (
+                "INSERT INTO users VALUES (1, 'secret-1'), (2, 'secret-2')",
+                "shop",
+                None,
+            ),
+            ("SELECT name FROM users WHERE id = 1", "shop", None),
+            (
+                "SELECT * FROM missing_table",
+                "shop",
+                Some(("1146", "42S02")),
+            ),
+            ("SELECT COUNT(*) FROM db", "mysql", None),
+            ("USE shop", "mysql", None),
+            ("SELECT COUNT(*) FROM users", "shop", None),
+        ],
+    );
+    // Greeting, SSL request, HandshakeResponse, OK; init db, quit.
+    assert_eq!(stats.not_operations, 6, "{name}");
+}
+
+#[test]
+fn golden_pymysql_tls_client() {
+    tls_golden("mysql_pymysql_tls.bin");
+}
+
+#[test]
+fn golden_pymysql_tls_server() {
+    tls_golden("mysql_pymysql_tls_server.bin");
 }
