@@ -94,6 +94,8 @@ impl ProcessInfo {
 /// itself does not agree: `None`, and the executable's name stands.
 pub fn invoked_name(comm: &str, cmdline: &[u8]) -> Option<String> {
     let argv0 = cmdline.split(|&b| b == 0).next()?;
+    // A title the program set over its argv (`redis-server 127.0.0.1:6379`): its first word.
+    let argv0 = argv0.split(|&b| b == b' ').next()?;
     let base = String::from_utf8_lossy(argv0.rsplit(|&b| b == b'/').next()?).into_owned();
     let agrees = if comm.len() >= 15 {
         base.starts_with(comm)
@@ -531,6 +533,12 @@ mod tests {
             (
                 "redis-server",
                 &b"/usr/bin/redis-server\0--port\x006379\0"[..],
+                Some("redis-server"),
+            ),
+            // The title redis sets over its argv.
+            (
+                "redis-server",
+                b"/usr/bin/redis-server 127.0.0.1:6379\0\0",
                 Some("redis-server"),
             ),
             ("sh", b"sh\0-c\0true\0", Some("sh")),
