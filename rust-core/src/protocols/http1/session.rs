@@ -295,3 +295,213 @@ impl Session for Http1Session {
         self.counts
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The events in short: (kind, key, ts).
+    fn short(evs: &[Event]) -> Vec<(&'static str, u64, u64)> {
+        evs.iter()
+            .map(|e| match e {
+                Event::RequestStarted { key, ts, .. } => ("req", *key, *ts),
+                Event::RequestEnded { key, ts, .. } => ("req_end", *key, *ts),
+                Event::ResponseStarted { key, ts, .. } => ("resp", *key, *ts),
+                Event::ResponseEnded { key, ts, .. } => ("resp_end", *key, *ts),
+                Event::Aborted { key, ts, .. } => ("aborted", *key, *ts),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_requests_pair_by_order() {
+        let mut s = Http1Session::new(false);
+        let mut out = Vec::new();
+        s.feed(
+            Flow::ToServer,
+            b"GET /a HTTP/1.1\r\n\r\nHEAD /b HTTP/1.1\r\n\r\n",
+            0,
+            1,
+            9,
+            &mut out,
+        );
+        s.feed(
+            Flow::ToClient,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            0,
+            2,
+            9,
+            &mut out,
+        );
+        // The answer to HEAD has no body whatever its length says.
+        s.feed(
+            Flow::ToClient,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            0,
+            3,
+            9,
+            &mut out,
+        );
+        assert_eq!(
+            short(&out),
+            [
+                ("req", 0, 1),
+                ("req_end", 0, 1),
+                ("req", 1, 1),
+                ("req_end", 1, 1),
+                ("resp", 0, 2),
+                ("resp_end", 0, 2),
+                ("resp", 1, 3),
+                ("resp_end", 1, 3)
+            ]
+        );
+        assert!(matches!(out[5], Event::ResponseEnded { body: Some(2), .. }));
+        assert!(matches!(out[7], Event::ResponseEnded { body: Some(0), .. }));
+        assert_eq!(s.counts(), Counts::default());
+    }
+
+    #[test]
+    fn a_101_ends_the_exchange_and_the_parsing() {
+        let mut s = Http1Session::new(true);
+        let mut out = Vec::new();
+        s.feed(
+            Flow::ToServer,
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            0,
+            1,
+            1,
+            &mut out,
+        );
+        s.feed(
+            Flow::ToClient,
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x05hello",
+            0,
+            2,
+            1,
+            &mut out,
+        );
+        s.feed(Flow::ToServer, b"\x81\x85garbage", 0, 3, 1, &mut out);
+        s.close(4, &mut out);
+        assert_eq!(
+            short(&out),
+            [
+                ("req", 0, 1),
+                ("req_end", 0, 1),
+                ("resp", 0, 2),
+                ("resp_end", 0, 2)
+            ]
+        );
+        assert_eq!(s.counts(), Counts::default());
+    }
+
+    #[test]
+    fn an_unparsable_stream_aborts_what_is_open() {
+        let mut s = Http1Session::new(false);
+        let mut out = Vec::new();
+        s.feed(Flow::ToServer, b"GET / HTTP/1.1\r\n\r\n", 0, 1, 1, &mut out);
+        s.feed(Flow::ToServer, b"GET / HTTP/9.9\r\n\r\n", 0, 2, 1, &mut out);
+        s.feed(Flow::ToServer, b"GET / HTTP/1.1\r\n\r\n", 0, 3, 1, &mut out);
+        assert_eq!(
+            short(&out),
+            [("req", 0, 1), ("req_end", 0, 1), ("aborted", 0, 2)]
+        );
+        assert_eq!(s.counts().unparsable, 1);
+        // A response with no request is counted.
+        let mut s = Http1Session::new(false);
+        s.feed(
+            Flow::ToClient,
+            b"HTTP/1.1 204 No\r\n\r\n",
+            0,
+            1,
+            1,
+            &mut out,
+        );
+        assert_eq!(s.counts().orphan_responses, 1);
+    }
+
+    #[test]
+    fn lost_chunk_framing_is_drained_to_the_next_response() {
+        let mut s = Http1Session::new(true);
+        let mut out = Vec::new();
+        s.feed(
+            Flow::ToServer,
+            b"GET /a HTTP/1.1\r\n\r\n",
+            0,
+            1,
+            1,
+            &mut out,
+        );
+        s.feed(
+            Flow::ToServer,
+            b"GET /b HTTP/1.1\r\n\r\n",
+            0,
+            2,
+            1,
+            &mut out,
+        );
+        // A gap inside a chunk-size line: the end of /a can no longer be found by framing.
+        s.feed(
+            Flow::ToClient,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1",
+            7,
+            3,
+            1,
+            &mut out,
+        );
+        assert_eq!(s.counts().framing_lost, 1);
+        s.feed(Flow::ToClient, b"more body", 0, 4, 1, &mut out);
+        // The next response starts: /a ended with the last bytes drained.
+        s.feed(
+            Flow::ToClient,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            0,
+            5,
+            1,
+            &mut out,
+        );
+        assert_eq!(
+            short(&out)[4..],
+            [
+                ("resp", 0, 3),
+                ("resp_end", 0, 4),
+                ("resp", 1, 5),
+                ("resp_end", 1, 5)
+            ]
+        );
+        assert!(matches!(out[5], Event::ResponseEnded { body: None, .. }));
+    }
+
+    #[test]
+    fn close_ends_a_close_delimited_response_and_aborts_the_rest() {
+        let mut s = Http1Session::new(true);
+        let mut out = Vec::new();
+        s.feed(
+            Flow::ToServer,
+            b"GET /a HTTP/1.0\r\n\r\n",
+            0,
+            1,
+            1,
+            &mut out,
+        );
+        s.feed(
+            Flow::ToServer,
+            b"GET /b HTTP/1.0\r\n\r\n",
+            0,
+            2,
+            1,
+            &mut out,
+        );
+        s.feed(
+            Flow::ToClient,
+            b"HTTP/1.0 200 OK\r\n\r\nbody",
+            0,
+            3,
+            1,
+            &mut out,
+        );
+        out.clear();
+        s.close(9, &mut out);
+        assert_eq!(short(&out), [("resp_end", 0, 3), ("aborted", 1, 9)]);
+        assert!(matches!(out[0], Event::ResponseEnded { body: Some(4), .. }));
+    }
+}
