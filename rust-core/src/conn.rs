@@ -29,7 +29,8 @@ pub enum Proto {
     Session(Active),
     /// One parser for both directions; exchanges are keyed by stream in `pending`.
     Http2(Box<H2Conn>),
-    /// Not a protocol we parse, broken, or upgraded: ignored until closed.
+    /// Not a protocol we parse (or a TLS handshake): ignored until closed. (A session
+    /// whose stream broke or was upgraded stops parsing by itself.)
     Ignored,
 }
 
