@@ -1,5 +1,5 @@
-//! One state per connection of a traced process: protocol detection, the two parsers,
-//! and the queue pairing requests with responses.
+//! One state per connection of a traced process: protocol detection, the protocol's
+//! session, and the queue of exchanges its events describe.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use crate::events::{ConnTuple, Direction};
 use crate::process::{listens_on, ListenProbe};
-use crate::protocols::db::{DbEvent, DbOp, DbSession, Flow, QueryTextOptions, SessionStats, Sniff};
-use crate::protocols::http1::{self, Http1Event, Http1Parser, RequestHead, ResponseHead, Segment};
+use crate::protocols::db::{DbSessionAdapter, QueryTextOptions, SessionStats, Sniff};
+use crate::protocols::http1::{self, Http1Session, RequestHead, ResponseHead, Segment};
 use crate::protocols::http2::{self, H2Conn, H2Event, H2Request};
+use crate::protocols::session::{Counts, Event, Flow, Reply, Session};
 
 /// Which end of the connection this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,28 +24,28 @@ pub enum Side {
 #[derive(Debug)]
 pub enum Proto {
     Unknown,
-    Http1 {
-        requests: Http1Parser,
-        responses: Http1Parser,
-    },
+    /// A protocol's session (HTTP/1, or one of `protocols::DATABASES`); exchanges keyed by
+    /// the session's keys in `pending`.
+    Session(Active),
     /// One parser for both directions; exchanges are keyed by stream in `pending`.
     Http2(Box<H2Conn>),
-    /// A database protocol's session (protocols::DATABASES); exchanges keyed by its
-    /// operation sequence numbers.
-    Db(DbConn),
-    /// Not a protocol we parse, broken, or upgraded: ignored until closed.
+    /// Not a protocol we parse (or a TLS handshake): ignored until closed. (A session
+    /// whose stream broke or was upgraded stops parsing by itself.)
     Ignored,
 }
 
-/// A database session and what its counters said last (the Outcome carries the growth).
-pub struct DbConn {
-    session: Box<dyn DbSession + Send>,
-    reported: SessionStats,
+/// A protocol's session and what its counters said last (the Outcome carries the growth).
+pub struct Active {
+    /// `http1`, or the database protocol's name.
+    pub name: &'static str,
+    session: Box<dyn Session>,
+    reported: Counts,
 }
 
-impl std::fmt::Debug for DbConn {
+impl std::fmt::Debug for Active {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbConn")
+        f.debug_struct("Active")
+            .field("name", &self.name)
             .field("reported", &self.reported)
             .finish()
     }
@@ -63,6 +64,8 @@ pub struct Exchange {
     pub req_end: Option<u64>,
     /// HTTP/2 stream, or what else pairs a request with its reply (0: by order).
     pub stream_id: u32,
+    /// The session's key for it (HTTP/2: the stream).
+    pub key: u64,
     pub msg: Message,
 }
 
@@ -73,6 +76,24 @@ pub struct Exchange {
 pub enum Message {
     Http(HttpMessage),
     Db(Box<crate::protocols::db::DbOp>),
+}
+
+impl Message {
+    /// Its request's body was `body` bytes.
+    fn request_body(&mut self, body: Option<u64>) {
+        if let Message::Http(h) = self {
+            h.req_body = body;
+        }
+    }
+
+    /// What its response told, seen at `ts`.
+    fn reply(&mut self, reply: Reply, ts: u64) {
+        match (self, reply) {
+            (Message::Http(h), Reply::Http(head)) => h.resp = Some((head, ts)),
+            (m, Reply::Db(op)) => *m = Message::Db(op),
+            (_, Reply::Http(_)) => {}
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -114,11 +135,6 @@ impl Exchange {
     pub fn header_insertable(&self) -> bool {
         self.http().is_some_and(|h| h.req.version < 20)
     }
-
-    /// Its response (head) was seen.
-    fn answered(&self) -> bool {
-        self.http().is_some_and(|h| h.resp.is_some())
-    }
 }
 
 /// A finished (or abandoned) request/response pair.
@@ -130,19 +146,6 @@ pub struct Done {
     pub resp_body: Option<u64>,
     /// Set when the exchange ended without a complete response.
     pub error: Option<&'static str>,
-}
-
-impl Done {
-    /// A response whose end was found by resynchronising: its body size is unknown.
-    fn drained(side: Side, ex: Exchange, resp_end: u64) -> Done {
-        Done {
-            side,
-            ex,
-            resp_end,
-            resp_body: None,
-            error: None,
-        }
-    }
 }
 
 /// What feeding a segment found that the caller counts.
@@ -235,13 +238,11 @@ pub struct Conn {
     pub last_ts: u64,
     /// Handed to the kernel for header injection already (opened before we were).
     pub adopted: bool,
-    scratch: Vec<Http1Event>,
+    /// Session events, reused between calls.
+    scratch: Vec<Event>,
     /// First bytes seen while too few to tell the protocol (a request line written a
     /// few bytes at a time), with their timestamps.
     sniffed: Vec<(Direction, Vec<u8>, u64, u32)>,
-    /// Set when uncaptured bytes hid the response framing: the response's remaining
-    /// bytes are skipped until the next response starts (see `resync`).
-    draining: Option<Draining>,
     /// Tells an HTTP/2 connection seen mid-stream which end it is.
     pub listens: ListenProbe,
     /// Its bytes were a TLS handshake, and no plaintext came (yet).
@@ -252,14 +253,6 @@ pub struct Conn {
     pub query_text: QueryTextOptions,
     /// The database protocols tried on the first bytes (`protocols::DATABASES`).
     pub databases: &'static [crate::protocols::db::DbProtocol],
-}
-
-/// A response whose end we can no longer find by framing.
-#[derive(Debug)]
-struct Draining {
-    /// The exchange, if its response head had been seen.
-    ex: Option<Exchange>,
-    last_ts: u64,
 }
 
 /// Longest start-of-message token `detect` needs ("OPTIONS " / "HTTP/1.").
@@ -309,6 +302,7 @@ fn h2_exchange(stream_id: u32, ts: u64, tid: u32, h: H2Request) -> Exchange {
         req_start: ts,
         req_end: None,
         stream_id,
+        key: u64::from(stream_id),
         msg: Message::Http(HttpMessage {
             req,
             req_body: None,
@@ -336,7 +330,6 @@ impl Conn {
             adopted: false,
             scratch: Vec::new(),
             sniffed: Vec::new(),
-            draining: None,
             listens: listens_on,
             tls_handshake: false,
             client_end: crate::events::PeerEnd::Unknown,
@@ -471,19 +464,16 @@ impl Conn {
             // were open before we started, as long as we see a message start.
             match (http1::detect(&head), dir) {
                 (Some(http1::Role::Requests), d) => {
-                    self.side = Some(if d == Direction::Recv {
-                        Side::Server
-                    } else {
-                        Side::Client
+                    let client = d == Direction::Send;
+                    self.side = Some(if client { Side::Client } else { Side::Server });
+                    self.proto = Proto::Session(Active {
+                        name: "http1",
+                        session: Box::new(Http1Session::new(client)),
+                        reported: Counts::default(),
                     });
-                    self.proto = Proto::Http1 {
-                        requests: Http1Parser::new(http1::Role::Requests),
-                        responses: Http1Parser::new(http1::Role::Responses),
-                    };
                     for (d, bytes, t, tid) in std::mem::take(&mut self.sniffed) {
                         if d == dir {
-                            let o = self.feed(d, &bytes, 0, t, tid, done);
-                            out.parse_error |= o.parse_error;
+                            self.feed_session(d, &bytes, 0, t, tid, done, &mut out);
                         }
                     }
                 }
@@ -498,10 +488,10 @@ impl Conn {
                         Some(Sniff::Yes) => {
                             for (d, bytes, t, tid) in std::mem::take(&mut self.sniffed) {
                                 if d == dir {
-                                    self.feed_db(d, &bytes, 0, t, tid, done, &mut out);
+                                    self.feed_session(d, &bytes, 0, t, tid, done, &mut out);
                                 }
                             }
-                            self.feed_db(dir, data, gap, ts, tid, done, &mut out);
+                            self.feed_session(dir, data, gap, ts, tid, done, &mut out);
                             return out;
                         }
                         Some(Sniff::NeedMore) => true,
@@ -518,10 +508,6 @@ impl Conn {
                 }
             }
         }
-        if let Proto::Db(_) = self.proto {
-            self.feed_db(dir, data, gap, ts, tid, done, &mut out);
-            return out;
-        }
         if let Proto::Http2(_) = self.proto {
             if !data.is_empty() {
                 out.h2_undecodable += self.feed_h2(dir, Segment::Data(data), ts, tid, done);
@@ -531,132 +517,7 @@ impl Conn {
             }
             return out;
         }
-        let Some(side) = self.side else {
-            return out;
-        };
-        let is_request_dir = (side == Side::Server) == (dir == Direction::Recv);
-        if self.drain(side, is_request_dir, data, gap, ts, done) {
-            return out;
-        }
-        let Proto::Http1 {
-            requests,
-            responses,
-        } = &mut self.proto
-        else {
-            return out;
-        };
-        let parser = if is_request_dir {
-            &mut *requests
-        } else {
-            &mut *responses
-        };
-        self.scratch.clear();
-        let mut failed = false;
-        let mut lost_framing = false;
-        if !data.is_empty()
-            && parser
-                .feed(Segment::Data(data), ts, &mut self.scratch)
-                .is_err()
-        {
-            failed = true;
-        }
-        if !failed && gap > 0 {
-            if let Err(e) = parser.feed(Segment::Gap(gap), ts, &mut self.scratch) {
-                failed = true;
-                lost_framing = !is_request_dir
-                    && matches!(
-                        e,
-                        http1::ParseError::GapInChunkFraming | http1::ParseError::GapInHead
-                    );
-            }
-        }
-        let mut upgraded = false;
-        let events = std::mem::take(&mut self.scratch);
-        for ev in &events {
-            match ev {
-                Http1Event::Request { head, start_ts } => {
-                    responses.expect_response(head.method == "HEAD");
-                    self.pending.push_back(Exchange {
-                        tid,
-                        ctx: None,
-                        req_start: *start_ts,
-                        req_end: None,
-                        stream_id: 0,
-                        msg: Message::Http(HttpMessage {
-                            req: head.clone(),
-                            req_body: None,
-                            resp: None,
-                            grpc: false,
-                            grpc_status: None,
-                        }),
-                    });
-                }
-                Http1Event::RequestEnd { end_ts, body_bytes } => {
-                    if let Some(ex) = self.pending.iter_mut().rev().find(|e| e.req_end.is_none()) {
-                        ex.req_end = Some(*end_ts);
-                        if let Some(h) = ex.http_mut() {
-                            h.req_body = Some(*body_bytes);
-                        }
-                    }
-                }
-                Http1Event::Interim { .. } => {}
-                Http1Event::Response { head, start_ts } => {
-                    match self
-                        .pending
-                        .iter_mut()
-                        .find_map(|e| e.http_mut().filter(|h| h.resp.is_none()))
-                    {
-                        Some(h) => h.resp = Some((head.clone(), *start_ts)),
-                        None => out.orphan_responses += 1,
-                    }
-                    if head.status == 101 {
-                        upgraded = true;
-                    }
-                }
-                Http1Event::ResponseEnd { end_ts, body_bytes } => {
-                    if let Some(pos) = self.pending.iter().position(Exchange::answered) {
-                        let ex = self.pending.remove(pos).unwrap();
-                        done.push(Done {
-                            side,
-                            ex,
-                            resp_end: *end_ts,
-                            resp_body: Some(*body_bytes),
-                            error: None,
-                        });
-                    }
-                }
-                Http1Event::Upgraded => upgraded = true,
-            }
-        }
-        self.scratch = events;
-        if upgraded {
-            // 101: the response head completes the exchange; the rest is not HTTP/1.
-            if let Some(pos) = self.pending.iter().position(Exchange::answered) {
-                let ex = self.pending.remove(pos).unwrap();
-                let end = ex.http().and_then(|h| h.resp.as_ref()).map_or(ts, |r| r.1);
-                done.push(Done {
-                    side,
-                    ex,
-                    resp_end: end,
-                    resp_body: None,
-                    error: None,
-                });
-            }
-            self.proto = Proto::Ignored;
-        } else if lost_framing {
-            // Keep the connection: skip to the next response instead of giving up.
-            out.framing_lost = true;
-            let ex = self
-                .pending
-                .iter()
-                .position(Exchange::answered)
-                .and_then(|p| self.pending.remove(p));
-            self.draining = Some(Draining { ex, last_ts: ts });
-        } else if failed {
-            out.parse_error = true;
-            self.proto = Proto::Ignored;
-            self.abandon(ts, "unparsable HTTP stream", done);
-        }
+        self.feed_session(dir, data, gap, ts, tid, done, &mut out);
         out
     }
 
@@ -830,16 +691,17 @@ impl Conn {
         } else {
             Side::Server
         });
-        self.proto = Proto::Db(DbConn {
-            session: (p.session)(self.query_text),
-            reported: SessionStats::default(),
+        self.proto = Proto::Session(Active {
+            name: p.name,
+            session: Box::new(DbSessionAdapter::new((p.session)(self.query_text))),
+            reported: Counts::default(),
         });
         Sniff::Yes
     }
 
-    /// Feeds a database connection and turns its session's events into exchanges.
+    /// Feeds the connection's session and turns its events into exchanges.
     #[allow(clippy::too_many_arguments)]
-    fn feed_db(
+    fn feed_session(
         &mut self,
         dir: Direction,
         data: &[u8],
@@ -849,7 +711,7 @@ impl Conn {
         done: &mut Vec<Done>,
         out: &mut Outcome,
     ) {
-        let (Proto::Db(db), Some(side)) = (&mut self.proto, self.side) else {
+        let (Proto::Session(active), Some(side)) = (&mut self.proto, self.side) else {
             return;
         };
         let flow = if (side == Side::Client) == (dir == Direction::Send) {
@@ -857,115 +719,89 @@ impl Conn {
         } else {
             Flow::ToClient
         };
-        let mut evs = Vec::new();
-        db.session.feed(flow, data, gap, ts, tid, &mut evs);
-        let now = db.session.stats();
-        out.db.add(&now.since(&db.reported));
-        db.reported = now;
-        self.db_events(evs, done);
+        let mut evs = std::mem::take(&mut self.scratch);
+        active.session.feed(flow, data, gap, ts, tid, &mut evs);
+        let now = active.session.counts();
+        let grew = now.since(&active.reported);
+        active.reported = now;
+        out.orphan_responses += grew.orphan_responses;
+        out.parse_error |= grew.unparsable > 0;
+        out.framing_lost |= grew.framing_lost > 0;
+        out.db.add(&grew.db);
+        self.session_events(&mut evs, done);
+        self.scratch = evs;
     }
 
-    fn db_events(&mut self, evs: Vec<DbEvent>, done: &mut Vec<Done>) {
+    /// Turns a session's events into exchanges (queued in `pending`) and finished ones.
+    fn session_events(&mut self, evs: &mut Vec<Event>, done: &mut Vec<Done>) {
         let Some(side) = self.side else {
+            evs.clear();
             return;
         };
-        for ev in evs {
+        let find =
+            |pending: &VecDeque<Exchange>, key: u64| pending.iter().position(|e| e.key == key);
+        for ev in evs.drain(..) {
             match ev {
-                DbEvent::Started { seq, ts, tid } => self.pending.push_back(Exchange {
+                Event::RequestStarted {
+                    key,
+                    ts,
+                    tid,
+                    stream_id,
+                    msg,
+                } => self.pending.push_back(Exchange {
                     tid,
                     ctx: None,
                     req_start: ts,
                     req_end: None,
-                    stream_id: seq as u32,
-                    msg: Message::Db(Box::new(DbOp {
-                        seq,
-                        start_ts: ts,
-                        tid,
-                        ..Default::default()
-                    })),
+                    stream_id,
+                    key,
+                    msg,
                 }),
-                DbEvent::Done(op) => {
-                    let key = op.seq as u32;
-                    let pos = self
-                        .pending
-                        .iter()
-                        .position(|e| e.stream_id == key && matches!(e.msg, Message::Db(_)));
-                    let mut ex = match pos.and_then(|p| self.pending.remove(p)) {
-                        Some(ex) => ex,
-                        // Its start was not reported: it starts where the session says.
-                        None => Exchange {
-                            tid: op.tid,
-                            ctx: None,
-                            req_start: op.start_ts,
-                            req_end: None,
-                            stream_id: key,
-                            msg: Message::Db(Box::default()),
-                        },
-                    };
-                    let resp_end = op.end_ts.max(ex.req_start);
-                    ex.msg = Message::Db(Box::new(op));
-                    done.push(Done {
-                        side,
-                        ex,
-                        resp_end,
-                        resp_body: None,
-                        error: None,
-                    });
+                Event::RequestEnded { key, ts, body } => {
+                    if let Some(p) = find(&self.pending, key) {
+                        let ex = &mut self.pending[p];
+                        ex.req_end = Some(ts);
+                        ex.msg.request_body(body);
+                    }
                 }
-            }
-        }
-    }
-
-    /// While a response is drained: returns true when the segment belongs to it.
-    fn drain(
-        &mut self,
-        side: Side,
-        is_request_dir: bool,
-        data: &[u8],
-        gap: u64,
-        ts: u64,
-        done: &mut Vec<Done>,
-    ) -> bool {
-        let Some(dr) = self.draining.as_mut() else {
-            return false;
-        };
-        if is_request_dir {
-            // A client only sends its next request once the response is complete
-            // (pipelining aside): the drained response ended with its last bytes.
-            if side == Side::Client {
-                if let Some(ex) = dr.ex.take() {
-                    done.push(Done::drained(side, ex, dr.last_ts));
+                Event::ResponseStarted { key, ts, reply } => {
+                    if let Some(p) = find(&self.pending, key) {
+                        self.pending[p].msg.reply(reply, ts);
+                    }
                 }
-            }
-            return false;
-        }
-        if data.starts_with(b"HTTP/1.") {
-            // The next response starts: the parser restarts on it.
-            self.end_draining(done);
-            return false;
-        }
-        dr.last_ts = ts;
-        if data.ends_with(b"0\r\n\r\n") && gap == 0 {
-            // The last chunk: the response ends here.
-            self.end_draining(done);
-        }
-        true
-    }
-
-    /// Completes the drained response (if its exchange is still open) and restarts the
-    /// response parser, telling it again which pending requests were HEAD.
-    fn end_draining(&mut self, done: &mut Vec<Done>) {
-        let (Some(dr), Some(side)) = (self.draining.take(), self.side) else {
-            return;
-        };
-        if let Some(ex) = dr.ex {
-            done.push(Done::drained(side, ex, dr.last_ts));
-        }
-        if let Proto::Http1 { responses, .. } = &mut self.proto {
-            *responses = Http1Parser::new(http1::Role::Responses);
-            for h in self.pending.iter().filter_map(Exchange::http) {
-                if h.resp.is_none() {
-                    responses.expect_response(h.req.method == "HEAD");
+                Event::ResponseEnded {
+                    key,
+                    ts,
+                    body,
+                    reply,
+                } => {
+                    if let Some(mut ex) =
+                        find(&self.pending, key).and_then(|p| self.pending.remove(p))
+                    {
+                        if let Some(r) = reply {
+                            ex.msg.reply(r, ts);
+                        }
+                        let resp_end = ts.max(ex.req_start);
+                        done.push(Done {
+                            side,
+                            ex,
+                            resp_end,
+                            resp_body: body,
+                            error: None,
+                        });
+                    }
+                }
+                Event::Aborted { key, ts, why } => {
+                    if let Some(ex) = find(&self.pending, key).and_then(|p| self.pending.remove(p))
+                    {
+                        done.push(Done {
+                            side,
+                            ex,
+                            resp_end: ts,
+                            resp_body: None,
+                            error: Some(why),
+                        });
+                    }
                 }
             }
         }
@@ -974,34 +810,16 @@ impl Conn {
     /// The connection closed at `ts`: close-delimited responses end here, anything else
     /// still pending ended without a response.
     pub fn close(&mut self, ts: u64, done: &mut Vec<Done>) {
-        if let Proto::Db(db) = &mut self.proto {
-            let mut evs = Vec::new();
-            db.session.close(ts, &mut evs);
-            self.db_events(evs, done);
+        if let Proto::Session(active) = &mut self.proto {
+            let mut evs = std::mem::take(&mut self.scratch);
+            active.session.close(ts, &mut evs);
+            self.session_events(&mut evs, done);
+            self.scratch = evs;
         }
         if let Proto::Http2(h2) = &mut self.proto {
             let mut evs = Vec::new();
             h2.close(ts, &mut evs);
             self.h2_events(evs, 0, done);
-        }
-        self.end_draining(done);
-        if let (Proto::Http1 { responses, .. }, Some(side)) = (&mut self.proto, self.side) {
-            let mut evs = Vec::new();
-            responses.close(&mut evs);
-            for ev in evs {
-                if let Http1Event::ResponseEnd { end_ts, body_bytes } = ev {
-                    if let Some(pos) = self.pending.iter().position(Exchange::answered) {
-                        let ex = self.pending.remove(pos).unwrap();
-                        done.push(Done {
-                            side,
-                            ex,
-                            resp_end: end_ts,
-                            resp_body: Some(body_bytes),
-                            error: None,
-                        });
-                    }
-                }
-            }
         }
         self.abandon(ts, "connection closed before the response completed", done);
     }
@@ -1025,7 +843,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::db::DbProtocol;
+    use crate::protocols::db::{DbEvent, DbOp, DbProtocol, DbSession};
 
     /// A toy protocol: the client sends "Q <text>\n", the server answers "R\n" or "E\n".
     #[derive(Default)]
@@ -1124,7 +942,7 @@ mod tests {
             c.feed(dir_q, b"Q", 0, 10, 7, &mut done);
             assert!(matches!(c.proto, Proto::Unknown));
             c.feed(dir_q, b" SELECT 1\nQ UPDATE t\n", 0, 11, 7, &mut done);
-            assert!(matches!(c.proto, Proto::Db(_)));
+            assert!(matches!(&c.proto, Proto::Session(a) if a.name == "toy"));
             assert_eq!(c.side, Some(side));
             assert_eq!(c.pending.len(), 2);
             let out = c.feed(dir_r, b"R\nE\nX\n", 0, 20, 8, &mut done);
@@ -1175,7 +993,7 @@ mod tests {
             1,
             &mut done,
         );
-        assert!(matches!(c.proto, Proto::Http1 { .. }));
+        assert!(matches!(&c.proto, Proto::Session(a) if a.name == "http1"));
         let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
         c.databases = TOY;
         let out = c.feed(Direction::Send, b"\x00\x01garbage", 0, 1, 1, &mut done);
@@ -1194,7 +1012,7 @@ mod tests {
         let mut c = Conn::new(tuple(40000, 7777), 1, "app".into(), false);
         c.databases = TOY;
         c.feed(Direction::Recv, b"R\n", 0, 1, 1, &mut done);
-        assert!(matches!(c.proto, Proto::Db(_)));
+        assert!(matches!(&c.proto, Proto::Session(a) if a.name == "toy"));
         assert_eq!(c.side, Some(Side::Client));
         // The same bytes on another port: not guessed.
         let mut c = Conn::new(tuple(40000, 7000), 1, "app".into(), false);

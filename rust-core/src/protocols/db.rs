@@ -11,13 +11,8 @@
 //! Parsers never panic on any input and never allocate without bound: garbage is
 //! reported in `SessionStats` and skipped (the session resynchronises or gives up).
 
-/// Which way bytes flow, seen from the protocol: toward the server (queries) or toward
-/// the client (replies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    ToServer,
-    ToClient,
-}
+pub use super::session::Flow;
+use super::session::{Counts, Event, Reply, Session};
 
 /// `db.system.name` values (stable database semantic conventions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +174,85 @@ impl SessionStats {
                 .saturating_sub(before.statement_unknown),
             not_operations: self.not_operations.saturating_sub(before.not_operations),
             query_truncated: self.query_truncated.saturating_sub(before.query_truncated),
+        }
+    }
+}
+
+/// A database session on the protocol seam: its `Started` / `Done` events become exchange
+/// events keyed by the operation's sequence number (which is also the exchange's
+/// `stream_id`, as the operation's own key).
+pub struct DbSessionAdapter {
+    session: Box<dyn DbSession + Send>,
+    /// Operations whose `Started` was reported and whose `Done` was not yet.
+    started: std::collections::HashSet<u64>,
+    evs: Vec<DbEvent>,
+}
+
+impl DbSessionAdapter {
+    pub fn new(session: Box<dyn DbSession + Send>) -> Self {
+        DbSessionAdapter {
+            session,
+            started: Default::default(),
+            evs: Vec::new(),
+        }
+    }
+
+    fn events(&mut self, out: &mut Vec<Event>) {
+        for ev in self.evs.drain(..) {
+            match ev {
+                DbEvent::Started { seq, ts, tid } => {
+                    self.started.insert(seq);
+                    out.push(Event::RequestStarted {
+                        key: seq,
+                        ts,
+                        tid,
+                        stream_id: seq as u32,
+                        msg: crate::conn::Message::Db(Box::new(DbOp {
+                            seq,
+                            start_ts: ts,
+                            tid,
+                            ..Default::default()
+                        })),
+                    });
+                }
+                DbEvent::Done(op) => {
+                    if !self.started.remove(&op.seq) {
+                        // Its start was not reported: it starts where the session says.
+                        out.push(Event::RequestStarted {
+                            key: op.seq,
+                            ts: op.start_ts,
+                            tid: op.tid,
+                            stream_id: op.seq as u32,
+                            msg: crate::conn::Message::Db(Box::default()),
+                        });
+                    }
+                    out.push(Event::ResponseEnded {
+                        key: op.seq,
+                        ts: op.end_ts,
+                        body: None,
+                        reply: Some(Reply::Db(Box::new(op))),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Session for DbSessionAdapter {
+    fn feed(&mut self, flow: Flow, data: &[u8], gap: u64, ts: u64, tid: u32, out: &mut Vec<Event>) {
+        self.session.feed(flow, data, gap, ts, tid, &mut self.evs);
+        self.events(out);
+    }
+
+    fn close(&mut self, ts: u64, out: &mut Vec<Event>) {
+        self.session.close(ts, &mut self.evs);
+        self.events(out);
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            db: self.session.stats(),
+            ..Default::default()
         }
     }
 }

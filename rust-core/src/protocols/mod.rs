@@ -8,6 +8,7 @@ pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
+pub mod session;
 pub mod sql;
 
 /// Database protocols, in the order their sniffers are tried on a new connection's first

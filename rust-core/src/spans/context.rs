@@ -476,6 +476,7 @@ mod tests {
             req_start: 0,
             req_end: None,
             stream_id: 0,
+            key: 0,
             msg: Message::Http(HttpMessage {
                 req,
                 req_body: None,

@@ -79,6 +79,7 @@ mod tests {
                 req_start: 1,
                 req_end: Some(2),
                 stream_id: 0,
+                key: 0,
                 msg: Message::Db(Box::new(op)),
             },
             resp_end: 3,

@@ -883,6 +883,8 @@ impl Http1Parser {
 
 mod head;
 use head::*;
+pub mod session;
+pub use session::Http1Session;
 
 #[cfg(test)]
 mod tests;
