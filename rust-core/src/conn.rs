@@ -346,7 +346,7 @@ impl Conn {
     /// what came before (MySQL: the greeting's server version, `mariadb` or `mysql`, and
     /// capabilities).
     pub fn continues_in_tls(&mut self) -> bool {
-        if !matches!(self.proto, Proto::Db(_)) {
+        if !matches!(&self.proto, Proto::Session(a) if a.name != http1::NAME) {
             return false;
         }
         self.peer = Arc::new(Peer {
@@ -467,7 +467,7 @@ impl Conn {
                     let client = d == Direction::Send;
                     self.side = Some(if client { Side::Client } else { Side::Server });
                     self.proto = Proto::Session(Active {
-                        name: "http1",
+                        name: http1::NAME,
                         session: Box::new(Http1Session::new(client)),
                         reported: Counts::default(),
                     });
@@ -1029,7 +1029,7 @@ mod tests {
         c.databases = TOY;
         c.feed(Direction::Send, b"Q SELECT 1\n", 0, 1, 1, &mut done);
         assert!(c.continues_in_tls());
-        assert!(c.peer.tls && matches!(c.proto, Proto::Db(_)));
+        assert!(c.peer.tls && matches!(&c.proto, Proto::Session(a) if a.name == "toy"));
         // A TLS handshake from the first byte: replaced by the plaintext's Conn.
         let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
         c.feed(

@@ -50,6 +50,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+/// The session name conn.rs gives HTTP/1 connections.
+pub const NAME: &str = "http1";
+
 /// Maximum size of a header block (start line + fields + terminating empty line).
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Maximum length of chunk extensions on one chunk-size line.
