@@ -553,6 +553,8 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
                           cwd=ROOT, capture_output=True, text=True)
     core_lines = [l for l in core.stdout.splitlines() if "thrpt" in l or "time:" in l or l.startswith("assemble")]
     parsers = parser_rows()
+    import cpu_profile  # scripts/cpu_profile.py
+    prof = cpu_profile.profile(SECS)
     report = f"""# Benchmarks
 
 Produced by `make bench` ({time.strftime('%Y-%m-%d')}, kernel {os.uname().release}, {os.cpu_count()} cores).
@@ -665,7 +667,23 @@ listening socket each).
 the assembler and the OTLP encoder on one core:
 
 ```
-""" + "\n".join(core_lines) + """
+""" + "\n".join(core_lines) + f"""
+```
+
+## Where the collector's CPU goes (perf)
+
+`scripts/cpu_profile.py` on an unstripped build: nginx traced, wrk not (one span per request),
+`perf record -F 999` on the collector for one {SECS} s wrk run: {prof['reqs'] / SECS:.0f} requests/s,
+{prof['spans'] / max(prof['reqs'], 1):.3f} spans per request, **{prof['us']:.1f} µs of collector CPU per request**.
+
+| side | share of samples | µs per request |
+|---|---|---|
+""" + "\n".join(f"| {k} | {v:.0f}% | {v * prof['us'] / 100:.1f} |" for k, v in sorted(prof["sides"].items(), key=lambda kv: -kv[1])) + """
+
+Top symbols by self time:
+
+```
+""" + "\n".join(f"{pct:5.1f}%  {sd:6}  {sym[:100]}" for pct, sd, sym in prof["top"][:15]) + f"""
 ```
 
 ## Core: database protocol parsers (criterion)

@@ -5,10 +5,11 @@ nginx traced (selected by exe_path), wrk not (one SERVER span per request), `per
 Prints the top symbols by self time and the split between the Go side (pdata, pipeline,
 GC), the Rust core and libc/kernel, per request. Run as root after `make build`:
 
-    python3 scripts/profile.py [seconds]
+    python3 scripts/cpu_profile.py [seconds]
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,8 +40,9 @@ def side(sym, dso):
     return "go"
 
 
-def main():
-    secs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+def profile(secs: int) -> dict:
+    """One profiled wrk run: requests, rate, spans, collector µs per request, the share of
+    each side (percent of samples) and the top symbols [(percent, side, symbol)]."""
     bench.SECS = secs
     build_unstripped()
     d = tempfile.mkdtemp(prefix="profile-")
@@ -83,21 +85,26 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
         nginx.wait()
     rep = subprocess.run(["perf", "report", "-i", f"{d}/perf.data", "--stdio", "--no-children", "--sort", "dso,sym",
                           "--percent-limit", "0.01"], capture_output=True, text=True).stdout
+    shutil.rmtree(d, ignore_errors=True)
     rows = []
     for line in rep.splitlines():
         m = re.match(r"^\s+([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*)$", line)
         if m:
-            rows.append((float(m[1]), m[2], m[3].strip()))
-    per_req = cpu / max(reqs, 1)
+            rows.append((float(m[1]), side(m[3].strip(), m[2]), m[3].strip()))
     sides = {}
-    for pct, dso, sym in rows:
-        sides[side(sym, dso)] = sides.get(side(sym, dso), 0) + pct
-    print(f"{reqs} requests at {rps:.0f}/s, {spans:.0f} spans; collector {per_req:.1f} us CPU per request")
-    print("split: " + ", ".join(f"{k} {v:.0f}% ({v * per_req / 100:.1f} us/req)"
-                                for k, v in sorted(sides.items(), key=lambda kv: -kv[1])))
+    for pct, sd, _ in rows:
+        sides[sd] = sides.get(sd, 0) + pct
+    return {"reqs": reqs, "rps": rps, "spans": spans, "us": cpu / max(reqs, 1), "sides": sides, "top": rows[:30]}
+
+
+def main():
+    p = profile(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    print(f"{p['reqs']} requests at {p['rps']:.0f}/s, {p['spans']:.0f} spans; collector {p['us']:.1f} us CPU per request")
+    print("split: " + ", ".join(f"{k} {v:.0f}% ({v * p['us'] / 100:.1f} us/req)"
+                                for k, v in sorted(p["sides"].items(), key=lambda kv: -kv[1])))
     print("top symbols (self time):")
-    for pct, dso, sym in rows[:30]:
-        print(f"  {pct:5.1f}%  {side(sym, dso):6}  {sym[:110]}")
+    for pct, sd, sym in p["top"]:
+        print(f"  {pct:5.1f}%  {sd:6}  {sym[:110]}")
 
 
 if __name__ == "__main__":
