@@ -674,7 +674,8 @@ the assembler and the OTLP encoder on one core:
 
 `scripts/cpu_profile.py` on an unstripped build: nginx traced, wrk not (one span per request),
 `perf record -F 999` on the collector for one {SECS} s wrk run: {prof['reqs'] / SECS:.0f} requests/s,
-{prof['spans'] / max(prof['reqs'], 1):.3f} spans per request, **{prof['us']:.1f} µs of collector CPU per request**.
+{prof['spans'] / max(prof['reqs'], 1):.3f} spans per request, **{prof['us']:.1f} µs of collector CPU per request**,
+collector RSS {prof['rss_mb']:.0f} MB at the end of the run (peak {prof['hwm_mb']:.0f} MB).
 
 | side | share of samples | µs per request |
 |---|---|---|

@@ -77,6 +77,9 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
         perf.wait()
         time.sleep(1.5)  # the last batches reach the counters
         spans = bench.metric(mport, "otelcol_receiver_accepted_spans") - spans0
+        status = open(f"/proc/{col.pid}/status").read()
+        rss_mb = int(re.search(r"VmRSS:\s+(\d+)", status)[1]) / 1024
+        hwm_mb = int(re.search(r"VmHWM:\s+(\d+)", status)[1]) / 1024
     finally:
         if col is not None:
             col.terminate()
@@ -94,12 +97,14 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
     sides = {}
     for pct, sd, _ in rows:
         sides[sd] = sides.get(sd, 0) + pct
-    return {"reqs": reqs, "rps": rps, "spans": spans, "us": cpu / max(reqs, 1), "sides": sides, "top": rows[:30]}
+    return {"reqs": reqs, "rps": rps, "spans": spans, "us": cpu / max(reqs, 1), "sides": sides, "top": rows[:30],
+            "rss_mb": rss_mb, "hwm_mb": hwm_mb}
 
 
 def main():
     p = profile(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
-    print(f"{p['reqs']} requests at {p['rps']:.0f}/s, {p['spans']:.0f} spans; collector {p['us']:.1f} us CPU per request")
+    print(f"{p['reqs']} requests at {p['rps']:.0f}/s, {p['spans']:.0f} spans; collector {p['us']:.1f} us CPU per request, "
+          f"RSS {p['rss_mb']:.0f} MB (peak {p['hwm_mb']:.0f} MB)")
     print("split: " + ", ".join(f"{k} {v:.0f}% ({v * p['us'] / 100:.1f} us/req)"
                                 for k, v in sorted(p["sides"].items(), key=lambda kv: -kv[1])))
     print("top symbols (self time):")
