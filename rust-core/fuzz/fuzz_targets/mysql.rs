@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
             midstream: plausible_midstream,
             // The greeting's version string can be long.
             sniff_prefixes: 120,
+            went_tls: MySqlSession::tls,
         },
         data,
     )
