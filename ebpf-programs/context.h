@@ -22,6 +22,12 @@
 #define SK_PASS 1
 
 const volatile __u8 propagate = 0;
+/* Head sampling (config `sampling`): a new trace is sampled when the top 63 bits of its
+ * trace id's last 8 bytes (big endian) are below sample_bound = ratio * 2^63, as
+ * OpenTelemetry's TraceIdRatioBased does, so SDKs downstream agree. parent_based: an
+ * incoming traceparent's sampled flag decides instead. */
+const volatile __u64 sample_bound = 1ULL << 63;
+const volatile __u8 parent_based = 1;
 
 struct thread_ctx {
 	__u8 trace_id[16];
@@ -262,6 +268,15 @@ static __noinline int parse_traceparent(struct hdr_buf *h, __u32 line, __u32 n, 
 	return 0;
 }
 
+static __always_inline __u8 sampled_by_ratio(const __u8 *trace_id)
+{
+	__u64 x = 0;
+#pragma unroll
+	for (int k = 8; k < 16; k++)
+		x = x << 8 | trace_id[k];
+	return (x >> 1) < sample_bound;
+}
+
 static __always_inline void random_bytes(__u8 *p, int n)
 {
 #pragma unroll
@@ -300,25 +315,37 @@ static __always_inline void emit_ctx(struct ctx_event *ev)
 		count(COUNTER_RINGBUF_FULL, 1);
 }
 
+/* server_request's verdicts on a read. */
+#define REQ_NONE 0 /* no request starts here */
+#define REQ_KEEP 1 /* a request starts: record it */
+#define REQ_SKIP 2 /* an unsampled request starts: leave its exchange out */
+
 /* A traced thread read `e->data` from socket e->hdr.sock_id: when it starts a request,
  * give the request its ids and make them the thread's. Called before the data record is
- * written, so userspace has the ids when it parses the request. */
+ * written, so userspace has the ids when it parses the request.
+ *
+ * An unsampled request is left out whole (REQ_SKIP: neither its records nor its
+ * response's reach userspace) when that cannot confuse userspace: no earlier request on
+ * the socket is unanswered (pipelining), and the decision is final here (taken from the
+ * request's own header, or its client is not traced on this host, whose request would
+ * re-label the trace). Its thread keeps the unsampled context, so the calls it makes
+ * carry flag 00. */
 static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 {
 	__u32 zero = 0;
 	__u32 n = e->captured_len;
 	if (n < 16 || !method_start((const char *)e->data))
-		return 0;
+		return REQ_NONE;
 	struct hdr_buf *h = bpf_map_lookup_elem(&hdr_bufs, &zero);
 	struct thread_ctx *tc = bpf_map_lookup_elem(&ctx_tmpl, &zero);
 	if (!h || !tc)
-		return 0;
+		return REQ_NONE;
 	BOUND(n, SCAN_MAX - 1);
 	if (bpf_probe_read_kernel(h->b, n, e->data))
-		return 0;
+		return REQ_NONE;
 	struct scan s;
 	if (!scan_request(h, 0, n, &s))
-		return 0;
+		return REQ_NONE;
 	if (!s.head_end)
 		count(COUNTER_HEAD_SPLIT, 1);
 
@@ -340,20 +367,26 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 					tc->ts_len = len;
 			}
 		}
+		if (!parent_based)
+			tc->flags = (tc->flags & ~1) | sampled_by_ratio(tc->trace_id);
 	} else {
 		random_bytes(tc->trace_id, 16);
-		tc->flags = 1;
+		tc->flags = sampled_by_ratio(tc->trace_id);
 	}
 	random_bytes(tc->span_id, 8);
 
 	__u64 sid = e->hdr.sock_id;
 	__u32 pid = pid_tgid >> 32;
+	int verdict = REQ_KEEP;
 	if (bpf_map_lookup_elem(&no_thread_ctx, &pid))
 		goto report; /* the request still gets its ids; the thread does not keep them */
 	struct thread_ctx *old = bpf_map_lookup_elem(&thread_ctxs, &pid_tgid);
 	__u32 inflight = old ? old->inflight : 0;
 	tc->ambiguous = old ? old->ambiguous : 0;
 	__u64 *who = bpf_map_lookup_elem(&serving, &sid);
+	if (!(tc->flags & 1) && !who &&
+	    ((ev.ctx_flags & CTX_FLAG_HEADER) || !(e->flags & DATA_FLAG_PEER_TRACED)))
+		verdict = REQ_SKIP;
 	if (!who || *who != pid_tgid) {
 		if (who) /* another thread read the last request here; it no longer serves it */
 			release(*who);
@@ -364,6 +397,10 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 		tc->ambiguous = 1;
 	tc->inflight = inflight > 255 ? 255 : inflight;
 	bpf_map_update_elem(&thread_ctxs, &pid_tgid, tc, BPF_ANY);
+	if (verdict == REQ_SKIP) {
+		count(COUNTER_UNSAMPLED_SKIPPED, 1);
+		return REQ_SKIP;
+	}
 report:
 
 	ev.hdr.kind = EVENT_CTX;
@@ -379,7 +416,7 @@ report:
 	if (tc->ambiguous)
 		ev.ctx_flags |= CTX_FLAG_AMBIGUOUS;
 	emit_ctx(&ev);
-	return 0;
+	return verdict;
 }
 
 static __always_inline char hexc(__u8 x)
@@ -559,7 +596,7 @@ static __always_inline void fill_ids(struct ctx_event *ev, struct thread_ctx *tc
 		ev->trace_flags = tc->flags;
 	} else {
 		random_bytes(ev->trace_id, 16);
-		ev->trace_flags = 1;
+		ev->trace_flags = sampled_by_ratio(ev->trace_id);
 		if (tc)
 			ev->ctx_flags |= CTX_FLAG_AMBIGUOUS;
 	}

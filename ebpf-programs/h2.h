@@ -200,8 +200,30 @@ static __always_inline void emit_call(struct data_event *e, struct sock_info *si
 		}
 		return;
 	}
+	/* Head sampling (context.h): while an unsampled exchange is left out, its response
+	 * goes unrecorded; a read is looked at, since it may start the next request. */
+	__u8 gap = dir == DIR_RECV ? SKIP_GAP_RECV : SKIP_GAP_SEND;
+	__u8 skip = si ? si->skip : 0;
+	if ((skip & SKIP_ON) && dir == DIR_SEND) {
+		si->skip |= gap;
+		return;
+	}
+	e->flags |= (skip & SKIP_ON ? DATA_FLAG_SKIPPING : 0) | (skip & gap ? DATA_FLAG_AFTER_SKIP : 0);
+	if (propagate && dir == DIR_SEND) {
+		__u64 id = (__u64)e->hdr.pid << 32 | e->hdr.tid;
+		struct thread_ctx *tc = thread_ctx_of(id);
+		if (tc && !(tc->flags & 1) && !tc->ambiguous)
+			e->flags |= DATA_FLAG_UNSAMPLED;
+	}
 	if (iov)
 		emit_iov(e, iov, iovcnt, len, ctx_tid);
 	else
 		emit_data(e, buf, len, ctx_tid);
+	if (!si)
+		return;
+	if (e->flags & DATA_FLAG_SKIPPING)
+		si->skip |= SKIP_ON | gap;
+	else if (skip)
+		si->skip &= ~(SKIP_ON | gap);
+	e->flags &= ~DATA_FLAG_SKIPPING;
 }

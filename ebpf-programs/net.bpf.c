@@ -79,10 +79,15 @@ struct sock_info {
 	__u8 seen; /* SEEN_* (h2.h): directions whose first bytes were looked at */
 	__u8 h2; /* HTTP/2 followed from its preface: records carry frames (h2.h) */
 	__u8 noted; /* recorded in client_ends at its first send */
-	__u8 _pad;
+	__u8 skip; /* SKIP_*: an unsampled exchange is being left out (context.h) */
 	__u32 peer_pid; /* the process of the client end, once known (ends.h) */
 	struct h2_frame_state dirs[2]; /* by enum direction */
 };
+
+/* sock_info.skip */
+#define SKIP_ON 1 /* the exchange under way is left out */
+#define SKIP_GAP_RECV 2 /* records of this direction were left out since the last one sent */
+#define SKIP_GAP_SEND 4
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -198,6 +203,19 @@ static __always_inline void read_tuple(struct sock *sk, struct conn_tuple *t)
 
 #include "context.h"
 
+/* Gives a read that starts a request its ids (context.h) and says whether the record
+ * goes out: not while the socket's current exchange is an unsampled one left out
+ * (DATA_FLAG_SKIPPING, kept in the socket's entry by emit_call). Returns 1 to emit. */
+static __always_inline int left_out(struct data_event *e, __u64 ctx_tid)
+{
+	int v = server_request(e, ctx_tid);
+	if (v == REQ_SKIP)
+		e->flags |= DATA_FLAG_SKIPPING;
+	else if (v == REQ_KEEP)
+		e->flags &= ~DATA_FLAG_SKIPPING;
+	return !(e->flags & DATA_FLAG_SKIPPING);
+}
+
 /* Copies up to CAPTURE_MAX - 1 bytes of one user buffer into a record. `e` holds the
  * header and tuple already. `ctx_tid`: the reading thread when the bytes may start a
  * request whose trace context the kernel keeps (context.h), else 0. */
@@ -215,8 +233,8 @@ static __noinline int emit_data(struct data_event *e, const void *buf, __u32 len
 	e->captured_len = 0;
 	if (buf && n && !bpf_probe_read_user(e->data, n, buf))
 		e->captured_len = n;
-	if (ctx_tid && e->captured_len)
-		server_request(e, ctx_tid);
+	if (ctx_tid && e->captured_len && !left_out(e, ctx_tid))
+		return 0;
 	__u64 size = offsetof(struct data_event, data) + (e->captured_len & (CAPTURE_MAX - 1));
 	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
 		count(COUNTER_RINGBUF_FULL, 1);
@@ -276,8 +294,8 @@ static __noinline int emit_iov(struct data_event *e, const struct iovec *iov, __
 	}
 	e->total_len = total;
 	e->captured_len = pos;
-	if (ctx_tid && pos)
-		server_request(e, ctx_tid);
+	if (ctx_tid && pos && !left_out(e, ctx_tid))
+		return 0;
 	__u64 size = offsetof(struct data_event, data) + (pos & (CAPTURE_MAX - 1));
 	if (bpf_ringbuf_output(&events, e, size, BPF_RB_NO_WAKEUP))
 		count(COUNTER_RINGBUF_FULL, 1);

@@ -29,6 +29,17 @@ type Config struct {
 	SkipSDKInstrumented bool `mapstructure:"skip_sdk_instrumented"`
 	// Database says how query text is exported in database spans.
 	Database DatabaseConfig `mapstructure:"database"`
+	// Sampling decides which traces are kept, at their head.
+	Sampling SamplingConfig `mapstructure:"sampling"`
+}
+
+// SamplingConfig: a new trace is kept with probability Ratio, decided from its trace id
+// as OpenTelemetry's TraceIdRatioBased sampler does (so SDKs downstream agree); with
+// ParentBased an incoming traceparent's sampled flag decides instead. The decision
+// travels in the traceparent headers the receiver inserts (flag 00: not sampled).
+type SamplingConfig struct {
+	Ratio       float64 `mapstructure:"ratio"`
+	ParentBased bool    `mapstructure:"parent_based"`
 }
 
 // DatabaseConfig: db.query.text is captured (CaptureQueries), with literals replaced by
@@ -87,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if n := c.Database.MaxQueryLength; n < 1 || n > maxQueryLength {
 		errs = append(errs, fmt.Errorf("database.max_query_length: %d is outside 1-%d", n, maxQueryLength))
+	}
+	if r := c.Sampling.Ratio; !(r >= 0 && r <= 1) {
+		errs = append(errs, fmt.Errorf("sampling.ratio: %v is outside 0-1", r))
 	}
 	switch c.ContextPropagation {
 	case "headers", "off":
@@ -169,6 +183,12 @@ type nativeConfig struct {
 	Propagation  string           `json:"context_propagation"`
 	SkipSDK      bool             `json:"skip_sdk_instrumented"`
 	Database     nativeDatabase   `json:"database"`
+	Sampling     nativeSampling   `json:"sampling"`
+}
+
+type nativeSampling struct {
+	Ratio       float64 `json:"ratio"`
+	ParentBased bool    `json:"parent_based"`
 }
 
 type nativeDatabase struct {
@@ -202,6 +222,7 @@ func (c *Config) nativeJSON() ([]byte, error) {
 			Sanitize:  c.Database.SanitizeQueries,
 			MaxLength: c.Database.MaxQueryLength,
 		},
+		Sampling: nativeSampling{Ratio: c.Sampling.Ratio, ParentBased: c.Sampling.ParentBased},
 	}
 	if d := c.Discovery; d != nil {
 		nc.Discovery = &nativeDiscovery{Instrument: nativeSelectors(d.Instrument), Exclude: nativeSelectors(d.Exclude)}

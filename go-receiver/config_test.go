@@ -54,6 +54,7 @@ func TestLoadConfig(t *testing.T) {
 		ContextPropagation:  "off",
 		SkipSDKInstrumented: false,
 		Database:            DatabaseConfig{CaptureQueries: true, SanitizeQueries: false, MaxQueryLength: 256},
+		Sampling:            SamplingConfig{Ratio: 0.25, ParentBased: false},
 	}, cfg)
 	assert.NoError(t, confmap.Validate(cfg))
 }
@@ -81,6 +82,7 @@ func TestValidate(t *testing.T) {
 		{"bad_exclude_port.yaml", []string{`exclude_ports[1]: port 0 is outside 1-65535`}},
 		{"bad_propagation.yaml", []string{`context_propagation: "inject" is not one of "headers", "off"`}},
 		{"bad_max_query_length.yaml", []string{`database.max_query_length: 0 is outside 1-65536`}},
+		{"bad_sampling_ratio.yaml", []string{`sampling.ratio: 1.5 is outside 0-1`}},
 		{"many_errors.yaml", []string{
 			`discovery.instrument[0].open_ports: invalid port range "90-80"`,
 			`discovery.exclude[0]: empty selector`,
@@ -123,21 +125,22 @@ func TestNativeJSON(t *testing.T) {
 		ExcludePorts:       []int{22},
 		ContextPropagation: "off",
 		Database:           DatabaseConfig{CaptureQueries: true, MaxQueryLength: 64},
+		Sampling:           SamplingConfig{Ratio: 0.1},
 	}
 	b, err := cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22],"context_propagation":"off","skip_sdk_instrumented":false,"database":{"capture_queries":true,"sanitize_queries":false,"max_query_length":64}}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22],"context_propagation":"off","skip_sdk_instrumented":false,"database":{"capture_queries":true,"sanitize_queries":false,"max_query_length":64},"sampling":{"ratio":0.1,"parent_based":false}}`, string(b))
 
 	// No discovery: the key is left out and lists are empty, never null.
 	b, err = createDefaultConfig().(*Config).nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024}}`, string(b))
+	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024},"sampling":{"ratio":1,"parent_based":true}}`, string(b))
 
 	cfg = createDefaultConfig().(*Config)
 	cfg.Discovery = &DiscoveryConfig{Instrument: []Selector{{OpenPorts: ptr("443")}}}
 	b, err = cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024}}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024},"sampling":{"ratio":1,"parent_based":true}}`, string(b))
 
 	cfg.ExcludePorts = []int{0}
 	_, err = cfg.nativeJSON()

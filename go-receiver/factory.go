@@ -23,6 +23,7 @@ func createDefaultConfig() component.Config {
 		ContextPropagation:  "headers",
 		SkipSDKInstrumented: true,
 		Database:            DatabaseConfig{CaptureQueries: true, SanitizeQueries: true, MaxQueryLength: 1024},
+		Sampling:            SamplingConfig{Ratio: 1, ParentBased: true},
 	}
 }
 

@@ -423,30 +423,44 @@ def measure_event_loop(d, propagation):
 def measure_server_only(d, port, rounds=3):
     """nginx traced (selected by exe_path), wrk not: one span per request, each from an
     untraced local client. Spans must go out without waiting for a client span that
-    cannot come: links_timed_out must stay 0."""
+    cannot come: links_timed_out must stay 0. Each round runs wrk four times: untraced,
+    with an idle collector (its receiver selecting no process that runs), traced, and
+    traced with `sampling: {ratio: 0.1}` (the unsampled requests left out in the kernel)."""
     mport = free_port()
-    write_config(f"{d}/server_only.yaml", "debug: {verbosity: basic}", mport,
-                 receiver='{discovery: {instrument: [{exe_path: "*/nginx"}]}}')
+    nginx_only = '{discovery: {instrument: [{exe_path: "*/nginx"}]}%s}'
+    configs = {
+        "idle": '{discovery: {instrument: [{exe_path: "/nonexistent/*"}]}}',
+        "traced": nginx_only % "",
+        "sampled": nginx_only % ", sampling: {ratio: 0.1}",
+    }
+    for tag, receiver in configs.items():
+        write_config(f"{d}/server_only_{tag}.yaml", "debug: {verbosity: basic}", mport, receiver=receiver)
+    names = ("otelcol_receiver_accepted_spans", "otelcol_ebpf_links_timed_out", "otelcol_ebpf_events_lost",
+             "otelcol_ebpf_requests_unsampled_in_kernel")
     out = []
     for i in range(rounds):
         _, base = wrk(port)
-        col = subprocess.Popen([BIN, "--config", f"{d}/server_only.yaml"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-        wait_ready(mport)
-        time.sleep(1)
-        names = ("otelcol_receiver_accepted_spans", "otelcol_ebpf_links_timed_out", "otelcol_ebpf_events_lost")
-        c0, m0 = cpu_us(col.pid), [metric(mport, n) for n in names]
-        reqs, traced = wrk(port)
-        time.sleep(1.5)
-        c1, m1 = cpu_us(col.pid), [metric(mport, n) for n in names]
-        col.terminate()
-        col.wait(30)
-        spans, timed_out, lost = (b - a for a, b in zip(m0, m1))
-        out.append({"base": base, "traced": traced, "cpu": (c1 - c0) / reqs, "spans": spans / reqs,
-                    "timed_out": timed_out, "lost": lost})
-        print(f"server only {i + 1}: untraced {base:.0f} req/s, traced {traced:.0f} req/s, "
-              f"collector {(c1 - c0) / reqs:.1f} us/req, spans/req {spans / reqs:.3f}, "
-              f"links timed out {timed_out:.0f}, events lost {lost:.0f}", flush=True)
+        row = {"base": base}
+        for tag in configs:
+            col = subprocess.Popen([BIN, "--config", f"{d}/server_only_{tag}.yaml"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+            wait_ready(mport)
+            time.sleep(1)
+            c0, m0 = cpu_us(col.pid), [metric(mport, n) for n in names]
+            reqs, rate = wrk(port)
+            time.sleep(1.5)
+            c1, m1 = cpu_us(col.pid), [metric(mport, n) for n in names]
+            col.terminate()
+            col.wait(30)
+            spans, timed_out, lost, skipped = (b - a for a, b in zip(m0, m1))
+            row[tag] = {"rate": rate, "cpu": (c1 - c0) / reqs, "spans": spans / reqs, "timed_out": timed_out,
+                        "lost": lost, "skipped": skipped / reqs}
+        out.append(row)
+        t, smp = row["traced"], row["sampled"]
+        print(f"server only {i + 1}: untraced {base:.0f} req/s, idle {row['idle']['rate']:.0f}, "
+              f"traced {t['rate']:.0f} ({t['cpu']:.1f} us/req, spans/req {t['spans']:.3f}), "
+              f"ratio 0.1 {smp['rate']:.0f} ({smp['cpu']:.1f} us/req, spans/req {smp['spans']:.3f}), "
+              f"links timed out {t['timed_out']:.0f}, events lost {t['lost'] + smp['lost']:.0f}", flush=True)
     return out
 
 
@@ -577,10 +591,18 @@ Median ratio traced/untraced: **{med(ratios):.2f}**; median collector CPU: **{me
 The same nginx and wrk, with the receiver selecting nginx only (`exe_path: "*/nginx"`): one
 SERVER span per request, each request from a local client the receiver does not trace. Such
 spans go out at once (no wait for a client span that cannot come), so `links_timed_out` stays 0.
+Each round: untraced, idle collector (running, its receiver selecting no process that runs),
+traced, and traced with head sampling at `ratio: 0.1` (unsampled requests are left out in the
+kernel: `requests_unsampled_in_kernel` per request in the last column).
 
-| round | untraced req/s | traced req/s | ratio | collector CPU µs/req | spans exported/req | links timed out | events lost |
-|---|---|---|---|---|---|---|---|
-""" + "\n".join(f"| {i + 1} | {r['base']:.0f} | {r['traced']:.0f} | {r['traced'] / r['base']:.2f} | {r['cpu']:.1f} | {r['spans']:.3f} | {r['timed_out']:.0f} | {r['lost']:.0f} |" for i, r in enumerate(server_only)) + f"""
+| round | untraced req/s | idle req/s | traced req/s | traced/untraced | idle/untraced | collector CPU µs/req | spans/req | links timed out | events lost | ratio 0.1: req/s | ratio 0.1: traced/untraced | ratio 0.1: CPU µs/req | ratio 0.1: spans/req | ratio 0.1: left out in kernel/req |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(f"| {i + 1} | {r['base']:.0f} | {r['idle']['rate']:.0f} | {r['traced']['rate']:.0f} | {r['traced']['rate'] / r['base']:.2f} | {r['idle']['rate'] / r['base']:.2f} | {r['traced']['cpu']:.1f} | {r['traced']['spans']:.3f} | {r['traced']['timed_out']:.0f} | {r['traced']['lost']:.0f} | {r['sampled']['rate']:.0f} | {r['sampled']['rate'] / r['base']:.2f} | {r['sampled']['cpu']:.2f} | {r['sampled']['spans']:.3f} | {r['sampled']['skipped']:.3f} |" for i, r in enumerate(server_only)) + f"""
+
+Median collector CPU per request: **{med([r['traced']['cpu'] for r in server_only]):.1f} µs** traced,
+**{med([r['sampled']['cpu'] for r in server_only]):.2f} µs** at ratio 0.1
+(**{med([r['sampled']['cpu'] / r['traced']['cpu'] for r in server_only]):.2f}** of it); traced/untraced
+**{med([r['traced']['rate'] / r['base'] for r in server_only]):.2f}**, idle/untraced **{med([r['idle']['rate'] / r['base'] for r in server_only]):.2f}**.
 
 ## Overhead: gRPC (HTTP/2) under load, traced vs untraced
 

@@ -61,6 +61,7 @@ enum counter {
 					 * than H2TX_REQS in one send */
 	COUNTER_H2_INJECT_LOST = 12, /* HTTP/2 connections whose frames sk_msg lost: no
 				      * headers inserted from then on */
+	COUNTER_UNSAMPLED_SKIPPED = 13, /* unsampled server requests left out in the kernel */
 	COUNTER_MAX = 16,
 };
 
@@ -106,6 +107,11 @@ struct data_event {
 			* non-DATA payloads in order; DATA payloads are left out */
 #define DATA_FLAG_PEER_TRACED 8 /* read from a connection whose client end is traced here */
 #define DATA_FLAG_PEER_COLLECTOR 16 /* ... whose client end is this collector */
+#define DATA_FLAG_UNSAMPLED 32 /* sent by a thread serving an unsampled request: a call
+				* it makes is in that unsampled trace */
+#define DATA_FLAG_AFTER_SKIP 64 /* records of this direction were left out just before
+				 * (an unsampled exchange, see context.h): resynchronise */
+#define DATA_FLAG_SKIPPING 128 /* kernel only: the record is left out */
 
 /* Where an HTTP/2 direction is in its frame stream. The client preface counts as a
  * non-DATA payload of 24 bytes. */

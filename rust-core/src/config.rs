@@ -26,6 +26,28 @@ pub struct Config {
     /// How database query text is exported.
     #[serde(default)]
     pub database: Database,
+    /// Head sampling of traces.
+    #[serde(default)]
+    pub sampling: Sampling,
+}
+
+/// `sampling`: the share of root traces kept (decided from the trace id as
+/// OpenTelemetry's `TraceIdRatioBased` does) and whether an incoming `traceparent`'s
+/// sampled flag decides instead (`parent_based`, as SDKs do by default).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sampling {
+    pub ratio: f64,
+    pub parent_based: bool,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            ratio: 1.0,
+            parent_based: true,
+        }
+    }
 }
 
 /// `database`: whether `db.query.text` is captured, sanitized (literals replaced), and how
@@ -149,6 +171,12 @@ impl Config {
                     "{} is outside 1-{MAX_QUERY_LENGTH}",
                     self.database.max_query_length
                 ),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.sampling.ratio) {
+            return Err(ConfigError::Invalid {
+                key: "sampling.ratio".into(),
+                message: format!("{} is outside 0-1", self.sampling.ratio),
             });
         }
         if self.exclude_ports.contains(&0) {

@@ -24,6 +24,8 @@ pub const DATA_FLAG_TLS: u8 = 2;
 pub const DATA_FLAG_H2: u8 = 4;
 pub const DATA_FLAG_PEER_TRACED: u8 = 8;
 pub const DATA_FLAG_PEER_COLLECTOR: u8 = 16;
+pub const DATA_FLAG_UNSAMPLED: u8 = 32;
+pub const DATA_FLAG_AFTER_SKIP: u8 = 64;
 
 pub const PROC_TRACED: u32 = 1;
 pub const PROC_EXCLUDED: u32 = 2;
@@ -48,6 +50,7 @@ pub const COUNTER_TLS_NO_SOCKET: u32 = 9;
 pub const COUNTER_H2_WALK_LOST: u32 = 10;
 pub const COUNTER_H2_INJECT_SKIPPED: u32 = 11;
 pub const COUNTER_H2_INJECT_LOST: u32 = 12;
+pub const COUNTER_UNSAMPLED_SKIPPED: u32 = 13;
 pub const COUNTER_MAX: u32 = 16;
 
 const AF_INET: u16 = 2;
@@ -164,6 +167,10 @@ pub enum Event<'a> {
         h2_frames: bool,
         /// A read: what the kernel knows of the connection's client end.
         peer: PeerEnd,
+        /// A send by a thread serving an unsampled request (its calls are unsampled).
+        unsampled: bool,
+        /// Records of this direction were left out just before (an unsampled exchange).
+        after_skip: bool,
         /// Bytes the syscall moved; `data` holds the first of them.
         total_len: u32,
         comm: [u8; COMM_LEN],
@@ -249,6 +256,8 @@ pub fn decode(rec: &[u8]) -> Result<Event<'_>, Malformed> {
                     DATA_FLAG_PEER_COLLECTOR => PeerEnd::Collector,
                     _ => PeerEnd::Traced(head.peer_pid),
                 },
+                unsampled: head.flags & DATA_FLAG_UNSAMPLED != 0,
+                after_skip: head.flags & DATA_FLAG_AFTER_SKIP != 0,
                 total_len: head.total_len,
                 comm: head.comm,
                 data: &rec[start..start + n],
@@ -292,6 +301,8 @@ pub fn encode(ev: &Event<'_>) -> Vec<u8> {
             tls,
             h2_frames,
             peer,
+            unsampled,
+            after_skip,
             total_len,
             comm,
             data,
@@ -309,7 +320,9 @@ pub fn encode(ev: &Event<'_>) -> Vec<u8> {
                         PeerEnd::Unknown => 0,
                         PeerEnd::Traced(_) => DATA_FLAG_PEER_TRACED,
                         PeerEnd::Collector => DATA_FLAG_PEER_COLLECTOR,
-                    },
+                    }
+                    | if *unsampled { DATA_FLAG_UNSAMPLED } else { 0 }
+                    | if *after_skip { DATA_FLAG_AFTER_SKIP } else { 0 },
                 _pad: [0; 2],
                 peer_pid: match peer {
                     PeerEnd::Traced(pid) => *pid,
@@ -369,6 +382,8 @@ mod tests {
             tls: true,
             h2_frames: false,
             peer: PeerEnd::Traced(4242),
+            unsampled: true,
+            after_skip: false,
             total_len: 10,
             comm: [0; 16],
             data: b"HTTP/1.1 2",

@@ -234,6 +234,10 @@ fn pump(
                     &stats.h2_requests_not_injected,
                 ),
                 (events::COUNTER_H2_INJECT_LOST, &stats.h2_inject_lost),
+                (
+                    events::COUNTER_UNSAMPLED_SKIPPED,
+                    &stats.requests_unsampled_in_kernel,
+                ),
             ] {
                 stats::set(c, kernel.maps.counter(idx));
             }

@@ -45,8 +45,18 @@ counters! {
     traceparent_invalid,
     /// Spans completed and put into a batch.
     spans_emitted,
-    /// Spans not exported because the parent's sampled flag was off.
+    /// Spans not exported because their trace is not sampled (`sampling`: the ratio's
+    /// decision on a new trace, or the incoming parent's flag).
     spans_unsampled,
+    /// Unsampled server requests the kernel left out whole (request and response never
+    /// reached userspace: the cheapest way not to trace them).
+    requests_unsampled_in_kernel,
+    /// Spans exported because `sampling.ratio` kept their trace (a root, or every span
+    /// when `parent_based` is off).
+    spans_sampled_by_ratio,
+    /// Spans exported because their parent was sampled (an incoming traceparent, or the
+    /// request their thread serves).
+    spans_sampled_by_parent,
     /// Spans dropped by configuration (excluded path or port).
     spans_excluded,
     /// Spans dropped because the batch queue towards the collector was full.

@@ -210,11 +210,15 @@ impl Kernel {
                 .chain(&d.exclude)
                 .any(|s| s.exe_path.is_some())
         }) as u8;
+        let sample_bound = crate::spans::ids::Sampler::new(&cfg.sampling).bound();
+        let parent_based = cfg.sampling.parent_based as u8;
         let mut bpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("trace_all", &trace_all, true)
             .override_global("watch_exec", &watch_exec, true)
             .override_global("propagate", &propagate, true)
+            .override_global("sample_bound", &sample_bound, true)
+            .override_global("parent_based", &parent_based, true)
             .override_global("tls_on", &1u8, true)
             .override_global("self_tgid", &std::process::id(), true)
             .map_max_entries("events", ringbuf_bytes)

@@ -24,7 +24,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
-use super::ids::{IdGen, SpanCtx, TraceParent, HAS_IS_REMOTE, IS_REMOTE};
+use super::ids::{IdGen, Sampler, SpanCtx, TraceParent, HAS_IS_REMOTE, IS_REMOTE};
 use crate::conn::{Exchange, LinkKey, Peer, Side};
 use crate::events::{CtxEvent, CTX_FLAG_AMBIGUOUS, CTX_INJECTED, CTX_SERVER};
 use crate::stats::{self, Stats};
@@ -85,6 +85,8 @@ pub struct Contexts {
     pub propagating: bool,
     /// Processes whose threads do not tell which request a call serves (Go).
     pub goroutines: HashSet<u32>,
+    /// Decides the traces started here (the kernel decides those it starts).
+    pub sampler: Sampler,
 }
 
 /// The kernel's ids for the server request that started in the read at `ts` (the
@@ -146,10 +148,19 @@ fn push_bounded<T>(q: &mut VecDeque<T>, v: T) {
 }
 
 impl Contexts {
+    pub fn new(sampler: Sampler) -> Self {
+        Contexts {
+            sampler,
+            ..Default::default()
+        }
+    }
+
     /// Gives `ex` its ids unless it has them; `kq`: the kernel's ids for the socket.
     /// True when it is a client request the kernel should have put a header in and did not.
     /// `client_traced`: the kernel knew the connection's client end as a socket traced
-    /// here when the server read from it (its client span will come).
+    /// here when the server read from it (its client span will come). `thread_unsampled`:
+    /// the kernel saw the request's thread serving an unsampled request (one it left
+    /// out, so it is not in `serving`): the call is in that unsampled trace.
     #[allow(clippy::too_many_arguments)]
     pub fn assign(
         &mut self,
@@ -157,6 +168,7 @@ impl Contexts {
         side: Side,
         peer: &Peer,
         client_traced: bool,
+        thread_unsampled: bool,
         ex: &mut Exchange,
         kq: Option<&mut VecDeque<CtxEvent>>,
         stats: &Stats,
@@ -183,6 +195,8 @@ impl Contexts {
         let mut ctx = match (side, header.flatten()) {
             (Side::Server, Some(tp)) => {
                 let mut ctx = SpanCtx::from_remote(&tp, ex.tracestate(), &mut self.ids);
+                let flags = self.sampler.flags(&tp.trace_id, Some(tp.flags));
+                ctx.flags = (ctx.flags & !0xff) | flags as u32;
                 if let Some(k) = kernel {
                     // The kernel's span id is the one this thread's calls name as parent.
                     ctx.span_id = k.span_id;
@@ -201,7 +215,7 @@ impl Contexts {
                 trace_id: tp.trace_id,
                 span_id: self.ids.span_id(),
                 parent_span_id: Some(tp.span_id),
-                flags: tp.flags as u32,
+                flags: self.sampler.flags(&tp.trace_id, Some(tp.flags)) as u32,
                 trace_state: ex.tracestate().unwrap_or_default().to_string(),
                 invalid_parent: false,
             },
@@ -223,14 +237,17 @@ impl Contexts {
                     true => None,
                     false => self.serving.get(&(pid, ex.tid)).map(Vec::as_slice),
                 };
-                let ctx = match serving {
+                let mut ctx = match serving {
                     Some([parent]) => SpanCtx::child_of(parent, &mut self.ids),
                     Some([_, _, ..]) => {
                         stats::inc(&stats.parents_ambiguous);
-                        SpanCtx::root(&mut self.ids)
+                        self.new_trace()
                     }
-                    _ => SpanCtx::root(&mut self.ids),
+                    _ => self.new_trace(),
                 };
+                if thread_unsampled {
+                    ctx.flags &= !1;
+                }
                 self.offer_client(key, &ctx, stats);
                 ctx
             }
@@ -248,6 +265,13 @@ impl Contexts {
         }
         ex.ctx = Some(ctx);
         missed
+    }
+
+    /// A new trace, sampled or not by the ratio.
+    fn new_trace(&mut self) -> SpanCtx {
+        let mut ctx = SpanCtx::root(&mut self.ids);
+        ctx.flags = (ctx.flags & !0xff) | self.sampler.flags(&ctx.trace_id, None) as u32;
+        ctx
     }
 
     /// A request the kernel put a header in: exactly the ids it wrote.
@@ -317,7 +341,7 @@ impl Contexts {
                 trace_state: String::new(),
                 invalid_parent: false,
             },
-            None => SpanCtx::root(&mut self.ids),
+            None => self.new_trace(),
         };
         let room = self.servers.len() < LINK_KEYS || self.servers.contains_key(&key);
         if !room || !self.local_ips.contains(&key.client.0) {
@@ -519,7 +543,7 @@ mod tests {
         // its end is not a lost link.
         for _ in 0..10 {
             let mut sv = ex(2);
-            c.assign(20, Side::Server, &sp, false, &mut sv, None, &stats);
+            c.assign(20, Side::Server, &sp, false, false, &mut sv, None, &stats);
             c.ended(20, Side::Server, &sv);
             let mut ctx = sv.ctx.unwrap();
             assert_eq!(ctx.parent_span_id, None);
@@ -537,11 +561,11 @@ mod tests {
         // A traced one: the span waits for the client's request, which names its parent.
         let mut sv = ex(2);
         c.closed(Side::Server, &sp);
-        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
+        c.assign(20, Side::Server, &sp, true, false, &mut sv, None, &stats);
         let mut svc = sv.ctx.clone().unwrap();
         assert_eq!(c.resolve(&mut svc.clone(), 0), Ready::Wait);
         let mut cl = ex(1);
-        c.assign(10, Side::Client, &cp, false, &mut cl, None, &stats);
+        c.assign(10, Side::Client, &cp, false, false, &mut cl, None, &stats);
         assert_eq!(c.resolve(&mut svc, 0), Ready::Now);
         assert_eq!(svc.parent_span_id, Some(cl.ctx.unwrap().span_id));
         assert_eq!(stats.links_timed_out.load(Relaxed), 0);
@@ -557,12 +581,12 @@ mod tests {
         let mut c = Contexts::default();
         c.note_local(cp.local);
         let (mut s1, mut c1) = (ex(2), ex(1));
-        c.assign(20, Side::Server, &sp, false, &mut s1, None, &stats);
+        c.assign(20, Side::Server, &sp, false, false, &mut s1, None, &stats);
         c.ended(20, Side::Server, &s1);
-        c.assign(10, Side::Client, &cp, false, &mut c1, None, &stats);
+        c.assign(10, Side::Client, &cp, false, false, &mut c1, None, &stats);
         let (mut c2, mut s2) = (ex(1), ex(2));
-        c.assign(10, Side::Client, &cp, false, &mut c2, None, &stats);
-        c.assign(20, Side::Server, &sp, true, &mut s2, None, &stats);
+        c.assign(10, Side::Client, &cp, false, false, &mut c2, None, &stats);
+        c.assign(20, Side::Server, &sp, true, false, &mut s2, None, &stats);
         let (c1, c2, s2) = (c1.ctx.unwrap(), c2.ctx.unwrap(), s2.ctx.unwrap());
         assert_eq!(s2.parent_span_id, Some(c2.span_id));
         assert_ne!(s2.parent_span_id, Some(c1.span_id));
@@ -577,8 +601,8 @@ mod tests {
         c.note_local(cp.local);
         // Client first.
         let (mut cl, mut sv) = (ex(1), ex(2));
-        c.assign(10, Side::Client, &cp, true, &mut cl, None, &stats);
-        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
+        c.assign(10, Side::Client, &cp, true, false, &mut cl, None, &stats);
+        c.assign(20, Side::Server, &sp, true, false, &mut sv, None, &stats);
         c.ended(20, Side::Server, &sv);
         let (clc, svc) = (cl.ctx.unwrap(), sv.ctx.unwrap());
         assert_eq!(svc.trace_id, clc.trace_id);
@@ -586,7 +610,7 @@ mod tests {
         // Server first: the server's trace is provisional; what its thread calls meanwhile
         // belongs to it; the client's request re-labels both.
         let (mut cl, mut sv, mut call) = (ex(1), ex(2), ex(2));
-        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
+        c.assign(20, Side::Server, &sp, true, false, &mut sv, None, &stats);
         let mut svc = sv.ctx.clone().unwrap();
         assert_eq!(c.resolve(&mut svc.clone(), 0), Ready::Wait);
         c.assign(
@@ -594,11 +618,12 @@ mod tests {
             Side::Client,
             &Peer::of(&tuple(41000, 9090, 7)),
             true,
+            false,
             &mut call,
             None,
             &stats,
         );
-        c.assign(10, Side::Client, &cp, true, &mut cl, None, &stats);
+        c.assign(10, Side::Client, &cp, true, false, &mut cl, None, &stats);
         c.ended(20, Side::Server, &sv);
         let clc = cl.ctx.unwrap();
         let mut callc = call.ctx.unwrap();
@@ -626,13 +651,14 @@ mod tests {
         let (_, sp) = peers(7);
         let mut c = Contexts::default();
         let (mut a, mut b, mut call) = (ex(3), ex(3), ex(3));
-        c.assign(20, Side::Server, &sp, true, &mut a, None, &stats);
-        c.assign(20, Side::Server, &sp, true, &mut b, None, &stats);
+        c.assign(20, Side::Server, &sp, true, false, &mut a, None, &stats);
+        c.assign(20, Side::Server, &sp, true, false, &mut b, None, &stats);
         c.assign(
             20,
             Side::Client,
             &Peer::of(&tuple(41000, 9090, 7)),
             true,
+            false,
             &mut call,
             None,
             &stats,
@@ -652,6 +678,7 @@ mod tests {
             Side::Client,
             &Peer::of(&tuple(41001, 9090, 7)),
             true,
+            false,
             &mut call,
             None,
             &stats,
@@ -670,7 +697,7 @@ mod tests {
         c.note_local(cp.local);
         let mut sv = ex(2);
         sv.req_start = 1_000;
-        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
+        c.assign(20, Side::Server, &sp, true, false, &mut sv, None, &stats);
         let mut ctx = sv.ctx.unwrap();
         assert_eq!(c.resolve(&mut ctx, 2_000), Ready::Wait);
         assert_eq!(c.resolve(&mut ctx, 1_000 + LINK_WAIT_NS), Ready::Now);
@@ -717,7 +744,16 @@ mod tests {
         req(&mut sv).tracestate = Some("congo=t61".into());
         req(&mut sv).traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
         let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 100, 3, 5, 6, 0)].into();
-        c.assign(20, Side::Server, &sp, true, &mut sv, Some(&mut kq), &stats);
+        c.assign(
+            20,
+            Side::Server,
+            &sp,
+            true,
+            false,
+            &mut sv,
+            Some(&mut kq),
+            &stats,
+        );
         let svc = sv.ctx.clone().unwrap();
         assert_eq!((svc.trace_id, svc.span_id), ([5; 16], [6; 8]));
         assert_eq!(svc.parent_span_id, Some([0x0a; 8]));
@@ -741,6 +777,7 @@ mod tests {
                 Side::Client,
                 &cp,
                 true,
+                false,
                 &mut call,
                 Some(&mut kq),
                 &stats,
@@ -788,6 +825,7 @@ mod tests {
                 Side::Client,
                 &cp,
                 true,
+                false,
                 &mut call,
                 Some(&mut kq),
                 &stats,
@@ -806,6 +844,7 @@ mod tests {
             Side::Client,
             &cp,
             true,
+            false,
             &mut call,
             Some(&mut kq),
             &stats,
@@ -827,7 +866,7 @@ mod tests {
         req(&mut own).traceparent = Some(format!("00-{}-{}-01", "0b".repeat(16), "0c".repeat(8)));
         for e in [&mut own, &mut next] {
             e.req_start = 20;
-            c.assign(10, Side::Client, &cp, true, e, Some(&mut kq), &stats);
+            c.assign(10, Side::Client, &cp, true, false, e, Some(&mut kq), &stats);
         }
         // The app's span has the header's id; ours is its child, never a second span
         // with that id.
@@ -849,6 +888,7 @@ mod tests {
             Side::Client,
             &cp,
             true,
+            false,
             &mut missed,
             Some(&mut kq),
             &stats,
@@ -865,7 +905,16 @@ mod tests {
         let mut sv = ex(3);
         req(&mut sv).traceparent = Some(format!("00-{}-{}-01", "05".repeat(16), "0a".repeat(8)));
         let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 0, 3, 4, 6, 0)].into();
-        c.assign(20, Side::Server, &sp, true, &mut sv, Some(&mut kq), &stats);
+        c.assign(
+            20,
+            Side::Server,
+            &sp,
+            true,
+            false,
+            &mut sv,
+            Some(&mut kq),
+            &stats,
+        );
         let svc = sv.ctx.unwrap();
         // The caller's trace wins for the server span itself.
         assert_eq!((svc.trace_id, svc.span_id), ([5; 16], [6; 8]));
@@ -880,10 +929,19 @@ mod tests {
         c.note_local(cp.local);
         // The client's request was not rewritten (propagation off on its socket): linked.
         let mut cl = ex(1);
-        c.assign(10, Side::Client, &cp, true, &mut cl, None, &stats);
+        c.assign(10, Side::Client, &cp, true, false, &mut cl, None, &stats);
         let mut sv = ex(3);
         let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 0, 3, 4, 6, 0)].into();
-        c.assign(20, Side::Server, &sp, true, &mut sv, Some(&mut kq), &stats);
+        c.assign(
+            20,
+            Side::Server,
+            &sp,
+            true,
+            false,
+            &mut sv,
+            Some(&mut kq),
+            &stats,
+        );
         let (clc, svc) = (cl.ctx.unwrap(), sv.ctx.clone().unwrap());
         assert_eq!(svc.trace_id, clc.trace_id);
         assert_eq!(svc.span_id, [6; 8]);
@@ -897,6 +955,7 @@ mod tests {
             Side::Client,
             &Peer::of(&tuple(41000, 9090, 7)),
             true,
+            false,
             &mut call,
             Some(&mut kq),
             &stats,
@@ -913,8 +972,8 @@ mod tests {
         let (cp, sp) = peers(8);
         let mut c = Contexts::default();
         let (mut cl, mut sv) = (ex(1), ex(2));
-        c.assign(10, Side::Client, &cp, true, &mut cl, None, &stats);
-        c.assign(20, Side::Server, &sp, true, &mut sv, None, &stats);
+        c.assign(10, Side::Client, &cp, true, false, &mut cl, None, &stats);
+        c.assign(20, Side::Server, &sp, true, false, &mut sv, None, &stats);
         assert_eq!(sv.ctx.unwrap().parent_span_id, None);
     }
 }

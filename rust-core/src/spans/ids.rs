@@ -69,6 +69,49 @@ impl Default for IdGen {
     }
 }
 
+/// Head sampling as OpenTelemetry's `TraceIdRatioBased` decides it, so SDKs and agents
+/// downstream agree on a trace: kept when the top 63 bits of the trace id's last 8 bytes
+/// (big endian) are below ratio × 2^63. The kernel decides the traces it starts the same
+/// way with `bound()` (ebpf-programs/context.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampler {
+    bound: u64,
+    pub parent_based: bool,
+}
+
+impl Sampler {
+    pub fn new(cfg: &crate::config::Sampling) -> Sampler {
+        Sampler {
+            bound: (cfg.ratio.clamp(0.0, 1.0) * (1u64 << 63) as f64) as u64,
+            parent_based: cfg.parent_based,
+        }
+    }
+
+    pub fn bound(&self) -> u64 {
+        self.bound
+    }
+
+    pub fn by_ratio(&self, trace_id: &[u8; 16]) -> bool {
+        let low = u64::from_be_bytes(trace_id[8..].try_into().unwrap());
+        (low >> 1) < self.bound
+    }
+
+    /// W3C trace flags of a span in `trace_id` whose parent has `parent` flags (None: a
+    /// new trace).
+    pub fn flags(&self, trace_id: &[u8; 16], parent: Option<u8>) -> u8 {
+        match parent {
+            Some(f) if self.parent_based => f,
+            p => (p.unwrap_or(0) & !1) | self.by_ratio(trace_id) as u8,
+        }
+    }
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler::new(&crate::config::Sampling::default())
+    }
+}
+
 /// OTLP span flags: bit 8 says whether the parent is known to be remote, bit 9 that it is.
 pub const HAS_IS_REMOTE: u32 = 0x100;
 pub const IS_REMOTE: u32 = 0x200;
@@ -217,6 +260,48 @@ mod tests {
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-later"
         )
         .is_some());
+    }
+
+    #[test]
+    fn sampling_follows_the_trace_id_like_opentelemetry_sdks() {
+        use crate::config::Sampling;
+        let half = Sampler::new(&Sampling {
+            ratio: 0.5,
+            parent_based: true,
+        });
+        // Go's TraceIdRatioBased: BigEndian.Uint64(id[8:16])>>1 < uint64(0.5 * 2^63).
+        let mut id = [0u8; 16];
+        id[8] = 0x7f;
+        assert!(half.by_ratio(&id));
+        id[8] = 0x80;
+        assert!(!half.by_ratio(&id));
+        assert_eq!(half.flags(&id, Some(1)), 1, "the parent decides");
+        assert_eq!(half.flags(&id, None), 0);
+        let all = Sampler::default();
+        let none = Sampler::new(&Sampling {
+            ratio: 0.0,
+            parent_based: false,
+        });
+        id[8..].copy_from_slice(&[0xff; 8]);
+        assert!(all.by_ratio(&id));
+        assert_eq!(
+            none.flags(&id, Some(1)),
+            0,
+            "not parent based: the ratio decides"
+        );
+        assert_eq!(none.flags(&id, Some(3)), 2, "other flags stay");
+        id[8..].copy_from_slice(&[0; 8]);
+        assert!(!none.by_ratio(&id));
+        // 10,000 random ids at 0.1: within 6 standard deviations of 1,000.
+        let tenth = Sampler::new(&Sampling {
+            ratio: 0.1,
+            parent_based: true,
+        });
+        let mut g = IdGen::new();
+        let kept = (0..10_000)
+            .filter(|_| tenth.by_ratio(&g.trace_id()))
+            .count();
+        assert!((820..=1180).contains(&kept), "{kept}");
     }
 
     #[test]

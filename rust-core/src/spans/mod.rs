@@ -140,6 +140,7 @@ pub struct Assembler {
 
 impl Assembler {
     pub fn new(cfg: Arc<Config>, stats: Arc<Stats>, clock: Clock) -> Self {
+        let sampler = ids::Sampler::new(&cfg.sampling);
         Assembler {
             cfg,
             stats,
@@ -148,7 +149,7 @@ impl Assembler {
             procs: ProcessTable::default(),
             listens: listens_on,
             untraced: HashSet::new(),
-            contexts: context::Contexts::default(),
+            contexts: context::Contexts::new(sampler),
             kctx: HashMap::new(),
             waiting: Vec::new(),
             batch: BatchBuilder::new(),
@@ -265,6 +266,8 @@ impl Assembler {
                 tls,
                 h2_frames,
                 peer,
+                unsampled,
+                after_skip: _,
                 total_len,
                 comm,
                 data,
@@ -339,6 +342,7 @@ impl Assembler {
                             side,
                             &conn.peer,
                             client_traced,
+                            unsampled,
                             ex,
                             kq,
                             &self.stats,
@@ -484,7 +488,7 @@ impl Assembler {
             let kq = self.kctx.get_mut(&key);
             let traced = client_traced(end, &self.untraced);
             self.contexts
-                .assign(pid, d.side, peer, traced, &mut d.ex, kq, &self.stats);
+                .assign(pid, d.side, peer, traced, false, &mut d.ex, kq, &self.stats);
             if d.error.is_some() {
                 stats::inc(&self.stats.requests_without_response);
             }
@@ -531,6 +535,11 @@ impl Assembler {
         }
         match envelope::build(&p.done, &p.peer, &p.process, &self.cfg, &self.clock) {
             envelope::Built::Span(rec) => {
+                let by_parent = rec.parent_span_id.is_some() && self.cfg.sampling.parent_based;
+                stats::inc(match by_parent {
+                    true => &self.stats.spans_sampled_by_parent,
+                    false => &self.stats.spans_sampled_by_ratio,
+                });
                 self.batch.push(*rec);
                 stats::inc(&self.stats.spans_emitted);
             }
@@ -665,6 +674,8 @@ mod tests {
                 pending: false,
                 tls: false,
                 h2_frames: false,
+                unsampled: false,
+                after_skip: false,
                 peer: if dir == Direction::Recv {
                     peer
                 } else {
