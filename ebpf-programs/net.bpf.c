@@ -489,6 +489,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	}
 	case NR_SENDFILE: /* file bytes: only their count matters for framing */
 		e->direction = DIR_SEND;
+		if (si && (si->skip & SKIP_ON)) { /* the body of a response left out */
+			si->skip |= SKIP_GAP_SEND;
+			break;
+		}
 		if (si && si->h2) { /* file bytes cannot be walked as frames */
 			si->h2 = 0;
 			count(COUNTER_H2_WALK_LOST, 1);

@@ -436,7 +436,8 @@ def measure_server_only(d, port, rounds=3):
     for tag, receiver in configs.items():
         write_config(f"{d}/server_only_{tag}.yaml", "debug: {verbosity: basic}", mport, receiver=receiver)
     names = ("otelcol_receiver_accepted_spans", "otelcol_ebpf_links_timed_out", "otelcol_ebpf_events_lost",
-             "otelcol_ebpf_requests_unsampled_in_kernel")
+             "otelcol_ebpf_requests_unsampled_in_kernel", "otelcol_ebpf_responses_framing_lost",
+             "otelcol_ebpf_responses_without_request", "otelcol_ebpf_streams_unparsable")
     out = []
     for i in range(rounds):
         _, base = wrk(port)
@@ -452,15 +453,17 @@ def measure_server_only(d, port, rounds=3):
             c1, m1 = cpu_us(col.pid), [metric(mport, n) for n in names]
             col.terminate()
             col.wait(30)
-            spans, timed_out, lost, skipped = (b - a for a, b in zip(m0, m1))
+            spans, timed_out, lost, skipped, *odd = (b - a for a, b in zip(m0, m1))
+            # Framing lost, responses without request, unparsable streams: all must stay 0.
             row[tag] = {"rate": rate, "cpu": (c1 - c0) / reqs, "spans": spans / reqs, "timed_out": timed_out,
-                        "lost": lost, "skipped": skipped / reqs}
+                        "lost": lost + sum(odd), "skipped": skipped / reqs}
         out.append(row)
         t, smp = row["traced"], row["sampled"]
         print(f"server only {i + 1}: untraced {base:.0f} req/s, idle {row['idle']['rate']:.0f}, "
               f"traced {t['rate']:.0f} ({t['cpu']:.1f} us/req, spans/req {t['spans']:.3f}), "
               f"ratio 0.1 {smp['rate']:.0f} ({smp['cpu']:.1f} us/req, spans/req {smp['spans']:.3f}), "
-              f"links timed out {t['timed_out']:.0f}, events lost {t['lost'] + smp['lost']:.0f}", flush=True)
+              f"links timed out {t['timed_out']:.0f}, events lost or misparsed {t['lost']:.0f}/{smp['lost']:.0f}",
+              flush=True)
     return out
 
 
@@ -593,11 +596,12 @@ SERVER span per request, each request from a local client the receiver does not 
 spans go out at once (no wait for a client span that cannot come), so `links_timed_out` stays 0.
 Each round: untraced, idle collector (running, its receiver selecting no process that runs),
 traced, and traced with head sampling at `ratio: 0.1` (unsampled requests are left out in the
-kernel: `requests_unsampled_in_kernel` per request in the last column).
+kernel: `requests_unsampled_in_kernel` per request). "Lost or misparsed" adds `events_lost`,
+`responses_framing_lost`, `responses_without_request` and `streams_unparsable`: all 0.
 
-| round | untraced req/s | idle req/s | traced req/s | traced/untraced | idle/untraced | collector CPU µs/req | spans/req | links timed out | events lost | ratio 0.1: req/s | ratio 0.1: traced/untraced | ratio 0.1: CPU µs/req | ratio 0.1: spans/req | ratio 0.1: left out in kernel/req |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
-""" + "\n".join(f"| {i + 1} | {r['base']:.0f} | {r['idle']['rate']:.0f} | {r['traced']['rate']:.0f} | {r['traced']['rate'] / r['base']:.2f} | {r['idle']['rate'] / r['base']:.2f} | {r['traced']['cpu']:.1f} | {r['traced']['spans']:.3f} | {r['traced']['timed_out']:.0f} | {r['traced']['lost']:.0f} | {r['sampled']['rate']:.0f} | {r['sampled']['rate'] / r['base']:.2f} | {r['sampled']['cpu']:.2f} | {r['sampled']['spans']:.3f} | {r['sampled']['skipped']:.3f} |" for i, r in enumerate(server_only)) + f"""
+| round | untraced req/s | idle req/s | traced req/s | traced/untraced | idle/untraced | collector CPU µs/req | spans/req | links timed out | events lost or misparsed | ratio 0.1: req/s | ratio 0.1: traced/untraced | ratio 0.1: CPU µs/req | ratio 0.1: spans/req | ratio 0.1: left out in kernel/req | ratio 0.1: lost or misparsed |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(f"| {i + 1} | {r['base']:.0f} | {r['idle']['rate']:.0f} | {r['traced']['rate']:.0f} | {r['traced']['rate'] / r['base']:.2f} | {r['idle']['rate'] / r['base']:.2f} | {r['traced']['cpu']:.1f} | {r['traced']['spans']:.3f} | {r['traced']['timed_out']:.0f} | {r['traced']['lost']:.0f} | {r['sampled']['rate']:.0f} | {r['sampled']['rate'] / r['base']:.2f} | {r['sampled']['cpu']:.2f} | {r['sampled']['spans']:.3f} | {r['sampled']['skipped']:.3f} | {r['sampled']['lost']:.0f} |" for i, r in enumerate(server_only)) + f"""
 
 Median collector CPU per request: **{med([r['traced']['cpu'] for r in server_only]):.1f} µs** traced,
 **{med([r['sampled']['cpu'] for r in server_only]):.2f} µs** at ratio 0.1

@@ -28,6 +28,7 @@ from e2elib import (
     counters_settled,
     dump_records,
     free_port,
+    nginx_conf,
     quiet_collector,
     run_curl,
     server_on,
@@ -36,6 +37,7 @@ from e2elib import (
     start_dump_server,
     touches,
     traceparent_of,
+    wait_listening,
 )
 
 N = 400
@@ -184,3 +186,33 @@ def test_every_span_of_a_three_service_chain_agrees(collectors, procs, propagati
     lo, hi = binomial_999(n, 0.5)
     assert lo <= len(traces) <= hi, (len(traces), lo, hi)
     assert after["spans_emitted"] - before["spans_emitted"] == 6 * len(traces), (before, after)
+
+
+def test_responses_sent_with_sendfile_are_left_out_too(collectors, procs, tmp_path):
+    """nginx sends a file's bytes with sendfile(2): while an unsampled exchange is left
+    out, those must be too, or the next sampled response would be misread."""
+    collector = quiet_collector(collectors, {"sampling": {"ratio": 0.5}})
+    port = free_port()
+    d = tmp_path / "nginx"
+    (d / "www").mkdir(parents=True)
+    (d / "www" / "f.bin").write_bytes(bytes(range(256)) * 40)
+    conf = d / "nginx.conf"
+    conf.write_text(nginx_conf(d, f"""
+    sendfile on;
+    keepalive_timeout 30;
+    server {{ listen 127.0.0.1:{port}; root {d}/www; }}"""))
+    nginx = procs.spawn(["nginx", "-p", d, "-e", d / "error.log", "-c", conf, "-g", "daemon off;"], name="nginx")
+    wait_listening(port, nginx, what="nginx")
+    odd = ("responses_framing_lost", "responses_without_request", "streams_unparsable", "requests_without_response")
+    before = counters(collector, {k: 0 for k in odd})
+    n = 100
+    res = send_each(procs, port, [get_request(port, "/f.bin") for _ in range(n)])
+    assert res["statuses"] == [200] * n, res
+    clients = collector.spans.wait(client_to(port), 1, timeout=20)
+    servers = collector.spans.wait(server_on(port), len(clients), timeout=10)
+    after = counters(collector, {k: 0 for k in odd})
+    assert 0 < len(clients) < n, len(clients)
+    assert sorted(s["trace_id"] for s in servers) == sorted(s["trace_id"] for s in clients), brief(servers[:5])
+    assert all(s["attrs"].get("http.response.body.size") == 10240 for s in servers + clients), brief(servers[:5])
+    assert {k: after[k] - before[k] for k in odd} == {k: 0 for k in odd}, (before, after)
+    assert after["requests_unsampled_in_kernel"] - before["requests_unsampled_in_kernel"] == n - len(servers)
