@@ -238,8 +238,6 @@ pub struct Conn {
     pub last_ts: u64,
     /// Handed to the kernel for header injection already (opened before we were).
     pub adopted: bool,
-    /// Session events, reused between calls.
-    scratch: Vec<Event>,
     /// First bytes seen while too few to tell the protocol (a request line written a
     /// few bytes at a time), with their timestamps.
     sniffed: Vec<(Direction, Vec<u8>, u64, u32)>,
@@ -253,6 +251,26 @@ pub struct Conn {
     pub query_text: QueryTextOptions,
     /// The database protocols tried on the first bytes (`protocols::DATABASES`).
     pub databases: &'static [crate::protocols::db::DbProtocol],
+}
+
+/// Session events, one buffer for every connection of the thread (the pump): a buffer
+/// per connection was a quarter of an idle connection's memory.
+mod scratch {
+    use crate::protocols::session::Event;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static EVENTS: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn take() -> Vec<Event> {
+        EVENTS.with(|e| std::mem::take(&mut *e.borrow_mut()))
+    }
+
+    pub fn give_back(mut v: Vec<Event>) {
+        v.clear();
+        EVENTS.with(|e| *e.borrow_mut() = v);
+    }
 }
 
 /// Longest start-of-message token `detect` needs ("OPTIONS " / "HTTP/1.").
@@ -314,6 +332,16 @@ fn h2_exchange(stream_id: u32, ts: u64, tid: u32, h: H2Request) -> Exchange {
 }
 
 impl Conn {
+    /// Idle for a while: give back the capacity of its queues and buffers (an exchange
+    /// in flight keeps its room).
+    pub fn compact(&mut self) {
+        self.pending.shrink_to_fit();
+        self.sniffed.shrink_to_fit();
+        if let Proto::Session(a) = &mut self.proto {
+            a.session.compact();
+        }
+    }
+
     pub fn new(tuple: ConnTuple, pid: u32, comm: String, tls: bool) -> Self {
         Conn {
             tuple,
@@ -325,10 +353,10 @@ impl Conn {
             }),
             proto: Proto::Unknown,
             side: None,
-            pending: VecDeque::new(),
+            // Keep-alive connections hold one exchange at a time (pipelining grows it).
+            pending: VecDeque::with_capacity(1),
             last_ts: 0,
             adopted: false,
-            scratch: Vec::new(),
             sniffed: Vec::new(),
             listens: listens_on,
             tls_handshake: false,
@@ -719,7 +747,7 @@ impl Conn {
         } else {
             Flow::ToClient
         };
-        let mut evs = std::mem::take(&mut self.scratch);
+        let mut evs = scratch::take();
         active.session.feed(flow, data, gap, ts, tid, &mut evs);
         let now = active.session.counts();
         let grew = now.since(&active.reported);
@@ -729,7 +757,7 @@ impl Conn {
         out.framing_lost |= grew.framing_lost > 0;
         out.db.add(&grew.db);
         self.session_events(&mut evs, done);
-        self.scratch = evs;
+        scratch::give_back(evs);
     }
 
     /// Turns a session's events into exchanges (queued in `pending`) and finished ones.
@@ -811,10 +839,10 @@ impl Conn {
     /// still pending ended without a response.
     pub fn close(&mut self, ts: u64, done: &mut Vec<Done>) {
         if let Proto::Session(active) = &mut self.proto {
-            let mut evs = std::mem::take(&mut self.scratch);
+            let mut evs = scratch::take();
             active.session.close(ts, &mut evs);
             self.session_events(&mut evs, done);
-            self.scratch = evs;
+            scratch::give_back(evs);
         }
         if let Proto::Http2(h2) = &mut self.proto {
             let mut evs = Vec::new();

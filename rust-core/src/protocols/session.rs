@@ -113,4 +113,7 @@ pub trait Session: Send {
     /// still open end `Aborted` (or as the protocol reports them).
     fn close(&mut self, ts: u64, out: &mut Vec<Event>);
     fn counts(&self) -> Counts;
+    /// The connection has been idle a while: give back buffer capacity it may never
+    /// need again (thousands of idle keep-alive connections add up).
+    fn compact(&mut self) {}
 }

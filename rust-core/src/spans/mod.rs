@@ -99,6 +99,8 @@ impl Clock {
 
 /// Connections idle longer than this are dropped (their close was never seen).
 const IDLE_NS: u64 = 300_000_000_000;
+/// Connections idle this long give back their buffers' spare capacity.
+const COMPACT_AFTER_NS: u64 = 2_000_000_000;
 const MAX_CONNS: usize = 65_536;
 /// Kernel ids waiting for their request, per socket (more: the request was not seen).
 const KCTX_PER_SOCK: usize = 64;
@@ -576,6 +578,27 @@ impl Assembler {
             .map(|(k, _)| *k)
             .collect();
         stats::add(&self.stats.connections_evicted, old.len() as u64);
+        // Idle keep-alive connections (most of them, on a busy server) keep no spare room.
+        let quiet = now_ns.saturating_sub(COMPACT_AFTER_NS);
+        let mut no_ctx = Vec::new();
+        for (k, c) in self.conns.iter_mut() {
+            if c.last_ts < quiet && c.last_ts >= cut {
+                c.compact();
+                if self.kctx.get(k).is_some_and(VecDeque::is_empty) {
+                    no_ctx.push(*k);
+                }
+            }
+        }
+        for k in no_ctx {
+            self.kctx.remove(&k);
+        }
+        // Tables keep the room of their peak (10,000 connections long closed) unless told.
+        if self.conns.capacity() > 4 * self.conns.len().max(1024) {
+            self.conns.shrink_to_fit();
+        }
+        if self.kctx.capacity() > 4 * self.kctx.len().max(1024) {
+            self.kctx.shrink_to_fit();
+        }
         // Closed like any connection, so what they left pending is reported and forgotten.
         for k in old {
             let conn = self.conns.remove(&k).unwrap();

@@ -336,6 +336,14 @@ pub struct Http1Parser {
     pending: VecDeque<ResponseTo>,
 }
 
+impl Http1Parser {
+    /// Gives back buffer capacity between messages (see `Session::compact`).
+    pub fn compact(&mut self) {
+        self.buf.shrink_to_fit();
+        self.pending.shrink_to_fit();
+    }
+}
+
 impl fmt::Debug for Http1Parser {
     // Hand-written so that a buffered partial head (which may hold secrets
     // such as Authorization) is never printed.

@@ -47,7 +47,6 @@ pub struct Http1Session {
     draining: Option<Draining>,
     /// Upgraded or unparsable: the parsers are no longer fed.
     stopped: bool,
-    scratch: Vec<Http1Event>,
     counts: Counts,
 }
 
@@ -62,7 +61,6 @@ impl Http1Session {
             next_key: 0,
             draining: None,
             stopped: false,
-            scratch: Vec::new(),
             counts: Counts::default(),
         }
     }
@@ -126,6 +124,20 @@ impl Http1Session {
     }
 }
 
+thread_local! {
+    /// The parsers' events, one buffer for every connection of the thread (the pump).
+    static SCRATCH: std::cell::RefCell<Vec<Http1Event>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_scratch() -> Vec<Http1Event> {
+    SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
+fn give_back_scratch(mut v: Vec<Http1Event>) {
+    v.clear();
+    SCRATCH.with(|s| *s.borrow_mut() = v);
+}
+
 /// A response whose end was found by resynchronising: its body size is unknown.
 fn drained(key: u64, ts: u64) -> Event {
     Event::ResponseEnded {
@@ -137,6 +149,12 @@ fn drained(key: u64, ts: u64) -> Event {
 }
 
 impl Session for Http1Session {
+    fn compact(&mut self) {
+        self.requests.compact();
+        self.responses.compact();
+        self.open.shrink_to_fit();
+    }
+
     fn feed(&mut self, flow: Flow, data: &[u8], gap: u64, ts: u64, tid: u32, out: &mut Vec<Event>) {
         let is_request_dir = flow == Flow::ToServer;
         if self.drain(is_request_dir, data, gap, ts, out) || self.stopped {
@@ -147,25 +165,20 @@ impl Session for Http1Session {
         } else {
             &mut self.responses
         };
-        self.scratch.clear();
+        let mut events = take_scratch();
         let mut failed = false;
         let mut lost_framing = false;
-        if !data.is_empty()
-            && parser
-                .feed(Segment::Data(data), ts, &mut self.scratch)
-                .is_err()
-        {
+        if !data.is_empty() && parser.feed(Segment::Data(data), ts, &mut events).is_err() {
             failed = true;
         }
         if !failed && gap > 0 {
-            if let Err(e) = parser.feed(Segment::Gap(gap), ts, &mut self.scratch) {
+            if let Err(e) = parser.feed(Segment::Gap(gap), ts, &mut events) {
                 failed = true;
                 lost_framing = !is_request_dir
                     && matches!(e, ParseError::GapInChunkFraming | ParseError::GapInHead);
             }
         }
         let mut upgraded = false;
-        let mut events = std::mem::take(&mut self.scratch);
         for ev in events.drain(..) {
             match ev {
                 Http1Event::Request { head, start_ts } => {
@@ -233,7 +246,7 @@ impl Session for Http1Session {
                 Http1Event::Upgraded => upgraded = true,
             }
         }
-        self.scratch = events;
+        give_back_scratch(events);
         if upgraded {
             // 101: the response head completes the exchange; the rest is not HTTP/1.
             if let Some(o) = self.take_answered() {
@@ -267,9 +280,9 @@ impl Session for Http1Session {
         self.end_draining(out);
         if !self.stopped {
             self.stopped = true;
-            self.scratch.clear();
-            self.responses.close(&mut self.scratch);
-            for ev in std::mem::take(&mut self.scratch) {
+            let mut events = Vec::new();
+            self.responses.close(&mut events);
+            for ev in events {
                 if let Http1Event::ResponseEnd { end_ts, body_bytes } = ev {
                     if let Some(o) = self.take_answered() {
                         out.push(Event::ResponseEnded {
