@@ -54,22 +54,26 @@ type slot struct {
 	val string
 }
 
-// maxSlots bounds the positions remembered.
-const maxSlots = 64
+const (
+	// maxSlots bounds the positions remembered.
+	maxSlots = 64
+	// maxKVs attributes of a message are read without allocating.
+	maxKVs = 32
+)
 
 // parseKV reads a KeyValue. A value field given twice is left to pdata, which merges
 // the two; within the value the last field wins, as in pdata.
-func parseKV(b []byte) (kv, bool) {
-	if a, ok := parseShortKV(b); ok {
-		return a, true
+func parseKV(b []byte, a *kv) bool {
+	if parseShortKV(b, a) {
+		return true
 	}
-	var a kv
+	*a = kv{}
 	var value []byte
 	seenValue := false
 	for len(b) > 0 {
 		f, rest, ok := next(b)
 		if !ok || f.typ != protowire.BytesType {
-			return a, false
+			return false
 		}
 		b = rest
 		switch {
@@ -78,13 +82,13 @@ func parseKV(b []byte) (kv, bool) {
 		case f.num == 2 && !seenValue:
 			seenValue, value = true, f.b
 		default:
-			return a, false
+			return false
 		}
 	}
 	for len(value) > 0 {
 		f, rest, ok := next(value)
 		if !ok {
-			return a, false
+			return false
 		}
 		value = rest
 		switch {
@@ -94,43 +98,43 @@ func parseKV(b []byte) (kv, bool) {
 			f.num == 4 && f.typ == protowire.Fixed64Type:
 			a.kind, a.num = f.num, f.u
 		default:
-			return a, false
+			return false
 		}
 	}
-	return a, true
+	return true
 }
 
 // parseShortKV reads the KeyValue otlp.rs writes when key and value are under 128 bytes,
 // {1: key, 2: {1: string}} or {1: key, 2: {3: int}}, byte by byte; ok is false for
 // anything else, which parseKV then reads field by field.
-func parseShortKV(b []byte) (a kv, ok bool) {
+func parseShortKV(b []byte, a *kv) bool {
 	if len(b) < 4 || b[0] != 0x0a || b[1] >= 0x80 {
-		return a, false
+		return false
 	}
 	k := int(b[1])
 	if len(b) < 4+k || b[2+k] != 0x12 || b[3+k] >= 0x80 || len(b) != 4+k+int(b[3+k]) {
-		return a, false
+		return false
 	}
 	a.key, b = b[2:2+k], b[4+k:]
 	if len(b) < 2 {
-		return a, false
+		return false
 	}
 	switch b[0] {
 	case 0x0a: // string_value
 		if b[1] >= 0x80 || len(b) != 2+int(b[1]) {
-			return a, false
+			return false
 		}
 		a.kind, a.str = 1, b[2:]
 	case 0x18: // int_value
 		v, n := protowire.ConsumeVarint(b[1:])
 		if n != len(b)-1 {
-			return a, false
+			return false
 		}
 		a.kind, a.num = 3, v
 	default:
-		return a, false
+		return false
 	}
-	return a, true
+	return true
 }
 
 // putAll fills the empty map m with kvs. A key given twice fails: pdata's Put replaces,

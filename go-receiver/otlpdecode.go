@@ -18,7 +18,6 @@ import (
 // Not safe for concurrent use: the receiver decodes on one goroutine at a time.
 type otlpDecoder struct {
 	strs      map[string]string
-	kvs       []kv   // the attributes of the message being read
 	spanSlots []slot // what span attributes held last, by position
 	resSlots  []slot // the same for resource and scope attributes
 	fallbacks int    // batches the fast path left to ptrace.ProtoUnmarshaler
@@ -98,7 +97,8 @@ func (d *otlpDecoder) resourceSpans(b []byte, rs ptrace.ResourceSpans) bool {
 }
 
 func (d *otlpDecoder) resource(b []byte, r pcommon.Resource) bool {
-	d.kvs = d.kvs[:0]
+	var buf [maxKVs]kv // on the stack: no write barriers while filled
+	kvs := buf[:0]
 	for len(b) > 0 {
 		f, rest, ok := next(b)
 		if !ok {
@@ -107,7 +107,7 @@ func (d *otlpDecoder) resource(b []byte, r pcommon.Resource) bool {
 		b = rest
 		switch {
 		case f.num == 1 && f.typ == protowire.BytesType:
-			if !d.addKV(f.b) {
+			if kvs = append(kvs, kv{}); !parseKV(f.b, &kvs[len(kvs)-1]) {
 				return false
 			}
 		case f.num == 2 && f.typ == protowire.VarintType:
@@ -116,7 +116,7 @@ func (d *otlpDecoder) resource(b []byte, r pcommon.Resource) bool {
 			return false
 		}
 	}
-	return d.putAll(r.Attributes(), d.kvs, &d.resSlots)
+	return d.putAll(r.Attributes(), kvs, &d.resSlots)
 }
 
 func (d *otlpDecoder) scopeSpans(b []byte, ss ptrace.ScopeSpans) bool {
@@ -156,7 +156,8 @@ func (d *otlpDecoder) scopeSpans(b []byte, ss ptrace.ScopeSpans) bool {
 }
 
 func (d *otlpDecoder) scope(b []byte, s pcommon.InstrumentationScope) bool {
-	d.kvs = d.kvs[:0]
+	var buf [maxKVs]kv // on the stack: no write barriers while filled
+	kvs := buf[:0]
 	for len(b) > 0 {
 		f, rest, ok := next(b)
 		if !ok {
@@ -169,7 +170,7 @@ func (d *otlpDecoder) scope(b []byte, s pcommon.InstrumentationScope) bool {
 		case f.num == 2 && f.typ == protowire.BytesType:
 			s.SetVersion(d.intern(f.b))
 		case f.num == 3 && f.typ == protowire.BytesType:
-			if !d.addKV(f.b) {
+			if kvs = append(kvs, kv{}); !parseKV(f.b, &kvs[len(kvs)-1]) {
 				return false
 			}
 		case f.num == 4 && f.typ == protowire.VarintType:
@@ -178,11 +179,12 @@ func (d *otlpDecoder) scope(b []byte, s pcommon.InstrumentationScope) bool {
 			return false
 		}
 	}
-	return d.putAll(s.Attributes(), d.kvs, &d.resSlots)
+	return d.putAll(s.Attributes(), kvs, &d.resSlots)
 }
 
 func (d *otlpDecoder) span(b []byte, s ptrace.Span) bool {
-	d.kvs = d.kvs[:0]
+	var buf [maxKVs]kv // on the stack: no write barriers while filled
+	kvs := buf[:0]
 	seenStatus := false
 	for len(b) > 0 {
 		f, rest, ok := next(b)
@@ -214,7 +216,7 @@ func (d *otlpDecoder) span(b []byte, s ptrace.Span) bool {
 			case 5:
 				s.SetName(d.intern(f.b))
 			case 9:
-				if !d.addKV(f.b) {
+				if kvs = append(kvs, kv{}); !parseKV(f.b, &kvs[len(kvs)-1]) {
 					return false
 				}
 			case 15:
@@ -256,14 +258,7 @@ func (d *otlpDecoder) span(b []byte, s ptrace.Span) bool {
 			return false
 		}
 	}
-	return d.putAll(s.Attributes(), d.kvs, &d.spanSlots)
-}
-
-// addKV reads a KeyValue into d.kvs.
-func (d *otlpDecoder) addKV(b []byte) bool {
-	a, ok := parseKV(b)
-	d.kvs = append(d.kvs, a)
-	return ok
+	return d.putAll(s.Attributes(), kvs, &d.spanSlots)
 }
 
 // fill copies an id; empty means zero, as in pdata, any other length is an error.
