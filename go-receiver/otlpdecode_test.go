@@ -63,6 +63,27 @@ func TestDecodeSamplesAsPdata(t *testing.T) {
 	}
 }
 
+// nextBatch reuses its buffer: the traces must keep nothing of the bytes, on the fast
+// path and on pdata's.
+func TestDecodeKeepsNothingOfInput(t *testing.T) {
+	d := newOTLPDecoder()
+	m := &ptrace.ProtoMarshaler{}
+	for name, b := range samples(t) {
+		in := append([]byte(nil), b...)
+		td, err := d.unmarshal(in)
+		require.NoError(t, err, name)
+		before, err := m.MarshalTraces(td)
+		require.NoError(t, err)
+		for i := range in {
+			in[i] = 0xff
+		}
+		after, err := m.MarshalTraces(td)
+		require.NoError(t, err)
+		require.Equal(t, before, after, name)
+	}
+	require.Positive(t, d.fallbacks, "duplicate_key.pb goes to pdata")
+}
+
 func TestDecodeHandmadeValues(t *testing.T) {
 	td, err := newOTLPDecoder().unmarshal(samples(t)["handmade.pb"])
 	require.NoError(t, err)
