@@ -190,7 +190,13 @@ func (r *ebpfReceiver) pollOnce(ctx context.Context, timeout time.Duration) (sta
 
 func (r *ebpfReceiver) consume(ctx context.Context, b []byte, nativeSpans int) {
 	ctx = r.obsrecv.StartTracesOp(ctx)
+	fallbacks := r.dec.fallbacks
 	td, err := r.dec.unmarshal(b)
+	if fallbacks == 0 && r.dec.fallbacks == 1 && err == nil {
+		// Said once: every batch of a process with such a resource takes this path.
+		r.set.Logger.Info("eBPF receiver: span batches the receiver's own decoder does not read " +
+			"(a duplicate attribute key, a field it does not know) are decoded by pdata, more slowly")
+	}
 	if err != nil {
 		r.decodeFailures.Add(1)
 		r.set.Logger.Error("Dropping a span batch from the eBPF core that does not decode",
