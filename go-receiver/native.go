@@ -13,7 +13,8 @@ import (
 type native interface {
 	start() error
 	// nextBatch waits up to timeout for the next ExportTraceServiceRequest and the
-	// number of spans in it.
+	// number of spans in it. The bytes are valid until the next call: consume keeps
+	// nothing of them (the decoders copy what they keep).
 	nextBatch(timeout time.Duration) ([]byte, int, status, error)
 	// stats returns every counter of the core by name.
 	stats() (map[string]uint64, error)

@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/consumer"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 	"go.opentelemetry.io/otel/metric"
@@ -52,6 +51,8 @@ type ebpfReceiver struct {
 	metricReg      metric.Registration
 	lastLoss       map[string]uint64
 	decodeFailures atomic.Int64
+	// dec is used by the poll loop, then by drain once the loop has returned.
+	dec *otlpDecoder
 }
 
 func newReceiver(cfg *Config, set receiver.Settings, next consumer.Traces, newNative newNativeFunc) (*ebpfReceiver, error) {
@@ -74,6 +75,7 @@ func newReceiver(cfg *Config, set receiver.Settings, next consumer.Traces, newNa
 		noticeInterval: noticeInterval,
 		done:           make(chan struct{}),
 		lastLoss:       map[string]uint64{},
+		dec:            newOTLPDecoder(),
 	}, nil
 }
 
@@ -188,7 +190,13 @@ func (r *ebpfReceiver) pollOnce(ctx context.Context, timeout time.Duration) (sta
 
 func (r *ebpfReceiver) consume(ctx context.Context, b []byte, nativeSpans int) {
 	ctx = r.obsrecv.StartTracesOp(ctx)
-	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
+	fallbacks := r.dec.fallbacks
+	td, err := r.dec.unmarshal(b)
+	if fallbacks == 0 && r.dec.fallbacks == 1 && err == nil {
+		// Said once: every batch of a process with such a resource takes this path.
+		r.set.Logger.Info("eBPF receiver: span batches the receiver's own decoder does not read " +
+			"(a duplicate attribute key, a field it does not know) are decoded by pdata, more slowly")
+	}
 	if err != nil {
 		r.decodeFailures.Add(1)
 		r.set.Logger.Error("Dropping a span batch from the eBPF core that does not decode",

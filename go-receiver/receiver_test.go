@@ -270,6 +270,19 @@ func TestUndecodableBatchIsCounted(t *testing.T) {
 	assertMetric(t, env.tel, "otelcol_receiver_refused_spans", 7)
 }
 
+func TestBatchesOutsideTheFastDecoderAreDecodedOnce(t *testing.T) {
+	dup := samples(t)["duplicate_key.pb"]
+	sink := new(consumertest.TracesSink)
+	fake := &fakeNative{queued: [][]byte{dup, batch(t, 2), dup}}
+	env := newTestReceiver(t, fake, sink)
+
+	require.NoError(t, env.r.Start(context.Background(), componenttest.NewNopHost()))
+	require.Eventually(t, func() bool { return sink.SpanCount() == 4 }, 5*time.Second, time.Millisecond)
+	assertMetric(t, env.tel, "otelcol_ebpf_batches_undecodable", 0)
+	require.NoError(t, env.r.Shutdown(context.Background()))
+	assert.Equal(t, 1, env.logs.FilterMessageSnippet("decoded by pdata").Len(), "logged once")
+}
+
 func TestCoreCountersAndLossWarnings(t *testing.T) {
 	fake := &fakeNative{counters: map[string]uint64{
 		"events_lost": 5, "spans_emitted": 10, "processes_traced": 3, "streams_unparsable": 0,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Short libFuzzer runs of the protocol parsers (HTTP/1, HTTP/2, Redis, PostgreSQL, MySQL, MongoDB) (rust-core/fuzz), each for the
 # given number of seconds, on stable Rust: the sanitizer-coverage instrumentation is
-# requested with plain codegen flags, so neither nightly nor cargo-fuzz is needed.
+# requested with plain codegen flags, so neither nightly nor cargo-fuzz is needed. Then the
+# Go receiver's OTLP decoder (go test -fuzz) for as long.
 # Usage: scripts/fuzz.sh [seconds]
 set -euo pipefail
 secs=${1:-30}
@@ -20,3 +21,7 @@ for t in "${targets[@]}"; do
   echo "fuzz target $t (${secs}s):"
   "$CARGO_TARGET_DIR/$target/release/$t" -max_total_time="$secs" -dict="$t.dict" "$corpus" "seeds/$t" 2>&1 | tail -n 3
 done
+# The Go receiver's OTLP decoder against pdata's (go-receiver/otlpdecode_test.go).
+echo "fuzz target go-receiver FuzzDecode (${secs}s):"
+cd ../../go-receiver
+go test -run - -fuzz FuzzDecode -fuzztime "${secs}s" -fuzzminimizetime 3s . 2>&1 | tail -n 3
