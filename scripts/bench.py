@@ -3,6 +3,7 @@
 (untraced and traced runs alternated in one run), the collector's CPU per request and spans
 per request; injection latency; connected traces; then the core's criterion benchmark. Prints a markdown report and writes it to docs/benchmarks.md."""
 import glob
+import json
 import os
 import re
 import shutil
@@ -465,6 +466,56 @@ def measure_server_only(d, port, rounds=3):
               f"links timed out {t['timed_out']:.0f}, events lost or misparsed {t['lost']:.0f}/{smp['lost']:.0f}",
               flush=True)
     return out
+
+
+def bpf_prog_stats(pid):
+    """{program name: (run_cnt, run_time_ns)} of the eBPF programs process `pid` holds
+    (kernel.bpf_stats_enabled must be 1)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            for line in open(f"/proc/{pid}/fdinfo/{fd}"):
+                if line.startswith("prog_id:"):
+                    ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    progs = json.loads(subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True, text=True,
+                                      check=True).stdout)
+    out = {}
+    for p in progs:
+        if p["id"] in ids:
+            cnt, ns = out.get(p["name"], (0, 0))
+            out[p["name"]] = (cnt + p.get("run_cnt", 0), ns + p.get("run_time_ns", 0))
+    return out
+
+
+def measure_kernel_hooks(d, port, extra=""):
+    """Time spent in the eBPF programs themselves (kernel.bpf_stats_enabled) during one wrk
+    run against nginx, nginx traced and wrk not: per program, runs per request and ns per
+    run; the sum is the kernel's share of a span, paid inside nginx's syscalls."""
+    mport = free_port()
+    write_config(f"{d}/hooks.yaml", "debug: {verbosity: basic}", mport,
+                 receiver='{discovery: {instrument: [{exe_path: "*/nginx"}]}%s}' % extra)
+    subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"], check=True)
+    col = subprocess.Popen([BIN, "--config", f"{d}/hooks.yaml"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(mport)
+        time.sleep(1)
+        s0 = bpf_prog_stats(col.pid)
+        reqs, _ = wrk(port)
+        s1 = bpf_prog_stats(col.pid)
+    finally:
+        col.terminate()
+        col.wait(30)
+        subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=0"], check=True)
+    rows = []
+    for name, (c1, t1) in sorted(s1.items()):
+        c0, t0 = s0.get(name, (0, 0))
+        if c1 > c0:
+            rows.append((name, (c1 - c0) / reqs, (t1 - t0) / (c1 - c0), (t1 - t0) / reqs / 1000))
+    print("kernel hooks: " + ", ".join(f"{n} {r:.2f}/req x {ns:.0f} ns" for n, r, ns, _ in rows), flush=True)
+    return rows
 
 
 def measure_startup(d, extra=1000, rounds=3):
