@@ -9,6 +9,21 @@ pub(super) enum Parsed {
 
 #[inline]
 pub(super) fn is_tchar(b: u8) -> bool {
+    TCHAR[b as usize]
+}
+
+/// `is_tchar` as a table: header names are checked a byte at a time, without branches.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = tchar(i as u8);
+        i += 1;
+    }
+    t
+};
+
+const fn tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -319,15 +334,23 @@ pub(super) fn parse_fields<'a>(
             .position(|&b| b == b':')
             .ok_or(ParseError::BadHeader)?;
         let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        // Folds rather than early exits: no branch per byte.
+        if name.is_empty() || !name.iter().fold(true, |ok, &b| ok & is_tchar(b)) {
             return Err(ParseError::BadHeader);
         }
         let value = trim_ows(&line[colon + 1..]);
-        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        if value
+            .iter()
+            .fold(false, |bad, &b| bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
+        {
             return Err(ParseError::BadHeader);
         }
         fold_ok = Some(true);
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        // Only names of a length we read are compared (most fields are of none).
+        let is = |n: &str| name.len() == n.len() && name.eq_ignore_ascii_case(n.as_bytes());
+        if !matches!(name.len(), 4 | 6 | 7 | 10 | 11 | 14 | 17) {
+            continue;
+        }
         if is("content-length") {
             fold_ok = Some(false);
             let n = parse_content_length(value)?;
