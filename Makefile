@@ -43,8 +43,10 @@ collector: $(LIB)
 	# Renamed into place: works while a collector from the old binary still runs.
 	cp build/otelcol-ebpf/otelcol-ebpf $(BIN).new && mv -f $(BIN).new $(BIN)
 
+# GOGC=200: the receiver's steady stream of short-lived pdata is cheaper to collect half
+# as often (measured: 5.5 -> 4.9 us of collector CPU per span, RSS unchanged; docs/benchmarks.md).
 run: build
-	$(BIN) --config $(CONFIG)
+	GOGC=$${GOGC:-200} $(BIN) --config $(CONFIG)
 
 test: build test-rust test-fuzz test-go test-e2e
 

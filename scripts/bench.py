@@ -19,6 +19,8 @@ BIN = os.path.join(ROOT, "bin/otelcol-ebpf")
 PAIRS = int(os.environ.get("BENCH_PAIRS", "5"))
 SECS = int(os.environ.get("BENCH_SECS", "5"))
 CLK = os.sysconf("SC_CLK_TCK")
+# The collector runs as `make run` starts it (and as the deployment units will).
+os.environ.setdefault("GOGC", "200")
 NOTES_MARK = "<!-- notes: kept by make bench -->"
 
 
@@ -518,6 +520,62 @@ def measure_kernel_hooks(d, port, extra=""):
     return rows
 
 
+def rss_mb(pid):
+    """(RSS, anonymous RSS) of a process in MB."""
+    st = open(f"/proc/{pid}/status").read()
+    field = lambda k: int(st.split(k + ":")[1].split()[0]) // 1024
+    return field("VmRSS"), field("RssAnon")
+
+
+def measure_connections(d, port, n=10_000, churn=100_000):
+    """RSS of the collector idle, with n keep-alive connections open at nginx, after they
+    closed, and along a churn of short connections."""
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    mport = free_port()
+    write_config(f"{d}/conns.yaml", "debug: {verbosity: basic}", mport, receiver="{}")
+    col = subprocess.Popen([BIN, "--config", f"{d}/conns.yaml"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    rows = []
+
+    def row(state):
+        time.sleep(12)  # idle connections are compacted after 2 s, freed memory returned every 10 s
+        rss, anon = rss_mb(col.pid)
+        rows.append({"state": state, "rss": rss, "anon": anon,
+                     "tracked": metric(mport, "otelcol_ebpf_connections_tracked")})
+        print(f"memory: {state}: RSS {rss} MB ({anon} MB anonymous)", flush=True)
+
+    req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        wait_ready(mport)
+        row("idle")
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(req)
+            socks.append(s)
+        for s in socks:
+            got = b""
+            while b"\r\n\r\n" not in got or len(got) < 800:
+                got += s.recv(4096)
+        row(f"{n:,} keep-alive connections open")
+        for s in socks:
+            s.close()
+        row("after they closed")
+        for i in range(churn):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(req)
+            s.recv(4096)
+            s.close()
+            if (i + 1) % (churn // 4) == 0:
+                row(f"churn: {i + 1:,} short connections")
+    finally:
+        col.terminate()
+        col.wait(30)
+    return rows
+
+
 def measure_startup(d, extra=1000, rounds=3):
     """Start-up with discovery selectors, with and without `extra` more processes running
     (each with a listening socket, so the port selectors read their descriptors too): the
@@ -575,9 +633,9 @@ def main():
     with open(f"{d}/www/index.html", "w") as f:
         f.write("x" * 612)
     with open(f"{d}/nginx.conf", "w") as f:
-        f.write(f"""worker_processes 1; daemon off; master_process off; user root;
+        f.write(f"""worker_processes 1; daemon off; master_process off; user root; worker_rlimit_nofile 20000;
 pid {d}/nginx.pid; error_log {d}/error.log;
-events {{ worker_connections 256; }}
+events {{ worker_connections 16384; }}
 http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 1000000;
   client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
   server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}
@@ -604,6 +662,8 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
                   f"ratio {traced / base:.2f}, collector {(c1 - c0) / reqs:.1f} us/req, "
                   f"spans/req {(s1 - s0) / reqs:.2f}, events lost {l1 - l0:.0f}", flush=True)
         server_only = measure_server_only(d, port)
+        hooks = measure_kernel_hooks(d, port)
+        conns = measure_connections(d, port)
         inj = measure_injection(d, port)
     finally:
         nginx.terminate()
@@ -763,6 +823,30 @@ Top symbols by self time:
 ```
 """ + "\n".join(f"{pct:5.1f}%  {sd:6}  {sym[:100]}" for pct, sd, sym in prof["top"][:15]) + f"""
 ```
+
+## The kernel's share: time in the eBPF programs
+
+The same nginx and wrk (nginx traced, wrk not), `kernel.bpf_stats_enabled=1` for one {SECS} s
+run: how often each program ran per request (every syscall of every process passes
+`on_sys_exit`; most leave at the first checks) and its mean time. This is paid inside the
+apps' syscalls, not by the collector.
+
+| program | runs per request | ns per run | µs per request |
+|---|---|---|---|
+""" + "\n".join(f"| {n} | {r:.2f} | {ns:.0f} | {us:.2f} |" for n, r, ns, us in hooks) + f"""
+
+Total: **{sum(h[3] for h in hooks):.2f} µs per request** in the kernel hooks.
+
+## Memory: idle, 10,000 keep-alive connections, churn
+
+The collector with `ebpf: {{}}` (nginx and the client both traced, so each connection is
+tracked twice), nginx keeping connections alive: RSS idle, with 10,000 connections open
+(one request each, then idle), after they closed, and during a churn of short connections
+(one request each, as fast as one Python client goes).
+
+| state | collector RSS (MB) | of which anonymous (MB) | connections tracked |
+|---|---|---|---|
+""" + "\n".join(f"| {r['state']} | {r['rss']} | {r['anon']} | {r['tracked']:.0f} |" for r in conns) + f"""
 
 ## Core: database protocol parsers (criterion)
 

@@ -339,10 +339,9 @@ pub(super) fn parse_fields<'a>(
             return Err(ParseError::BadHeader);
         }
         let value = trim_ows(&line[colon + 1..]);
-        if value
-            .iter()
-            .fold(false, |bad, &b| bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
-        {
+        if value.iter().fold(false, |bad, &b| {
+            bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+        }) {
             return Err(ParseError::BadHeader);
         }
         fold_ok = Some(true);
