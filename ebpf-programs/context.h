@@ -315,6 +315,21 @@ static __always_inline void emit_ctx(struct ctx_event *ev)
 		count(COUNTER_RINGBUF_FULL, 1);
 }
 
+/* The read's client end is a process traced here (or that may yet be): its request will
+ * name the trace, so the decision is not final at the read. A process noted as a client
+ * while it waited for its exe-path decision (a load generator connects microseconds after
+ * its exec) and then found untraced no longer counts. */
+static __always_inline int peer_may_be_traced(const struct data_event *e)
+{
+	if (!(e->flags & DATA_FLAG_PEER_TRACED))
+		return 0;
+	__u32 pid = e->peer_pid;
+	__u32 *st = bpf_map_lookup_elem(&proc_state, &pid);
+	if (!st)
+		return trace_all;
+	return *st != PROC_EXCLUDED;
+}
+
 /* server_request's verdicts on a read. */
 #define REQ_NONE 0 /* no request starts here */
 #define REQ_KEEP 1 /* a request starts: record it */
@@ -384,8 +399,7 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 	__u32 inflight = old ? old->inflight : 0;
 	tc->ambiguous = old ? old->ambiguous : 0;
 	__u64 *who = bpf_map_lookup_elem(&serving, &sid);
-	if (!(tc->flags & 1) && !who &&
-	    ((ev.ctx_flags & CTX_FLAG_HEADER) || !(e->flags & DATA_FLAG_PEER_TRACED)))
+	if (!(tc->flags & 1) && !who && ((ev.ctx_flags & CTX_FLAG_HEADER) || !peer_may_be_traced(e)))
 		verdict = REQ_SKIP;
 	if (!who || *who != pid_tgid) {
 		if (who) /* another thread read the last request here; it no longer serves it */

@@ -460,6 +460,9 @@ def measure_server_only(d, port, rounds=3):
             # Framing lost, responses without request, unparsable streams: all must stay 0.
             row[tag] = {"rate": rate, "cpu": (c1 - c0) / reqs, "spans": spans / reqs, "timed_out": timed_out,
                         "lost": lost + sum(odd), "skipped": skipped / reqs}
+            if lost + sum(odd):
+                print(f"  {tag}: events lost {lost:.0f}, framing lost / orphan responses / unparsable {odd}",
+                      flush=True)
         out.append(row)
         t, smp = row["traced"], row["sampled"]
         print(f"server only {i + 1}: untraced {base:.0f} req/s, idle {row['idle']['rate']:.0f}, "
