@@ -711,7 +711,8 @@ spans go out at once (no wait for a client span that cannot come), so `links_tim
 Each round: untraced, idle collector (running, its receiver selecting no process that runs),
 traced, and traced with head sampling at `ratio: 0.1` (unsampled requests are left out in the
 kernel: `requests_unsampled_in_kernel` per request). "Lost or misparsed" adds `events_lost`,
-`responses_framing_lost`, `responses_without_request` and `streams_unparsable`: all 0.
+`responses_framing_lost`, `responses_without_request` and `streams_unparsable` (a few
+responses without request per run, sampled or not: see the notes).
 
 | round | untraced req/s | idle req/s | traced req/s | traced/untraced | idle/untraced | collector CPU µs/req | spans/req | links timed out | events lost or misparsed | ratio 0.1: req/s | ratio 0.1: traced/untraced | ratio 0.1: CPU µs/req | ratio 0.1: spans/req | ratio 0.1: left out in kernel/req | ratio 0.1: lost or misparsed |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
