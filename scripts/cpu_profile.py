@@ -5,7 +5,9 @@ nginx traced (selected by exe_path), wrk not (one SERVER span per request), `per
 Prints the top symbols by self time and the split between the Go side (pdata, pipeline,
 GC), the Rust core and libc/kernel, per request. Run as root after `make build`:
 
-    python3 scripts/cpu_profile.py [seconds]
+    python3 scripts/cpu_profile.py [seconds] [--both]
+
+(--both: nginx and wrk traced, two spans per request.)
 """
 import os
 import re
@@ -40,7 +42,7 @@ def side(sym, dso):
     return "go"
 
 
-def profile(secs: int) -> dict:
+def profile(secs: int, both: bool = False) -> dict:
     """One profiled wrk run: requests, rate, spans, collector µs per request, the share of
     each side (percent of samples) and the top symbols [(percent, side, symbol)]."""
     bench.SECS = secs
@@ -58,8 +60,9 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
   client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;
   server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}
 """)
-    bench.write_config(f"{d}/otel.yaml", "debug: {verbosity: basic}", mport,
-                       receiver='{discovery: {instrument: [{exe_path: "*/nginx"}]}}')
+    # both: nginx and wrk traced (two spans per request, a header inserted into each).
+    receiver = "{}" if both else '{discovery: {instrument: [{exe_path: "*/nginx"}]}}'
+    bench.write_config(f"{d}/otel.yaml", "debug: {verbosity: basic}", mport, receiver=receiver)
     nginx = subprocess.Popen(["nginx", "-c", f"{d}/nginx.conf"])
     col = None
     try:
@@ -102,7 +105,8 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
 
 
 def main():
-    p = profile(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    args = [a for a in sys.argv[1:] if a != "--both"]
+    p = profile(int(args[0]) if args else 10, both="--both" in sys.argv)
     print(f"{p['reqs']} requests at {p['rps']:.0f}/s, {p['spans']:.0f} spans; collector {p['us']:.1f} us CPU per request, "
           f"RSS {p['rss_mb']:.0f} MB (peak {p['hwm_mb']:.0f} MB)")
     print("split: " + ", ".join(f"{k} {v:.0f}% ({v * p['us'] / 100:.1f} us/req)"
