@@ -1,11 +1,12 @@
-//! Each database protocol's session (protocols::DATABASES) on its recorded conversations
+//! Each database protocol's session (protocols::PROTOCOLS) on its recorded conversations
 //! (test/golden/<name>_*.bin, both directions as the kernel would capture them): bytes and
 //! operations per second on one core, what parsing costs before any span is built.
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use otelcol_ebpf_core::protocols::db::{DbEvent, QueryTextOptions};
-use otelcol_ebpf_core::protocols::{capture, DATABASES};
+use otelcol_ebpf_core::protocols::db::QueryTextOptions;
+use otelcol_ebpf_core::protocols::session::Event;
+use otelcol_ebpf_core::protocols::{capture, PROTOCOLS};
 
 fn captures(name: &str) -> Vec<Vec<capture::Record>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../test/golden");
@@ -26,7 +27,7 @@ fn captures(name: &str) -> Vec<Vec<capture::Record>> {
 }
 
 fn bench(c: &mut Criterion) {
-    for proto in DATABASES {
+    for proto in PROTOCOLS {
         let convs = captures(proto.name);
         if convs.is_empty() {
             continue;
@@ -39,7 +40,7 @@ fn bench(c: &mut Criterion) {
                 let mut s = (proto.session)(QueryTextOptions::default());
                 for (i, r) in conv.iter().enumerate() {
                     s.feed(r.flow, black_box(&r.data), 0, r.ts, i as u32, &mut out);
-                    ops += out.iter().filter(|e| matches!(e, DbEvent::Done(_))).count() as u64;
+                    ops += out.iter().filter(|e| matches!(e, Event::ResponseEnded { .. })).count() as u64;
                     out.clear();
                 }
                 s.close(u64::MAX, &mut out);

@@ -65,6 +65,7 @@ fn span(
         end_ns: 1_700_000_000_000_500_000 + i as u64,
         attrs,
         error: None,
+        links: Vec::new(),
         process: p.clone(),
     }
 }

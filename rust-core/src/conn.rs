@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use crate::events::{ConnTuple, Direction};
 use crate::process::{listens_on, ListenProbe};
-use crate::protocols::db::{DbSessionAdapter, QueryTextOptions, SessionStats, Sniff};
+use crate::protocols::db::{QueryTextOptions, SessionStats};
 use crate::protocols::http1::{self, Http1Session, RequestHead, ResponseHead, Segment};
 use crate::protocols::http2::{self, H2Conn, H2Event, H2Request};
+use crate::protocols::messaging::MsgStats;
 use crate::protocols::session::{Counts, Event, Flow, Reply, Session};
+use crate::protocols::session::{Protocol, Sniff};
 
 /// Which end of the connection this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +26,7 @@ pub enum Side {
 #[derive(Debug)]
 pub enum Proto {
     Unknown,
-    /// A protocol's session (HTTP/1, or one of `protocols::DATABASES`); exchanges keyed by
+    /// A protocol's session (HTTP/1, or one of `protocols::PROTOCOLS`); exchanges keyed by
     /// the session's keys in `pending`.
     Session(Active),
     /// One parser for both directions; exchanges are keyed by stream in `pending`.
@@ -76,6 +78,7 @@ pub struct Exchange {
 pub enum Message {
     Http(HttpMessage),
     Db(Box<crate::protocols::db::DbOp>),
+    Messaging(Box<crate::protocols::messaging::MsgOp>),
 }
 
 impl Message {
@@ -91,6 +94,7 @@ impl Message {
         match (self, reply) {
             (Message::Http(h), Reply::Http(head)) => h.resp = Some((head, ts)),
             (m, Reply::Db(op)) => *m = Message::Db(op),
+            (m, Reply::Messaging(op)) => *m = Message::Messaging(op),
             (_, Reply::Http(_)) => {}
         }
     }
@@ -160,6 +164,8 @@ pub struct Outcome {
     pub h2_undecodable: u64,
     /// What database sessions could not use (growth during this call).
     pub db: SessionStats,
+    /// What messaging sessions could not use (growth during this call).
+    pub messaging: MsgStats,
 }
 
 /// The connection's addresses, formatted once: formatting them per span was 7% of the
@@ -249,8 +255,8 @@ pub struct Conn {
     pub client_end: crate::events::PeerEnd,
     /// How a database session exports query text (receiver config `database`).
     pub query_text: QueryTextOptions,
-    /// The database protocols tried on the first bytes (`protocols::DATABASES`).
-    pub databases: &'static [crate::protocols::db::DbProtocol],
+    /// The protocols tried on the first bytes (`protocols::PROTOCOLS`).
+    pub protocols: &'static [Protocol],
 }
 
 /// Session events, one buffer for every connection of the thread (the pump): a buffer
@@ -362,7 +368,7 @@ impl Conn {
             tls_handshake: false,
             client_end: crate::events::PeerEnd::Unknown,
             query_text: QueryTextOptions::default(),
-            databases: crate::protocols::DATABASES,
+            protocols: crate::protocols::PROTOCOLS,
         }
     }
 
@@ -512,7 +518,7 @@ impl Conn {
                     return out;
                 }
                 (None, _) => {
-                    let need_more = match self.sniff_db(&head, dir) {
+                    let need_more = match self.sniff_protocols(&head, dir) {
                         Some(Sniff::Yes) => {
                             for (d, bytes, t, tid) in std::mem::take(&mut self.sniffed) {
                                 if d == dir {
@@ -675,14 +681,14 @@ impl Conn {
         undecodable
     }
 
-    /// Tries the database protocols on a new connection's first bytes. On a match the
+    /// Tries the registered protocols on a new connection's first bytes. On a match the
     /// connection becomes theirs and the side comes from which way the bytes flowed.
-    fn sniff_db(&mut self, head: &[u8], dir: Direction) -> Option<Sniff> {
+    fn sniff_protocols(&mut self, head: &[u8], dir: Direction) -> Option<Sniff> {
         let mut verdict = None;
-        for p in self.databases {
+        for p in self.protocols {
             for flow in [Flow::ToServer, Flow::ToClient] {
                 match (p.sniff)(flow, head) {
-                    Sniff::Yes => return Some(self.become_db(p, flow, dir)),
+                    Sniff::Yes => return Some(self.adopt_protocol(p, flow, dir)),
                     Sniff::NeedMore => verdict = Some(Sniff::NeedMore),
                     Sniff::No => {}
                 }
@@ -692,7 +698,7 @@ impl Conn {
             return verdict;
         }
         // Mid-stream, on the protocol's port: which end listens tells the flow.
-        for p in self.databases {
+        for p in self.protocols {
             let (local, remote) = (self.tuple.sport, self.tuple.dport);
             let flow = match (dir, local == p.port, remote == p.port) {
                 (Direction::Send, false, true) | (Direction::Recv, true, false) => Flow::ToServer,
@@ -700,19 +706,14 @@ impl Conn {
                 _ => continue,
             };
             if (p.midstream)(flow, head) {
-                return Some(self.become_db(p, flow, dir));
+                return Some(self.adopt_protocol(p, flow, dir));
             }
         }
         Some(Sniff::No)
     }
 
     /// The connection is `p`'s: the bytes that told it flowed `flow` in direction `dir`.
-    fn become_db(
-        &mut self,
-        p: &crate::protocols::db::DbProtocol,
-        flow: Flow,
-        dir: Direction,
-    ) -> Sniff {
+    fn adopt_protocol(&mut self, p: &Protocol, flow: Flow, dir: Direction) -> Sniff {
         let sent_by_client = flow == Flow::ToServer;
         self.side = Some(if (dir == Direction::Send) == sent_by_client {
             Side::Client
@@ -721,7 +722,7 @@ impl Conn {
         });
         self.proto = Proto::Session(Active {
             name: p.name,
-            session: Box::new(DbSessionAdapter::new((p.session)(self.query_text))),
+            session: (p.session)(self.query_text),
             reported: Counts::default(),
         });
         Sniff::Yes
@@ -756,6 +757,7 @@ impl Conn {
         out.parse_error |= grew.unparsable > 0;
         out.framing_lost |= grew.framing_lost > 0;
         out.db.add(&grew.db);
+        out.messaging.add(&grew.messaging);
         self.session_events(&mut evs, done);
         scratch::give_back(evs);
     }
@@ -871,7 +873,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::db::{DbEvent, DbOp, DbProtocol, DbSession};
+    use crate::protocols::db::{DbEvent, DbOp, DbSession};
 
     /// A toy protocol: the client sends "Q <text>\n", the server answers "R\n" or "E\n".
     #[derive(Default)]
@@ -945,7 +947,7 @@ mod tests {
         }
     }
 
-    const TOY: &[DbProtocol] = &[DbProtocol {
+    const TOY: &[Protocol] = &[Protocol {
         name: "toy",
         port: 7777,
         midstream: |flow, b| flow == Flow::ToClient && b.first() == Some(&b'R'),
@@ -954,7 +956,7 @@ mod tests {
             (Flow::ToServer, [b'Q'] | []) => Sniff::NeedMore,
             _ => Sniff::No,
         },
-        session: |_| Box::<Toy>::default(),
+        session: |_| crate::protocols::db::session(Toy::default()),
     }];
 
     #[test]
@@ -964,7 +966,7 @@ mod tests {
             (Direction::Recv, Direction::Send, Side::Server),
         ] {
             let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
-            c.databases = TOY;
+            c.protocols = TOY;
             let mut done = Vec::new();
             // The first byte alone: too few to tell.
             c.feed(dir_q, b"Q", 0, 10, 7, &mut done);
@@ -1011,7 +1013,7 @@ mod tests {
     #[test]
     fn http_still_wins_before_databases() {
         let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
-        c.databases = TOY;
+        c.protocols = TOY;
         let mut done = Vec::new();
         c.feed(
             Direction::Send,
@@ -1023,7 +1025,7 @@ mod tests {
         );
         assert!(matches!(&c.proto, Proto::Session(a) if a.name == "http1"));
         let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
-        c.databases = TOY;
+        c.protocols = TOY;
         let out = c.feed(Direction::Send, b"\x00\x01garbage", 0, 1, 1, &mut done);
         assert!(out.unknown_protocol && matches!(c.proto, Proto::Ignored));
     }
@@ -1038,13 +1040,13 @@ mod tests {
         let mut done = Vec::new();
         // A reply read by the end that connected to the protocol's port: the client.
         let mut c = Conn::new(tuple(40000, 7777), 1, "app".into(), false);
-        c.databases = TOY;
+        c.protocols = TOY;
         c.feed(Direction::Recv, b"R\n", 0, 1, 1, &mut done);
         assert!(matches!(&c.proto, Proto::Session(a) if a.name == "toy"));
         assert_eq!(c.side, Some(Side::Client));
         // The same bytes on another port: not guessed.
         let mut c = Conn::new(tuple(40000, 7000), 1, "app".into(), false);
-        c.databases = TOY;
+        c.protocols = TOY;
         let out = c.feed(Direction::Recv, b"R\n", 0, 1, 1, &mut done);
         assert!(out.unknown_protocol && matches!(c.proto, Proto::Ignored));
     }
@@ -1054,7 +1056,7 @@ mod tests {
         let mut done = Vec::new();
         // A database session saw the protocol's upgrade in the clear: it goes on.
         let mut c = Conn::new(ConnTuple::default(), 1, "app".into(), false);
-        c.databases = TOY;
+        c.protocols = TOY;
         c.feed(Direction::Send, b"Q SELECT 1\n", 0, 1, 1, &mut done);
         assert!(c.continues_in_tls());
         assert!(c.peer.tls && matches!(&c.proto, Proto::Session(a) if a.name == "toy"));

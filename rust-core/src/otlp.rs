@@ -76,6 +76,8 @@ fn encode_span(buf: &mut Vec<u8>, rec: &SpanRecord) {
         match rec.kind {
             SpanKind::Server => 2,
             SpanKind::Client => 3,
+            SpanKind::Producer => 4,
+            SpanKind::Consumer => 5,
         },
     );
     tag(buf, 7, FIXED64);
@@ -84,6 +86,15 @@ fn encode_span(buf: &mut Vec<u8>, rec: &SpanRecord) {
     buf.extend_from_slice(&rec.end_ns.to_le_bytes());
     for (k, v) in &rec.attrs {
         attr(buf, 9, k, v);
+    }
+    for l in &rec.links {
+        // Link { trace_id = 1, span_id = 2, flags = 6 (fixed32) }
+        tag(buf, 13, LEN);
+        encode_varint(18 + 10 + 5, buf);
+        bytes_field(buf, 1, &l.trace_id);
+        bytes_field(buf, 2, &l.span_id);
+        tag(buf, 6, FIXED32);
+        buf.extend_from_slice(&(l.flags as u32).to_le_bytes());
     }
     if let Some(msg) = &rec.error {
         // Status { message = 2, code = 3 (ERROR = 2) }
@@ -205,6 +216,7 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Link;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use prost::Message;
@@ -243,6 +255,15 @@ mod tests {
                     ("long", AttrValue::Str("x".repeat(300))),
                 ],
                 error: err,
+                links: if i == 2 {
+                    vec![Link {
+                        trace_id: [7; 16],
+                        span_id: [8; 8],
+                        flags: 1,
+                    }]
+                } else {
+                    Vec::new()
+                },
                 process: p.clone(),
             });
         }
@@ -271,6 +292,11 @@ mod tests {
         assert_eq!(s[1].parent_span_id, vec![9; 8]);
         assert_eq!(s[0].kind, 2);
         assert_eq!(s[1].kind, 3);
+        assert!(s[0].links.is_empty());
+        assert_eq!(s[1].links.len(), 1);
+        assert_eq!(s[1].links[0].trace_id, vec![7; 16]);
+        assert_eq!(s[1].links[0].span_id, vec![8; 8]);
+        assert_eq!(s[1].links[0].flags, 1);
         assert_eq!(s[0].flags, 0x301);
         assert_eq!(s[0].end_time_unix_nano - s[0].start_time_unix_nano, 123);
         assert_eq!(

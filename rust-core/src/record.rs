@@ -9,6 +9,18 @@ use crate::process::ProcessInfo;
 pub enum SpanKind {
     Server,
     Client,
+    Producer,
+    Consumer,
+}
+
+/// A span link: another span this one relates to without being its child (the records a
+/// poll returned, each from the span that produced it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// W3C trace flags.
+    pub flags: u8,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,5 +57,6 @@ pub struct SpanRecord {
     pub end_ns: u64,
     pub attrs: Vec<(&'static str, AttrValue)>,
     pub error: Option<String>,
+    pub links: Vec<Link>,
     pub process: Arc<ProcessInfo>,
 }

@@ -145,6 +145,17 @@ counters! {
     db_not_operations,
     /// Query texts cut to `database.max_query_length`.
     db_query_truncated,
+    /// Messaging protocol frames that did not parse (skipped, or the session resynchronised).
+    messaging_messages_malformed,
+    /// Messaging messages that are not operations (handshakes, heartbeats, metadata): no span.
+    messaging_not_operations,
+    /// Kafka polls that returned no records: no span.
+    messaging_empty_polls,
+    /// Compressed Kafka record batches whose record headers could not be read.
+    messaging_batches_undecompressed,
+    /// Kafka topic ids (Fetch v13+) that no Metadata response seen on this host named:
+    /// their spans carry no destination name.
+    kafka_topic_unknown,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

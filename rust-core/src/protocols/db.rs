@@ -11,8 +11,10 @@
 //! Parsers never panic on any input and never allocate without bound: garbage is
 //! reported in `SessionStats` and skipped (the session resynchronises or gives up).
 
-pub use super::session::Flow;
-use super::session::{Counts, Event, Reply, Session};
+use super::ops::{Op, OpAdapter, OpEvent};
+use super::session::{Counts, Reply, Session};
+pub use super::session::{Flow, Sniff};
+use crate::conn::Message;
 
 /// `db.system.name` values (stable database semantic conventions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,11 +73,7 @@ pub struct DbOp {
     pub aborted: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DbEvent {
-    Started { seq: u64, ts: u64, tid: u32 },
-    Done(DbOp),
-}
+pub type DbEvent = OpEvent<DbOp>;
 
 /// What a session could not use, for the receiver's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,37 +124,6 @@ pub trait DbSession {
     fn stats(&self) -> SessionStats;
 }
 
-/// What a protocol's sniffer makes of a connection's first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sniff {
-    Yes,
-    No,
-    /// Too few bytes to tell.
-    NeedMore,
-}
-
-/// A database protocol as the connection layer knows it (registered in
-/// `protocols::DATABASES`).
-pub struct DbProtocol {
-    pub name: &'static str,
-    /// Whether `first` (a connection's first bytes in one direction) starts this protocol
-    /// flowing in `flow`: a client's first message toward the server, or (MySQL) the
-    /// server's greeting toward the client.
-    pub sniff: fn(flow: Flow, first: &[u8]) -> Sniff,
-    /// A connection first seen mid-stream (a pool opened before the collector) has no
-    /// first message: on the protocol's usual port only (the hint), bytes that are
-    /// plausibly its messages in `flow` make it this protocol's.
-    pub port: u16,
-    pub midstream: fn(flow: Flow, data: &[u8]) -> bool,
-    pub session: fn(QueryTextOptions) -> Box<dyn DbSession + Send>,
-}
-
-impl std::fmt::Debug for DbProtocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
-    }
-}
-
 impl SessionStats {
     pub fn add(&mut self, o: &SessionStats) {
         self.malformed += o.malformed;
@@ -178,81 +145,52 @@ impl SessionStats {
     }
 }
 
-/// A database session on the protocol seam: its `Started` / `Done` events become exchange
-/// events keyed by the operation's sequence number (which is also the exchange's
-/// `stream_id`, as the operation's own key).
-pub struct DbSessionAdapter {
-    session: Box<dyn DbSession + Send>,
-    /// Operations whose `Started` was reported and whose `Done` was not yet.
-    started: std::collections::HashSet<u64>,
-    evs: Vec<DbEvent>,
-}
+impl Op for DbOp {
+    type Session = dyn DbSession + Send;
 
-impl DbSessionAdapter {
-    pub fn new(session: Box<dyn DbSession + Send>) -> Self {
-        DbSessionAdapter {
-            session,
-            started: Default::default(),
-            evs: Vec::new(),
-        }
+    fn seq(&self) -> u64 {
+        self.seq
     }
-
-    fn events(&mut self, out: &mut Vec<Event>) {
-        for ev in self.evs.drain(..) {
-            match ev {
-                DbEvent::Started { seq, ts, tid } => {
-                    self.started.insert(seq);
-                    out.push(Event::RequestStarted {
-                        key: seq,
-                        ts,
-                        tid,
-                        stream_id: seq as u32,
-                        msg: crate::conn::Message::Db(Box::new(DbOp {
-                            seq,
-                            start_ts: ts,
-                            tid,
-                            ..Default::default()
-                        })),
-                    });
-                }
-                DbEvent::Done(op) => {
-                    if !self.started.remove(&op.seq) {
-                        // Its start was not reported: it starts where the session says.
-                        out.push(Event::RequestStarted {
-                            key: op.seq,
-                            ts: op.start_ts,
-                            tid: op.tid,
-                            stream_id: op.seq as u32,
-                            msg: crate::conn::Message::Db(Box::default()),
-                        });
-                    }
-                    out.push(Event::ResponseEnded {
-                        key: op.seq,
-                        ts: op.end_ts,
-                        body: None,
-                        reply: Some(Reply::Db(Box::new(op))),
-                    });
-                }
-            }
-        }
+    fn start(&self) -> (u64, u32) {
+        (self.start_ts, self.tid)
     }
-}
-
-impl Session for DbSessionAdapter {
-    fn feed(&mut self, flow: Flow, data: &[u8], gap: u64, ts: u64, tid: u32, out: &mut Vec<Event>) {
-        self.session.feed(flow, data, gap, ts, tid, &mut self.evs);
-        self.events(out);
+    fn end_ts(&self) -> u64 {
+        self.end_ts
     }
-
-    fn close(&mut self, ts: u64, out: &mut Vec<Event>) {
-        self.session.close(ts, &mut self.evs);
-        self.events(out);
+    fn started(seq: u64, ts: u64, tid: u32) -> Message {
+        Message::Db(Box::new(DbOp {
+            seq,
+            start_ts: ts,
+            tid,
+            ..Default::default()
+        }))
     }
-
-    fn counts(&self) -> Counts {
+    fn into_reply(self) -> Reply {
+        Reply::Db(Box::new(self))
+    }
+    fn feed(
+        s: &mut Self::Session,
+        flow: Flow,
+        data: &[u8],
+        gap: u64,
+        ts: u64,
+        tid: u32,
+        out: &mut Vec<OpEvent<Self>>,
+    ) {
+        s.feed(flow, data, gap, ts, tid, out)
+    }
+    fn close(s: &mut Self::Session, ts: u64, out: &mut Vec<OpEvent<Self>>) {
+        s.close(ts, out)
+    }
+    fn counts(s: &Self::Session) -> Counts {
         Counts {
-            db: self.session.stats(),
+            db: s.stats(),
             ..Default::default()
         }
     }
+}
+
+/// A database parser as a session of the protocol seam.
+pub fn session<S: DbSession + Send + 'static>(s: S) -> Box<dyn Session> {
+    Box::new(OpAdapter::<DbOp>::new(Box::new(s)))
 }

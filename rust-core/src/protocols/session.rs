@@ -21,8 +21,9 @@
 //! (the connection reports their growth).
 
 use crate::conn::Message;
-use crate::protocols::db::{DbOp, SessionStats};
+use crate::protocols::db::{DbOp, QueryTextOptions, SessionStats};
 use crate::protocols::http1::ResponseHead;
+use crate::protocols::messaging::{MsgOp, MsgStats};
 
 /// Which way bytes flow, seen from the protocol: toward the server (requests, queries)
 /// or toward the client (responses, replies).
@@ -39,6 +40,8 @@ pub enum Reply {
     Http(ResponseHead),
     /// A finished database operation: replaces the exchange's part.
     Db(Box<DbOp>),
+    /// A finished messaging operation: replaces the exchange's part.
+    Messaging(Box<MsgOp>),
 }
 
 #[derive(Debug)]
@@ -87,6 +90,8 @@ pub struct Counts {
     pub framing_lost: u64,
     /// A database session's counters.
     pub db: SessionStats,
+    /// A messaging session's counters.
+    pub messaging: MsgStats,
 }
 
 impl Counts {
@@ -99,6 +104,7 @@ impl Counts {
             unparsable: self.unparsable.saturating_sub(before.unparsable),
             framing_lost: self.framing_lost.saturating_sub(before.framing_lost),
             db: self.db.since(&before.db),
+            messaging: self.messaging.since(&before.messaging),
         }
     }
 }
@@ -116,4 +122,36 @@ pub trait Session: Send {
     /// The connection has been idle a while: give back buffer capacity it may never
     /// need again (thousands of idle keep-alive connections add up).
     fn compact(&mut self) {}
+}
+
+/// What a protocol's sniffer makes of a connection's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniff {
+    Yes,
+    No,
+    /// Too few bytes to tell.
+    NeedMore,
+}
+
+/// A protocol recognised by content (registered in `protocols::PROTOCOLS`; HTTP/1, HTTP/2
+/// and TLS are tried before these).
+pub struct Protocol {
+    pub name: &'static str,
+    /// Whether `first` (a connection's first bytes in one direction) starts this protocol
+    /// flowing in `flow`: a client's first message toward the server, or (MySQL) the
+    /// server's greeting toward the client.
+    pub sniff: fn(flow: Flow, first: &[u8]) -> Sniff,
+    /// A connection first seen mid-stream (a pool opened before the collector) has no
+    /// first message: on the protocol's usual port only (the hint), bytes that are
+    /// plausibly its messages in `flow` make it this protocol's.
+    pub port: u16,
+    pub midstream: fn(flow: Flow, data: &[u8]) -> bool,
+    /// A session for a new connection (`QueryTextOptions`: receiver config `database`).
+    pub session: fn(QueryTextOptions) -> Box<dyn Session>,
+}
+
+impl std::fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
 }

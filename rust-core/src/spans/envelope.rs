@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use super::{db, http, AttrValue, Clock, SpanKind, SpanRecord};
+use super::{db, http, messaging, AttrValue, Clock, SpanKind, SpanRecord};
 use crate::config::Config;
 use crate::conn::{Done, Message, Peer, Side};
 use crate::process::ProcessInfo;
+use crate::record::Link;
 
 pub enum Built {
     Span(Box<SpanRecord>),
@@ -37,19 +38,37 @@ pub fn build(
     {
         return Built::Excluded;
     }
+    if matches!(d.ex.msg, Message::Messaging(_)) && d.side == Side::Server {
+        // A broker's view of its clients' operations: their spans come from the clients.
+        return Built::Excluded;
+    }
     let Some(ctx) = d.ex.ctx.clone() else {
         return Built::Excluded;
     };
     if !ctx.sampled() {
         return Built::Unsampled;
     }
-    let kind = match d.side {
+    let mut kind = match d.side {
         Side::Server => SpanKind::Server,
         Side::Client => SpanKind::Client,
     };
+    let mut links = Vec::new();
     let (name, attrs, error) = match &d.ex.msg {
         Message::Http(h) => http::parts(d, h, peer, kind),
         Message::Db(op) => db::parts(d, op, peer, kind),
+        Message::Messaging(op) => {
+            kind = op.op_type.kind();
+            links = op
+                .links
+                .iter()
+                .map(|c| Link {
+                    trace_id: c.trace_id,
+                    span_id: c.span_id,
+                    flags: c.flags,
+                })
+                .collect();
+            messaging::parts(d, op, peer)
+        }
     };
     Built::Span(Box::new(SpanRecord {
         trace_id: ctx.trace_id,
@@ -63,6 +82,7 @@ pub fn build(
         end_ns: clock.unix(d.resp_end.max(d.ex.req_start)),
         attrs,
         error,
+        links,
         process: process.clone(),
     }))
 }
@@ -94,7 +114,7 @@ pub fn push_endpoints(
 ) {
     let (ip, port) = match kind {
         SpanKind::Server => (&peer.local_ip, peer.local_port),
-        SpanKind::Client => (&peer.remote_ip, peer.remote_port),
+        _ => (&peer.remote_ip, peer.remote_port),
     };
     match host.map(split_host) {
         Some((h, p)) => {

@@ -179,7 +179,7 @@ fn grpc(d: &Done, h: &HttpMessage, peer: &Peer, kind: SpanKind) -> Parts {
             attrs.push(("rpc.grpc.status_code", AttrValue::Int(code as i64)));
             let failed = match kind {
                 SpanKind::Server => http2::grpc_server_error(code),
-                SpanKind::Client => http2::grpc_client_error(code),
+                _ => http2::grpc_client_error(code),
             };
             failed.then(|| {
                 attrs.push(("error.type", AttrValue::Str(code.to_string())));

@@ -6,6 +6,7 @@ pub mod db;
 pub mod envelope;
 pub mod http;
 pub mod ids;
+pub mod messaging;
 pub mod route;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -375,6 +376,17 @@ impl Assembler {
                     stats::add(&self.stats.db_statement_unknown, out.db.statement_unknown);
                     stats::add(&self.stats.db_not_operations, out.db.not_operations);
                     stats::add(&self.stats.db_query_truncated, out.db.query_truncated);
+                }
+                if out.messaging != Default::default() {
+                    let m = &out.messaging;
+                    stats::add(&self.stats.messaging_messages_malformed, m.malformed);
+                    stats::add(&self.stats.messaging_not_operations, m.not_operations);
+                    stats::add(&self.stats.messaging_empty_polls, m.empty_polls);
+                    stats::add(
+                        &self.stats.messaging_batches_undecompressed,
+                        m.undecompressed,
+                    );
+                    stats::add(&self.stats.kafka_topic_unknown, m.topic_unknown);
                 }
                 if !self.done.is_empty() {
                     let (peer, comm, end) = (conn.peer.clone(), conn.comm.clone(), conn.client_end);
