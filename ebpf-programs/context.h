@@ -624,6 +624,7 @@ static __always_inline void fill_ids(struct ctx_event *ev, struct thread_ctx *tc
 }
 
 #include "h2_inject.h"
+#include "amqp_inject.h"
 
 SEC("sk_msg")
 int on_msg(struct sk_msg_md *msg)
@@ -644,6 +645,17 @@ int on_msg(struct sk_msg_md *msg)
 			return SK_PASS;
 		hs->tx.rem = 24;
 		return h2_msg(msg, hs, sk);
+	}
+	/* AMQP connections are followed from their protocol header. */
+	struct amqp_sock *as = bpf_sk_storage_get(&amqp_socks, sk, NULL, 0);
+	if (as)
+		return amqp_msg(msg, as, sk);
+	if (amqp_protocol_header(msg)) {
+		as = bpf_sk_storage_get(&amqp_socks, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!as)
+			return SK_PASS;
+		as->tx.rem = 8; /* the protocol header is not a frame */
+		return amqp_msg(msg, as, sk);
 	}
 	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
 	if (data + 16 > end || !method_start(data))
