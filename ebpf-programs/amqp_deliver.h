@@ -1,4 +1,4 @@
-/* AMQP 0-9-1 deliveries read by a traced consumer thread (context.h's server_request):
+/* AMQP 0-9-1 deliveries (basic.deliver) read by a traced consumer thread (context.h's server_request):
  * the message's `traceparent` (from its content header's `headers` table, where a traced
  * publisher's kernel or an SDK put it) becomes the thread's context, like an HTTP
  * request's, so the calls it makes while handling the message are the CONSUMER span's
@@ -8,13 +8,13 @@
  * basic.ack), or with the next delivery. */
 
 #define AMQP_DELIVER 60 /* basic.deliver */
-#define AMQP_GET_OK 71	/* basic.get-ok */
 
-/* Whether a read starts with a basic.deliver or basic.get-ok method frame. */
+/* Whether a read starts with a basic.deliver method frame. (A basic.get-ok answers the
+ * thread's own call: its message is a link of that CLIENT span, not the thread's new
+ * context.) */
 static __always_inline int amqp_delivery_start(const __u8 *d)
 {
-	return d[0] == 1 && d[7] == 0 && d[8] == 60 && d[9] == 0 &&
-	       (d[10] == AMQP_DELIVER || d[10] == AMQP_GET_OK);
+	return d[0] == 1 && d[7] == 0 && d[8] == 60 && d[9] == 0 && d[10] == AMQP_DELIVER;
 }
 
 static __always_inline __u32 be32_at(struct hdr_buf *h, __u32 p)
