@@ -1,4 +1,4 @@
-/* AMQP 0-9-1 deliveries (basic.deliver) read by a traced consumer thread (context.h's server_request):
+/* AMQP 0-9-1 deliveries (basic.deliver) read by a traced consumer thread (server_request.h):
  * the message's `traceparent` (from its content header's `headers` table, where a traced
  * publisher's kernel or an SDK put it) becomes the thread's context, like an HTTP
  * request's, so the calls it makes while handling the message are the CONSUMER span's
@@ -6,6 +6,11 @@
  * cannot tell which message a call belongs to, so the thread's calls then start new
  * traces (AMBIGUOUS). The context ends when the thread next writes on the connection (its
  * basic.ack), or with the next delivery. */
+#ifndef OTELCOL_EBPF_AMQP_DELIVER_H
+#define OTELCOL_EBPF_AMQP_DELIVER_H
+
+#include "common.h"
+#include "context.h"
 
 #define AMQP_DELIVER 60 /* basic.deliver */
 
@@ -100,3 +105,5 @@ static __always_inline int amqp_delivery(struct hdr_buf *h, __u32 n, __u32 total
 		r |= AMQP_HEADER;
 	return r;
 }
+
+#endif /* OTELCOL_EBPF_AMQP_DELIVER_H */

@@ -1,4 +1,4 @@
-/* traceparent insertion into AMQP 0-9-1 publishes (RabbitMQ), for sk_msg.
+/* traceparent insertion into AMQP 0-9-1 publishes (RabbitMQ), for sk_msg (sk_msg.h).
  *
  * A connection is followed from its protocol header ("AMQP\0\0\x09\x01", the client's
  * first bytes). Each send is walked frame by frame (type, channel, size, payload, 0xCE);
@@ -9,6 +9,12 @@
  * carry no checksum. A content header is grown only when it is whole in the send and
  * stays under the smallest frame size a broker may negotiate (4096), so the frame
  * limit can never be passed. Whatever cannot be done safely is left alone and counted. */
+#ifndef OTELCOL_EBPF_AMQP_INJECT_H
+#define OTELCOL_EBPF_AMQP_INJECT_H
+
+#include "common.h"
+#include "context.h"
+#include "insert.h"
 
 #define AMQP_PROTO 0x0109000050514d41ULL /* "AMQP\0\0\x09\x01" read little endian */
 #define AMQP_REQS 4	 /* publishes given a header per send */
@@ -64,6 +70,20 @@ static __always_inline int amqp_protocol_header(struct sk_msg_md *msg)
 	if (data + 8 > end)
 		return 0;
 	return *(__u64 *)data == AMQP_PROTO;
+}
+
+/* The socket's AMQP state: kept since its protocol header, or new when this send opens
+ * with it. NULL: not followed as AMQP (a send opening with the protocol header is no
+ * HTTP/1 request either). */
+static __always_inline struct amqp_sock *amqp_sock_of(struct sk_msg_md *msg, struct bpf_sock *sk)
+{
+	struct amqp_sock *as = bpf_sk_storage_get(&amqp_socks, sk, NULL, 0);
+	if (as || !amqp_protocol_header(msg))
+		return as;
+	as = bpf_sk_storage_get(&amqp_socks, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (as)
+		as->tx.rem = 8; /* the protocol header is not a frame */
+	return as;
 }
 
 struct amqp_walk_ctx {
@@ -311,13 +331,8 @@ static __always_inline __u32 amqp_field(char *o, struct ctx_event *ev, int new_t
 	e[13] = 0;
 	e[14] = 0;
 	e[15] = 0;
-	e[16] = 55;
-	__builtin_memcpy(e + 17, "00-", 3);
-	put_hex(e + 20, ev->trace_id, 16);
-	e[52] = '-';
-	put_hex(e + 53, ev->span_id, 8);
-	e[69] = '-';
-	put_hex(e + 70, &ev->trace_flags, 1);
+	e[16] = TP_VALUE;
+	put_traceparent(e + 17, ev);
 	return k + AMQP_ENTRY;
 }
 
@@ -419,10 +434,12 @@ static __always_inline int amqp_msg(struct sk_msg_md *msg, struct amqp_sock *as,
 		for (__u32 i = 0; i < AMQP_REQS && i < cnt; i++)
 			if (i >= from)
 				emit_ctx(&p->ev[i]);
-		/* One buffer again (see on_msg: Nagle and the pieces of a split buffer). */
+		/* One buffer again (see http1_msg: Nagle and the pieces of a split buffer). */
 		bpf_msg_pull_data(msg, 0, msg->size < SCAN_MAX ? msg->size : SCAN_MAX, 0);
 	}
 	tx->expect_seq = seq + msg->size;
 	tx->seq_known = 1;
 	return SK_PASS;
 }
+
+#endif /* OTELCOL_EBPF_AMQP_INJECT_H */

@@ -7,8 +7,14 @@
  * and at the first send of any socket of a traced process (connections older than the
  * collector). A process still waiting for its exe-path decision is recorded too: userspace,
  * which decides it before it reads the server's record, drops the flag if it is not
- * traced (the record carries the client's pid). Keyed like userspace's LinkKey: both ends compute the same key, addresses
- * v4-mapped, with the network namespace when an address is loopback. */
+ * traced (the record carries the client's pid). Keyed like userspace's LinkKey: both ends
+ * compute the same key, addresses v4-mapped, with the network namespace when an address is
+ * loopback. */
+#ifndef OTELCOL_EBPF_ENDS_H
+#define OTELCOL_EBPF_ENDS_H
+
+#include "common.h"
+#include "capture.h"
 
 struct link_key {
 	__u8 caddr[16];
@@ -84,3 +90,5 @@ static __always_inline __u8 peer_flags(struct sock_info *si, struct data_event *
 	e->peer_pid = pid;
 	return pid == self_tgid ? DATA_FLAG_PEER_COLLECTOR : DATA_FLAG_PEER_TRACED;
 }
+
+#endif /* OTELCOL_EBPF_ENDS_H */

@@ -1,6 +1,5 @@
 /* HTTP/2 connections seen from their client preface: their records carry the frame
  * headers and the non-DATA payloads of each call, and leave DATA payloads out.
- * Included by net.bpf.c.
  *
  * Why in the kernel: one call moves up to tens of KiB, a record holds 4 KiB. A plain
  * capture loses whatever follows the first 4 KiB: the HEADERS of the next stream after a
@@ -11,17 +10,18 @@
  * Each socket keeps, per direction, where it is in its frame stream (struct
  * h2_frame_state, in its `socks` entry); every record starts with that state so
  * userspace can walk the same frames and account the left-out bytes. */
+#ifndef OTELCOL_EBPF_H2_H
+#define OTELCOL_EBPF_H2_H
+
+#include "common.h"
+#include "h2_wire.h"
+#include "context.h"
+#include "capture.h"
+#include "ends.h"
 
 #define H2_STEPS 4096 /* loop steps per call: ~2 per frame, 1 per iovec */
-#define H2_MAX_TYPE 0x10 /* frame types up to PRIORITY_UPDATE; beyond: out of step */
 #define SEEN_RECV 1
 #define SEEN_SEND 2
-
-/* The 24-byte client preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" as little-endian words. */
-#define H2_PREFACE_0 0x5448202a20495250ULL
-#define H2_PREFACE_1 0x0a0d302e322f5054ULL
-#define H2_PREFACE_2 0x0a0d0a0d4d530a0dULL
-
 
 /* Appends the next n bytes of the chunk to the record. */
 static __always_inline void h2_copy(struct data_scratch *sc, __u32 n)
@@ -183,13 +183,14 @@ static __always_inline void emit_call(struct data_event *e, struct sock_info *si
 			if (iov) {
 				struct iovec v = {};
 				first = NULL;
-				if (iovcnt && !bpf_probe_read_user(&v, sizeof(v), iov) && v.iov_len >= 24)
+				if (iovcnt && !bpf_probe_read_user(&v, sizeof(v), iov) &&
+				    v.iov_len >= H2_PREFACE_LEN)
 					first = v.iov_base;
 			}
-			if (len >= 24 && h2_preface_at(first)) {
+			if (len >= H2_PREFACE_LEN && h2_preface_at(first)) {
 				si->h2 = 1;
 				__builtin_memset(si->dirs, 0, sizeof(si->dirs));
-				si->dirs[dir].rem = 24;
+				si->dirs[dir].rem = H2_PREFACE_LEN;
 			}
 		}
 	}
@@ -200,7 +201,7 @@ static __always_inline void emit_call(struct data_event *e, struct sock_info *si
 		}
 		return;
 	}
-	/* Head sampling (context.h): while an unsampled exchange is left out, its response
+	/* Head sampling (server_request.h): while an unsampled exchange is left out, its response
 	 * goes unrecorded; a read is looked at, since it may start the next request. */
 	__u8 gap = dir == DIR_RECV ? SKIP_GAP_RECV : SKIP_GAP_SEND;
 	__u8 skip = si ? si->skip : 0;
@@ -227,3 +228,5 @@ static __always_inline void emit_call(struct data_event *e, struct sock_info *si
 		si->skip &= ~(SKIP_ON | gap);
 	e->flags &= ~DATA_FLAG_SKIPPING;
 }
+
+#endif /* OTELCOL_EBPF_H2_H */

@@ -1,5 +1,5 @@
 /* traceparent into the requests of plaintext HTTP/2 (h2c, gRPC) connections that traced
- * processes open. Included by context.h; on_msg calls h2_msg.
+ * processes open. sk_msg.h hands it the sockets whose first send was the client preface.
  *
  * HPACK compresses a header block against a table both ends keep: the kernel cannot
  * re-encode a block, but it can append a field. A literal field without indexing leaves
@@ -15,31 +15,22 @@
  * is left alone too: the name appears literally (plain or Huffman-coded) the first time an
  * encoder sends it, and the kernel sees every block from the preface on. Wrong bytes must
  * never reach the wire: every doubt means "do not insert". */
+#ifndef OTELCOL_EBPF_H2_INJECT_H
+#define OTELCOL_EBPF_H2_INJECT_H
+
+#include "common.h"
+#include "h2_wire.h"
+#include "context.h"
+#include "insert.h"
 
 #define H2TX_STEPS 1024 /* frames (and pieces of frames) walked per send */
 #define H2TX_REQS 16 /* requests given a header per send; a power of two */
-#define H2_FIELD 69 /* 0x00, 11, "traceparent", 55, "00-<32>-<16>-<2>" */
-#define H2_FRAME_FLOOR 16384 /* SETTINGS_MAX_FRAME_SIZE's floor: every peer takes it */
-#define H2_DATA 0
-#define H2_HEADERS 1
-#define H2_PRIORITY 2
-#define H2_RST_STREAM 3
-#define H2_SETTINGS 4
-#define H2_PING 6
-#define H2_WINDOW_UPDATE 8
-#define H2_CONTINUATION 9
-#define H2_END_HEADERS 0x4
-#define H2_PADDED 0x8
-#define H2TX_MAX_TYPE 0x10
+#define H2_FIELD (14 + TP_VALUE) /* 0x00, 11, "traceparent", 55, the value */
 #define NAME_TAIL 7 /* bytes of a block piece kept to find a name cut between pieces */
 /* "tracepar" as sent plain, and "traceparent" as HPACK's Huffman code writes it (8
  * bytes), as little-endian words. */
 #define TP_NAME_PLAIN 0x7261706563617274ULL
 #define TP_NAME_HUFF 0x3fa9851d6b21834dULL
-#define PREFACE_0 0x5448202a20495250ULL
-#define PREFACE_1 0x0a0d302e322f5054ULL
-#define PREFACE_2 0x0a0d0a0d4d530a0dULL
-#define SK_DROP 0
 
 struct h2_tx {
 	__u32 rem; /* payload bytes of the current frame still to come */
@@ -149,7 +140,7 @@ static __always_inline int names_traceparent(struct sk_msg_md *msg, struct h2_tx
  * streams RFC 9113 fixes. The only way to notice the walk being out of step. */
 static __always_inline int frame_ok(__u8 type, __u32 len, __u32 stream, __u8 r_bit, int in_block)
 {
-	if (type > H2TX_MAX_TYPE || r_bit)
+	if (type > H2_MAX_TYPE || r_bit)
 		return 0;
 	if (in_block != (type == H2_CONTINUATION))
 		return 0; /* a header block is followed by its CONTINUATIONs, and only there */
@@ -311,23 +302,10 @@ static __always_inline void h2_field(char *o, struct ctx_event *ev)
 	o[0] = 0x00;
 	o[1] = 11;
 	__builtin_memcpy(o + 2, "traceparent", 11);
-	o[13] = 55;
-	__builtin_memcpy(o + 14, "00-", 3);
-	put_hex(o + 17, ev->trace_id, 16);
-	o[49] = '-';
-	put_hex(o + 50, ev->span_id, 8);
-	o[66] = '-';
-	put_hex(o + 67, &ev->trace_flags, 1);
+	o[13] = TP_VALUE;
+	put_traceparent(o + 14, ev);
 }
 
-static __always_inline int h2_preface(struct sk_msg_md *msg)
-{
-	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
-	if (data + 24 > end)
-		return 0;
-	return *(__u64 *)data == PREFACE_0 && *(__u64 *)(data + 8) == PREFACE_1 &&
-	       *(__u64 *)(data + 16) == PREFACE_2;
-}
 
 /* Puts the field at `at` (insert(): written whole or not at all) and grows the frame at
  * `frame`: 0 done, -1 nothing changed, -2 the frame could not be put right. */
@@ -364,15 +342,6 @@ static long h2_insert_step(__u32 k, struct h2_ins_ctx *c)
 		return 1;
 	p->done_from = i;
 	return 0;
-}
-
-/* Whether the socket's send queue has room for the send grown by `grow`: a send TCP takes
- * only in part returns a count that does not know of the inserted bytes. */
-static __always_inline int room_to_grow(struct tcp_sock *tp, __u32 size, __u32 grow)
-{
-	int queued = tp->inet_conn.icsk_inet.sk.sk_wmem_queued;
-	int sndbuf = tp->inet_conn.icsk_inet.sk.sk_sndbuf;
-	return (long)queued + size + grow <= (long)sndbuf;
 }
 
 /* One send on a followed HTTP/2 connection: walk its frames, then insert a traceparent
@@ -454,3 +423,28 @@ static __always_inline int h2_msg(struct sk_msg_md *msg, struct h2_sock *hs, str
 	tx->seq_known = 1;
 	return SK_PASS;
 }
+
+static __always_inline int h2_preface(struct sk_msg_md *msg)
+{
+	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
+	if (data + H2_PREFACE_LEN > end)
+		return 0;
+	return *(__u64 *)data == H2_PREFACE_0 && *(__u64 *)(data + 8) == H2_PREFACE_1 &&
+	       *(__u64 *)(data + 16) == H2_PREFACE_2;
+}
+
+/* The socket's HTTP/2 state: kept since its preface, or new when this send opens with it.
+ * NULL: not followed as HTTP/2 (a send opening with the preface is no HTTP/1 request
+ * either, so nothing else inserts into it). */
+static __always_inline struct h2_sock *h2_sock_of(struct sk_msg_md *msg, struct bpf_sock *sk)
+{
+	struct h2_sock *hs = bpf_sk_storage_get(&h2_socks, sk, NULL, 0);
+	if (hs || !h2_preface(msg))
+		return hs;
+	hs = bpf_sk_storage_get(&h2_socks, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (hs)
+		hs->tx.rem = H2_PREFACE_LEN;
+	return hs;
+}
+
+#endif /* OTELCOL_EBPF_H2_INJECT_H */

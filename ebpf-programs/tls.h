@@ -1,10 +1,17 @@
 /* Plaintext of TLS connections, from uprobes on OpenSSL's SSL_read/SSL_write and their
- * _ex forms (curl uses the first pair, Python 3.11 the second). Included by net.bpf.c.
+ * _ex forms (curl uses the first pair, Python 3.11 the second).
  *
  * An SSL object is tied to its socket by the read or write syscall OpenSSL makes while
  * one of those calls runs on the thread: tp_btf/sys_exit sees it, records ssl -> socket,
  * and drops the ciphertext. At the call's return the plaintext goes out as an ordinary
  * data record of that socket, flagged TLS. */
+#ifndef OTELCOL_EBPF_TLS_H
+#define OTELCOL_EBPF_TLS_H
+
+#include "common.h"
+#include "context.h"
+#include "capture.h"
+#include "h2.h"
 
 const volatile __u8 tls_on = 0;
 
@@ -272,3 +279,5 @@ int on_go_tls_read_ret(struct pt_regs *ctx)
 		return 0;
 	return go_tls_emit(pid_tgid, (struct sock *)r.sid, r.fd, r.buf, n, 0);
 }
+
+#endif /* OTELCOL_EBPF_TLS_H */

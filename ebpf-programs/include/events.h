@@ -4,6 +4,8 @@
 #ifndef OTELCOL_EBPF_EVENTS_H
 #define OTELCOL_EBPF_EVENTS_H
 
+#include "vmlinux.h" /* __u8 .. __u64 */
+
 /* Payload bytes copied per syscall (or per iovec). A power of two: the programs mask
  * lengths with CAPTURE_MAX - 1, so at most CAPTURE_MAX - 1 bytes are copied. */
 #define CAPTURE_MAX 4096
@@ -115,7 +117,7 @@ struct data_event {
 #define DATA_FLAG_UNSAMPLED 32 /* sent by a thread serving an unsampled request: a call
 				* it makes is in that unsampled trace */
 #define DATA_FLAG_AFTER_SKIP 64 /* records of this direction were left out just before
-				 * (an unsampled exchange, see context.h): resynchronise */
+				 * (an unsampled exchange, see server_request.h): resynchronise */
 #define DATA_FLAG_SKIPPING 128 /* kernel only: the record is left out */
 
 /* Where an HTTP/2 direction is in its frame stream. The client preface counts as a
