@@ -15,7 +15,7 @@
 //!   the real trace; then one alias re-labels them all.
 //!
 //! With `context_propagation: headers` the kernel chooses the ids first (see
-//! ebpf-programs/context.h): a server request gets its trace and span id when the thread
+//! ebpf-programs/server_request.h): a server request gets its trace and span id when the thread
 //! reads it, and a request the thread sends gets its span id when the kernel writes it
 //! into the `traceparent` it inserts. Those ids are on the wire already, so they win: they
 //! come as `CtxEvent`s queued per socket, and the rules above cover what the kernel did
