@@ -148,7 +148,12 @@ pub fn name(code: i16) -> String {
     if code == -1 {
         return "UNKNOWN_SERVER_ERROR".to_string();
     }
-    match usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().flatten() {
+    match usize::try_from(code)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .flatten()
+    {
         Some(n) => n.to_string(),
         None => code.to_string(),
     }

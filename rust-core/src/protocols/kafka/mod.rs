@@ -277,7 +277,11 @@ fn request_head(b: &[u8], max_len: usize) -> Result<bool, ()> {
     if b.len() < 4 {
         // The length's high bytes alone can rule it out.
         let hi = b.iter().take(2).any(|&x| x != 0);
-        return if hi && max_len <= 0xffff { Ok(false) } else { Err(()) };
+        return if hi && max_len <= 0xffff {
+            Ok(false)
+        } else {
+            Err(())
+        };
     }
     let len = wire::be32(b);
     if len < 10 || len as usize > max_len {
@@ -286,7 +290,11 @@ fn request_head(b: &[u8], max_len: usize) -> Result<bool, ()> {
     if b.len() < 14 {
         return Err(());
     }
-    let (key, ver, corr) = (wire::be16(&b[4..]), wire::be16(&b[6..]), wire::be32(&b[8..]));
+    let (key, ver, corr) = (
+        wire::be16(&b[4..]),
+        wire::be16(&b[6..]),
+        wire::be32(&b[8..]),
+    );
     if !known(key, ver) || header_v0(key, ver) || corr < 0 {
         return Ok(false);
     }
@@ -320,11 +328,19 @@ pub fn sniff(flow: Flow, first: &[u8]) -> Sniff {
     let key = wire::be16(&first[4..]);
     let id_len = wire::be16(&first[12..]).max(0) as usize;
     if first.len() < 14 + id_len {
-        return if len + 4 <= 4096 { Sniff::NeedMore } else { Sniff::Yes };
+        return if len + 4 <= 4096 {
+            Sniff::NeedMore
+        } else {
+            Sniff::Yes
+        };
     }
     if first.len() < 4 + len {
         // Clients write a request in one piece: wait for all of a small one.
-        return if len + 4 <= 4096 { Sniff::NeedMore } else { Sniff::Yes };
+        return if len + 4 <= 4096 {
+            Sniff::NeedMore
+        } else {
+            Sniff::Yes
+        };
     }
     // The whole first request is here: an ApiVersions request must parse exactly; what
     // follows it must be another plausible request.
@@ -414,6 +430,10 @@ struct Req {
     tid: u32,
     kind: Kind,
 }
+
+/// A partition of a Produce response: (topic name, topic id, partition, error code, base
+/// offset).
+type PartResult = (Option<Arc<str>>, Option<[u8; 16]>, i32, i16, i64);
 
 /// One direction's framing.
 #[derive(Debug, Default)]
@@ -669,7 +689,12 @@ impl KafkaSession {
     }
 
     /// The (topic, partition)s of a Produce request (as many as were captured) and acks.
-    fn produce_request(&mut self, r: &mut Rd<'_>, version: i16, flex: bool) -> (Vec<Part>, Option<i16>) {
+    fn produce_request(
+        &mut self,
+        r: &mut Rd<'_>,
+        version: i16,
+        flex: bool,
+    ) -> (Vec<Part>, Option<i16>) {
         let mut parts = Vec::new();
         let mut acks = None;
         let res = (|| -> R<()> {
@@ -728,11 +753,21 @@ impl KafkaSession {
     }
 
     /// The group id of a group call, remembered for this connection and its client id.
-    fn group_request(&mut self, r: &mut Rd<'_>, key: i16, version: i16, flex: bool, client: Option<&Arc<str>>) {
+    fn group_request(
+        &mut self,
+        r: &mut Rd<'_>,
+        key: i16,
+        version: i16,
+        flex: bool,
+        client: Option<&Arc<str>>,
+    ) {
         let group = match key {
-            JOIN_GROUP | SYNC_GROUP | HEARTBEAT | LEAVE_GROUP | OFFSET_COMMIT | CONSUMER_GROUP_HEARTBEAT => {
-                r.string(flex).ok().flatten()
-            }
+            JOIN_GROUP
+            | SYNC_GROUP
+            | HEARTBEAT
+            | LEAVE_GROUP
+            | OFFSET_COMMIT
+            | CONSUMER_GROUP_HEARTBEAT => r.string(flex).ok().flatten(),
             OFFSET_FETCH if version < 8 => r.string(flex).ok().flatten(),
             OFFSET_FETCH => match r.array(flex, 1) {
                 Ok(Some(n)) if n > 0 => r.string(flex).ok().flatten(),
@@ -805,51 +840,56 @@ impl KafkaSession {
         }
     }
 
-    fn produce_response(&mut self, mut req: Req, r: &mut Rd<'_>, readable: bool, end_ts: u64, out: &mut Vec<MsgEvent>) {
+    fn produce_response(
+        &mut self,
+        mut req: Req,
+        r: &mut Rd<'_>,
+        readable: bool,
+        end_ts: u64,
+        out: &mut Vec<MsgEvent>,
+    ) {
         let version = req.version;
         let flex = flexible(PRODUCE, version);
-        // (topic name, topic id, partition, error code, base offset)
-        let mut results: Vec<(Option<Arc<str>>, Option<[u8; 16]>, i32, i16, i64)> = Vec::new();
-        let res = readable
-            .then(|| {
-                (|| -> R<()> {
-                    let topics = r.array(flex, 2)?.unwrap_or(0);
-                    for _ in 0..topics {
-                        let (name, id) = if version >= 13 {
-                            let id = r.uuid()?;
-                            (None, Some(id))
-                        } else {
-                            (r.string(flex)?.map(text), None)
-                        };
-                        let n = r.array(flex, 14)?.unwrap_or(0);
-                        for _ in 0..n {
-                            let partition = r.i32()?;
-                            let err = r.i16()?;
-                            let base = r.i64()?;
-                            results.push((name.clone(), id, partition, err, base));
-                            if version >= 2 {
-                                r.skip(8)?;
-                            }
-                            if version >= 5 {
-                                r.skip(8)?;
-                            }
-                            if version >= 8 {
-                                let errs = r.array(flex, 5)?.unwrap_or(0);
-                                for _ in 0..errs {
-                                    r.skip(4)?;
-                                    r.skip_string(flex)?;
-                                    r.skip_tags(flex)?;
-                                }
+        let mut results: Vec<PartResult> = Vec::new();
+        let mut parse = || {
+            (|| -> R<()> {
+                let topics = r.array(flex, 2)?.unwrap_or(0);
+                for _ in 0..topics {
+                    let (name, id) = if version >= 13 {
+                        let id = r.uuid()?;
+                        (None, Some(id))
+                    } else {
+                        (r.string(flex)?.map(text), None)
+                    };
+                    let n = r.array(flex, 14)?.unwrap_or(0);
+                    for _ in 0..n {
+                        let partition = r.i32()?;
+                        let err = r.i16()?;
+                        let base = r.i64()?;
+                        results.push((name.clone(), id, partition, err, base));
+                        if version >= 2 {
+                            r.skip(8)?;
+                        }
+                        if version >= 5 {
+                            r.skip(8)?;
+                        }
+                        if version >= 8 {
+                            let errs = r.array(flex, 5)?.unwrap_or(0);
+                            for _ in 0..errs {
+                                r.skip(4)?;
                                 r.skip_string(flex)?;
+                                r.skip_tags(flex)?;
                             }
-                            r.skip_tags(flex)?;
+                            r.skip_string(flex)?;
                         }
                         r.skip_tags(flex)?;
                     }
-                    Ok(())
-                })()
-            })
-            .unwrap_or(Ok(()));
+                    r.skip_tags(flex)?;
+                }
+                Ok(())
+            })()
+        };
+        let res = if readable { parse() } else { Ok(()) };
         if res == Err(Miss::Bad) {
             self.stats.malformed += 1;
         }
@@ -925,7 +965,8 @@ impl KafkaSession {
                 } else {
                     (r.string(flex)?.map(text), None)
                 };
-                let internal = id == Some(METADATA_TOPIC_ID) || name.as_deref() == Some(METADATA_TOPIC);
+                let internal =
+                    id == Some(METADATA_TOPIC_ID) || name.as_deref() == Some(METADATA_TOPIC);
                 let n = r.array(flex, 20)?.unwrap_or(0);
                 for _ in 0..n {
                     let partition = r.i32()?;
@@ -1058,7 +1099,15 @@ fn metadata_response(r: &mut Rd<'_>, version: i16, flex: bool) {
 }
 
 impl MsgSession for KafkaSession {
-    fn feed(&mut self, flow: Flow, data: &[u8], gap: u64, ts: u64, tid: u32, out: &mut Vec<MsgEvent>) {
+    fn feed(
+        &mut self,
+        flow: Flow,
+        data: &[u8],
+        gap: u64,
+        ts: u64,
+        tid: u32,
+        out: &mut Vec<MsgEvent>,
+    ) {
         if self.dead {
             return;
         }
