@@ -246,7 +246,7 @@ type ProduceResults<'a> = [(T<'a>, Vec<(i32, i16, i64)>)];
 type FetchTopics<'a> = [(T<'a>, Vec<(i32, i16, Option<Vec<u8>>)>)];
 type Recorded = Vec<(usize, Flow, u64, Vec<u8>)>;
 /// How a replay cuts each record: pieces and the uncaptured bytes after each.
-type Cut = dyn Fn(&[u8]) -> Vec<(Vec<u8>, u64)>;
+type Cut<'a> = dyn Fn(&[u8]) -> Vec<(Vec<u8>, u64)> + 'a;
 
 /// Topic reference: a name (up to v12) or an id (v13+).
 #[derive(Clone, Copy)]
@@ -1398,7 +1398,7 @@ fn golden(scenario: &str) -> (usize, Recorded) {
 /// their record's ts); returns the operations in the order reported and the summed stats.
 fn replay_with(
     scenario: &str,
-    cut: &Cut,
+    cut: &Cut<'_>,
 ) -> (Vec<MsgOp>, MsgStats) {
     let (n, recs) = golden(scenario);
     let mut sessions: Vec<KafkaSession> = (0..n).map(|_| KafkaSession::new()).collect();
