@@ -126,6 +126,8 @@ class KafkaBroker:
         args = self._java("kafka.Kafka", str(conf))
         if self.spawn is not None:
             self.proc = self.spawn(args, self.log_path)
+            # A process tracker may keep the output elsewhere.
+            self.log_path = Path(getattr(self.proc, "out_path", self.log_path))
         else:
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
