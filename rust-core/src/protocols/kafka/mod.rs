@@ -328,22 +328,18 @@ pub fn sniff(flow: Flow, first: &[u8]) -> Sniff {
     let key = wire::be16(&first[4..]);
     let id_len = wire::be16(&first[12..]).max(0) as usize;
     if first.len() < 14 + id_len {
-        return if len + 4 <= 4096 {
-            Sniff::NeedMore
-        } else {
-            Sniff::Yes
-        };
+        return Sniff::NeedMore;
+    }
+    if len + 4 > 4096 {
+        // A large first request: decided on its complete header.
+        return Sniff::Yes;
     }
     if first.len() < 4 + len {
         // Clients write a request in one piece: wait for all of a small one.
-        return if len + 4 <= 4096 {
-            Sniff::NeedMore
-        } else {
-            Sniff::Yes
-        };
+        return Sniff::NeedMore;
     }
-    // The whole first request is here: an ApiVersions request must parse exactly; what
-    // follows it must be another plausible request.
+    // The whole first request is here: an ApiVersions request must parse exactly (what
+    // follows is not looked at: a client waits for the answer to its first request).
     let mut f = Frame::new(len, 0, 0);
     f.push(&first[4..4 + len]);
     let ver = wire::be16(&first[6..]);
@@ -362,14 +358,7 @@ pub fn sniff(flow: Flow, first: &[u8]) -> Sniff {
             return Sniff::No;
         }
     }
-    let rest = &first[4 + len..];
-    if rest.is_empty() {
-        return Sniff::Yes;
-    }
-    match request_head(rest, MAX_FRAME) {
-        Ok(false) => Sniff::No,
-        _ => Sniff::Yes,
-    }
+    Sniff::Yes
 }
 
 /// A connection first seen mid-stream on Kafka's port: bytes toward the server that start

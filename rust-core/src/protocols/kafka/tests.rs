@@ -1396,10 +1396,7 @@ fn golden(scenario: &str) -> (usize, Recorded) {
 
 /// Replays a scenario, one session per connection, records cut by `cut` (pieces keep
 /// their record's ts); returns the operations in the order reported and the summed stats.
-fn replay_with(
-    scenario: &str,
-    cut: &Cut<'_>,
-) -> (Vec<MsgOp>, MsgStats) {
+fn replay_with(scenario: &str, cut: &Cut<'_>) -> (Vec<MsgOp>, MsgStats) {
     let (n, recs) = golden(scenario);
     let mut sessions: Vec<KafkaSession> = (0..n).map(|_| KafkaSession::new()).collect();
     let mut per_conn: Vec<Vec<MsgEvent>> = (0..n).map(|_| Vec::new()).collect();
