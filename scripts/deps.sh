@@ -87,6 +87,12 @@ if ! python3 -c 'import pymongo' 2>/dev/null; then
   say "installing pymongo (MongoDB client of the e2e tests)"
   python3 -m pip install -q pymongo==4.20.1
 fi
+# Kafka clients of the e2e tests and the golden recordings: confluent-kafka (librdkafka) and
+# kafka-python (older protocol versions). The broker's jars come with jars.sh above.
+if ! python3 -c 'import confluent_kafka, kafka' 2>/dev/null; then
+  say "installing confluent-kafka and kafka-python (Kafka clients of the e2e tests)"
+  python3 -m pip install -q confluent-kafka==2.16.1 kafka-python==3.0.12
+fi
 # FerretDB, the MongoDB wire protocol server of the e2e tests (built once, cached).
 CACHE_DIR="$CACHE_DIR" "$(dirname "$0")/ferretdb.sh"
 say "ok"

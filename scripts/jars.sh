@@ -15,3 +15,33 @@ for a in "${artifacts[@]}"; do
   mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$a" -DoutputDirectory="$dir" >/dev/null
   [ -s "$dir/$name-$version.jar" ] || { echo "[deps] $a: not fetched" >&2; exit 1; }
 done
+
+# Apache Kafka 4.4.0 (the KRaft broker of test_33_kafka.py, test/e2e/kafka_server.py):
+# the broker and its runtime dependencies (45 jars) copied by Maven from a small pom into
+# $dir/kafka-4.4.0/; a marker file says the copy completed.
+KAFKA_VERSION=4.4.0
+kdir=$dir/kafka-$KAFKA_VERSION
+if [ ! -e "$kdir/.complete" ]; then
+  printf '[deps] fetching Apache Kafka %s (broker jars) from Maven Central\n' "$KAFKA_VERSION"
+  pom=$(mktemp -d)
+  trap 'rm -rf "$pom"' EXIT
+  cat >"$pom/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>otelcol-ebpf</groupId>
+  <artifactId>kafka-broker-jars</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>2.25.5</version></dependency>
+  </dependencies>
+</project>
+POM
+  rm -rf "$kdir"
+  mkdir -p "$kdir"
+  mvn -q -B -Dstyle.color=never -f "$pom/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$kdir" >/dev/null
+  ls "$kdir"/kafka_2.13-$KAFKA_VERSION.jar >/dev/null || { echo "[deps] Kafka $KAFKA_VERSION: not fetched" >&2; exit 1; }
+  touch "$kdir/.complete"
+fi

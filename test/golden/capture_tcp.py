@@ -29,8 +29,17 @@ the request that caused it was forwarded).
       RESP3, --pipe), redis-py (pipelines, transactions, RESP3) and pub/sub connections
       into DIR/redis_<scenario>.bin, stop the server. Needs `apt-get install redis-server`
       and `pip install redis`.
+  capture_tcp.py kafka [--outdir DIR] [SCENARIO ...]
+      start a private Kafka 4.4.0 broker (KRaft, test/e2e/kafka_server.py; jars from
+      scripts/jars.sh) advertising a recording proxy's port, so that every connection of the
+      clients goes through the proxy; record each connection of a scenario into its own file
+      DIR/kafka_<scenario>_<n>.bin (n: the order the connections were accepted; a replay
+      merges them by time): confluent-kafka producers (a `traceparent` record header, each
+      compression codec), a consumer in a group, a produce to a deleted topic, kafka-python
+      (older API versions). Needs `pip install confluent-kafka kafka-python`.
 """
 import argparse
+import glob
 import os
 import shutil
 import socket
@@ -565,6 +574,201 @@ def redis_scenarios(outdir, names):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# Kafka scenarios
+# ---------------------------------------------------------------------------------------------
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class ConnProxy:
+    """A proxy accepting any number of connections, each recorded into its own file
+    `<prefix>_<n>.bin` while `prefix` is set (connections made while it is None are
+    forwarded unrecorded: the test's own administration)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.prefix = None
+        self.n = 0
+        self.open = []  # (recorder, threads) of connections not finished
+        self.lock = threading.Lock()
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.port = self.srv.getsockname()[1]
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                client, _ = self.srv.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            with self.lock:
+                if self.prefix is not None:
+                    path = f"{self.prefix}_{self.n}.bin"
+                    self.n += 1
+                    rec = Recorder(path)
+                else:
+                    path, rec = None, Recorder(os.devnull)
+                threads = []
+                for src, dst, flow in ((client, server, 0), (server, client, 1)):
+                    t = threading.Thread(target=pump, args=(src, dst, flow, rec), daemon=True)
+                    t.start()
+                    threads.append(t)
+                self.open.append((path, rec, threads))
+
+    def record(self, prefix):
+        self.finish()
+        for old in glob.glob(f"{prefix}_*.bin"):
+            os.unlink(old)
+        with self.lock:
+            self.prefix, self.n = prefix, 0
+
+    def finish(self, timeout=30):
+        """Waits for the connections opened so far to close (the client closed them)."""
+        with self.lock:
+            conns, self.open = self.open, []
+            self.prefix = None
+        for path, rec, threads in conns:
+            for t in threads:
+                t.join(timeout)
+                if t.is_alive():
+                    raise RuntimeError(f"{path}: a proxied connection did not close")
+            rec.close()
+            if path:
+                print(f"{path}: {os.path.getsize(path)} bytes", file=sys.stderr)
+
+    def close(self):
+        self.srv.close()
+
+
+def confluent_produce(bootstrap, topic, codec, client_id, count=3, key_prefix="k"):
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "client.id": client_id, "compression.type": codec,
+                  "linger.ms": 50, "acks": "all", "enable.idempotence": False})
+    errors = []
+    for i in range(count):
+        # Partition chosen explicitly: the replay tests assert it.
+        p.produce(topic, value=f"order {i} " * 8, key=f"{key_prefix}{i}", partition=i % 2,
+                  headers=[("traceparent", TRACEPARENT), ("app", b"golden")],
+                  on_delivery=lambda err, msg: errors.append(err) if err else None)
+    p.flush(30)
+    return errors
+
+
+def kafka_admin(bootstrap):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topics(bootstrap, *names, partitions=2):
+    from confluent_kafka.admin import NewTopic
+
+    admin = kafka_admin(bootstrap)  # kept referenced until the results came
+    futs = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    for f in futs.values():
+        f.result(30)
+
+
+def kafka_scenarios(outdir, names):
+    sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+    from kafka_server import KafkaBroker
+
+    tmp = tempfile.mkdtemp(prefix="kafka-golden-")
+    target_port = free_port()
+    proxy = ConnProxy(("127.0.0.1", target_port))
+    broker = KafkaBroker(tmp, port=target_port, advertised_port=proxy.port)
+    bootstrap = f"127.0.0.1:{proxy.port}"
+
+    def produce(p):
+        # One producer per codec, each its own client id; 3 records over 2 partitions.
+        for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
+            errs = confluent_produce(bootstrap, "orders", codec, f"golden-{codec}")
+            assert not errs, errs
+
+    def consume(p):
+        from confluent_kafka import Consumer
+
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "billing", "client.id": "golden-consumer",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                      "fetch.wait.max.ms": 100})
+        c.subscribe(["orders"])
+        got, deadline = 0, time.time() + 30
+        while got < 15 and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got += 1
+        assert got == 15, got
+        c.commit(asynchronous=False)
+        # A few empty polls at the end of the partitions.
+        end = time.time() + 0.6
+        while time.time() < end:
+            c.poll(0.2)
+        c.close()
+
+    def deleted(p):
+        # A producer whose cached metadata still names a topic deleted under it: its next
+        # Produce is answered UNKNOWN_TOPIC_OR_PARTITION (auto-creation is off).
+        from confluent_kafka import Producer
+
+        create_topics(bootstrap, "doomed", partitions=1)
+        prod = Producer({"bootstrap.servers": bootstrap, "client.id": "golden-doomed", "linger.ms": 0,
+                         "message.send.max.retries": 0, "topic.metadata.refresh.interval.ms": 600000,
+                         "message.timeout.ms": 1500,
+                         "enable.idempotence": False})
+        prod.produce("doomed", value=b"first")
+        prod.flush(30)
+        admin = kafka_admin(bootstrap)
+        futs = admin.delete_topics(["doomed"])
+        for f in futs.values():
+            f.result(30)
+        time.sleep(1)
+        errs = []
+        prod.produce("doomed", value=b"second", on_delivery=lambda err, msg: errs.append(err))
+        prod.flush(30)
+        print(f"doomed: {errs}", file=sys.stderr)
+
+    def kafka_python(p):
+        from kafka import KafkaConsumer, KafkaProducer
+
+        prod = KafkaProducer(bootstrap_servers=bootstrap, client_id="golden-kpy", linger_ms=20)
+        for i in range(3):
+            prod.send("payments", value=f"kpy {i}".encode(), key=b"kp", partition=1,
+                      headers=[("traceparent", TRACEPARENT.encode())])
+        prod.flush(30)
+        prod.close()
+        # Its own topic: kafka-python decodes no snappy without an extra library.
+        cons = KafkaConsumer("payments", bootstrap_servers=bootstrap, client_id="golden-kpy-consumer",
+                             group_id="audit", auto_offset_reset="earliest", enable_auto_commit=False,
+                             fetch_max_wait_ms=100, consumer_timeout_ms=3000)
+        got = 0
+        for _ in cons:
+            got += 1
+            if got == 3:
+                break
+        cons.commit()
+        cons.close()
+        assert got == 3, got
+
+    scenarios = {"produce": produce, "consume": consume, "deleted": deleted, "kafka_python": kafka_python}
+    try:
+        broker.start()
+        create_topics(bootstrap, "orders", "payments", partitions=2)
+        for name in names or scenarios:
+            proxy.record(os.path.join(outdir, f"kafka_{name}"))
+            scenarios[name](proxy)
+            proxy.finish()
+    finally:
+        broker.stop()
+        proxy.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -582,6 +786,9 @@ def main():
     r = sub.add_parser("redis")
     r.add_argument("--outdir", default=HERE)
     r.add_argument("scenarios", nargs="*")
+    k = sub.add_parser("kafka")
+    k.add_argument("--outdir", default=HERE)
+    k.add_argument("scenarios", nargs="*")
     a = ap.parse_args()
     if a.cmd == "proxy":
         host, port = a.target.rsplit(":", 1)
@@ -591,6 +798,8 @@ def main():
         mariadb(a.outdir)
     elif a.cmd == "mongodb":
         mongodb(a.outdir)
+    elif a.cmd == "kafka":
+        kafka_scenarios(a.outdir, a.scenarios)
     elif a.cmd == "redis":
         redis_scenarios(a.outdir, a.scenarios)
     else:

@@ -4,6 +4,7 @@ pub mod capture;
 pub mod db;
 pub mod http1;
 pub mod http2;
+pub mod kafka;
 pub mod messaging;
 pub mod mongodb;
 pub mod mysql;
@@ -44,5 +45,12 @@ pub const PROTOCOLS: &[session::Protocol] = &[
         port: 27017,
         midstream: mongodb::plausible_midstream,
         session: |opts| db::session(mongodb::MongoSession::new(opts)),
+    },
+    session::Protocol {
+        name: "kafka",
+        sniff: kafka::sniff,
+        port: 9092,
+        midstream: kafka::plausible_midstream,
+        session: |_| messaging::session(kafka::KafkaSession::new()),
     },
 ];

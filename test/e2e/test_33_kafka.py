@@ -1,0 +1,240 @@
+"""Kafka spans: a private Apache Kafka 4.4 broker (KRaft, jars from Maven Central through
+scripts/jars.sh, auto-creation of topics off), real clients: confluent-kafka (librdkafka:
+Produce v10, Fetch v16 with topic ids) and kafka-python (Produce v9, Fetch v12 with topic
+names). Every (topic, partition) of a Produce is a PRODUCER `send {topic}` span with its
+partition, base offset, message count and client id; a Fetch that returned records is a
+CLIENT `poll {topic}` span with the first offset, the count, the consumer group (learned from
+the group calls on the coordinator's connection) and span links to the records'
+`traceparent` headers; a produce to a topic deleted under the producer fails with
+UNKNOWN_TOPIC_OR_PARTITION; polls that returned nothing are counted."""
+
+import json
+
+import pytest
+
+from e2elib import PYTHON, Procs, brief
+from kafka_server import KafkaBroker
+
+PRODUCER_KIND, CLIENT_KIND = 4, 3
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture(scope="module")
+def kafka(collector, tmp_path_factory):
+    """One broker for the module (its start costs seconds), topics `orders` (2 partitions)
+    and `payments` created with the admin API."""
+    d = tmp_path_factory.mktemp("kafka")
+    procs = Procs(d)
+    broker = KafkaBroker(d / "broker", spawn=lambda args, log: procs.spawn(args, name="kafka"))
+    try:
+        broker.start()
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        for f in admin.create_topics([NewTopic("orders", 2, 1), NewTopic("payments", 1, 1)]).values():
+            f.result(30)
+        yield broker
+    finally:
+        broker.stop()
+        procs.cleanup()
+
+
+def kafka_spans(collector, pid, kind, count, timeout=20):
+    mine = lambda s: (s["resource"].get("process.pid") == pid and s["kind"] == kind  # noqa: E731
+                      and s["attrs"].get("messaging.system") == "kafka")
+    return sorted(collector.spans.wait(mine, count, timeout=timeout), key=lambda s: s["start"])
+
+
+def links_of(collector, span_id):
+    """The span links of a span, read from the exported OTLP/JSON (trace id, span id)."""
+    for line in collector.spans.raw_text().splitlines():
+        if span_id not in line:
+            continue
+        for rs in json.loads(line).get("resourceSpans", []):
+            for ss in rs.get("scopeSpans", []):
+                for sp in ss.get("spans", []):
+                    if sp.get("spanId") == span_id:
+                        return [(l.get("traceId"), l.get("spanId")) for l in sp.get("links", [])]
+    return None
+
+
+PRODUCER = r"""
+import sys
+from confluent_kafka import Producer
+bootstrap, topic, tp = sys.argv[1], sys.argv[2], sys.argv[3]
+p = Producer({"bootstrap.servers": bootstrap, "client.id": "e2e-producer", "linger.ms": 50,
+              "compression.type": sys.argv[4]})
+got = []
+for i, part in enumerate([0, 0, 1]):
+    p.produce(topic, value=b"order %d" % i, key=b"k", partition=part, headers=[("traceparent", tp)],
+              on_delivery=lambda err, m: got.append((m.partition(), m.offset(), str(err))))
+p.flush(30)
+for g in sorted(got):
+    print("delivered", *g, flush=True)
+"""
+
+CONSUMER = r"""
+import sys, time
+from confluent_kafka import Consumer
+bootstrap, topic, want = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-billing", "client.id": "e2e-consumer",
+              "auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+c.subscribe([topic])
+got, deadline = [], time.time() + 40
+while len(got) < want and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is not None and not m.error():
+        got.append((m.partition(), m.offset()))
+c.commit(asynchronous=False)
+end = time.time() + 1          # a few polls that return nothing
+while time.time() < end:
+    c.poll(0.2)
+c.close()
+for g in sorted(got):
+    print("consumed", *g, flush=True)
+"""
+
+
+def parse_lines(out, word):
+    return [tuple(int(x) if x.lstrip("-").isdigit() else x for x in line.split()[1:])
+            for line in out.splitlines() if line.startswith(word + " ")]
+
+
+def test_confluent_producer_and_consumer_group(collector, procs, tmp_path, kafka):
+    before_empty = collector.ebpf_counter("messaging_empty_polls") or 0
+    (tmp_path / "producer.py").write_text(PRODUCER)
+    (tmp_path / "consumer.py").write_text(CONSUMER)
+    prod, out = procs.run([PYTHON, tmp_path / "producer.py", kafka.bootstrap, "orders", TRACEPARENT, "gzip"],
+                          name="producer", timeout=60)
+    delivered = parse_lines(out, "delivered")
+    assert [(p, e) for p, _, e in delivered] == [(0, "None"), (0, "None"), (1, "None")], out
+    # Base offsets: the first record of each partition's batch.
+    base = {p: min(o for q, o, _ in delivered if q == p) for p in (0, 1)}
+
+    sends = kafka_spans(collector, prod.pid, PRODUCER_KIND, 2)
+    assert len(sends) == 2, brief(sends)
+    by_part = {s["attrs"]["messaging.destination.partition.id"]: s for s in sends}
+    assert set(by_part) == {"0", "1"}, brief(sends)
+    for part, count in (("0", 2), ("1", 1)):
+        s = by_part[part]
+        a = s["attrs"]
+        assert s["name"] == "send orders", brief([s])
+        assert a["messaging.system"] == "kafka" and a["messaging.operation.type"] == "send"
+        assert a["messaging.operation.name"] == "send" and a["messaging.destination.name"] == "orders"
+        assert a["messaging.kafka.offset"] == base[int(part)], (a, delivered)
+        assert a["messaging.batch.message_count"] == count, a
+        assert a["messaging.client.id"] == "e2e-producer"
+        assert a["server.address"] == "127.0.0.1" and a["server.port"] == kafka.port, a
+        assert s["status_code"] == 0 and "error.type" not in a
+        assert s["start"] <= s["end"]
+
+    cons, out = procs.run([PYTHON, tmp_path / "consumer.py", kafka.bootstrap, "orders", "3"], name="consumer",
+                          timeout=90)
+    consumed = parse_lines(out, "consumed")
+    assert len(consumed) == 3, out
+    polls = kafka_spans(collector, cons.pid, CLIENT_KIND, 1)
+    polls = [p for p in polls if p["name"] == "poll orders"]
+    assert polls, brief(kafka_spans(collector, cons.pid, CLIENT_KIND, 0, timeout=1))
+    per_part = {}
+    for p in polls:
+        a = p["attrs"]
+        # librdkafka fetches with topic ids (Fetch v16): the name comes from Metadata.
+        assert a["messaging.destination.name"] == "orders" and a["messaging.operation.type"] == "receive", a
+        assert a["messaging.operation.name"] == "poll"
+        assert a["messaging.consumer.group.name"] == "e2e-billing", a
+        assert a["messaging.client.id"] == "e2e-consumer"
+        assert a["server.port"] == kafka.port and p["status_code"] == 0
+        per_part.setdefault(int(a["messaging.destination.partition.id"]), []).append(
+            (a["messaging.kafka.offset"], a["messaging.batch.message_count"]))
+    # Every record consumed was in a poll's batches: first offsets and counts cover them.
+    for part, offset in consumed:
+        assert any(o <= offset < o + n for o, n in per_part.get(part, [])), (per_part, consumed)
+    # Links to the producer's context, from the `traceparent` record headers.
+    trace, span = TRACEPARENT.split("-")[1:3]
+    for p in polls:
+        assert (trace, span) in (links_of(collector, p["span_id"]) or []), brief([p])
+
+    # The polls that returned nothing were counted, not exported.
+    assert (collector.ebpf_counter("messaging_empty_polls") or 0) > before_empty
+
+
+DOOMED = r"""
+import sys, time
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+bootstrap = sys.argv[1]
+admin = AdminClient({"bootstrap.servers": bootstrap})
+for f in admin.create_topics([NewTopic("doomed", 1, 1)]).values():
+    f.result(30)
+p = Producer({"bootstrap.servers": bootstrap, "client.id": "e2e-doomed", "linger.ms": 0,
+              "topic.metadata.refresh.interval.ms": 600000, "message.timeout.ms": 1500})
+errs = []
+p.produce("doomed", b"first", on_delivery=lambda err, m: errs.append(str(err)))
+p.flush(30)
+for f in admin.delete_topics(["doomed"]).values():
+    f.result(30)
+time.sleep(1)
+p.produce("doomed", b"second", on_delivery=lambda err, m: errs.append(str(err)))
+p.flush(30)
+print("errors", errs, flush=True)
+"""
+
+
+def test_produce_to_a_deleted_topic_is_an_error(collector, procs, tmp_path, kafka):
+    (tmp_path / "doomed.py").write_text(DOOMED)
+    prod, out = procs.run([PYTHON, tmp_path / "doomed.py", kafka.bootstrap], name="doomed", timeout=60)
+    assert "errors ['None'," in out, out
+    sends = kafka_spans(collector, prod.pid, PRODUCER_KIND, 2)
+    assert all(s["name"] == "send doomed" for s in sends), brief(sends)
+    ok, failed = sends[0], sends[1:]
+    assert ok["status_code"] == 0 and ok["attrs"]["messaging.kafka.offset"] == 0, brief([ok])
+    assert failed, brief(sends)
+    for s in failed:
+        assert s["status_code"] == 2, brief([s])
+        assert s["attrs"]["error.type"] == "UNKNOWN_TOPIC_OR_PARTITION", s["attrs"]
+        assert "messaging.kafka.offset" not in s["attrs"]
+
+
+KAFKA_PYTHON = r"""
+import sys
+from kafka import KafkaConsumer, KafkaProducer
+bootstrap, tp = sys.argv[1], sys.argv[2]
+prod = KafkaProducer(bootstrap_servers=bootstrap, client_id="e2e-kpy", linger_ms=20)
+futs = [prod.send("payments", value=b"pay %d" % i, partition=0, headers=[("traceparent", tp.encode())])
+        for i in range(3)]
+prod.flush(30)
+print("sent", *sorted(f.get(10).offset for f in futs), flush=True)
+prod.close()
+cons = KafkaConsumer("payments", bootstrap_servers=bootstrap, client_id="e2e-kpy-consumer", group_id="e2e-audit",
+                     auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100,
+                     consumer_timeout_ms=5000)
+got = 0
+for m in cons:
+    got += 1
+    if got == 3:
+        break
+cons.commit()
+cons.close()
+print("consumed", got, flush=True)
+"""
+
+
+def test_kafka_python_older_versions(collector, procs, tmp_path, kafka):
+    (tmp_path / "kpy.py").write_text(KAFKA_PYTHON)
+    client, out = procs.run([PYTHON, tmp_path / "kpy.py", kafka.bootstrap, TRACEPARENT], name="kafka-python",
+                            timeout=90)
+    sent = parse_lines(out, "sent")[0]
+    assert parse_lines(out, "consumed") == [(3,)], out
+    sends = kafka_spans(collector, client.pid, PRODUCER_KIND, 1)
+    assert len(sends) == 1, brief(sends)
+    a = sends[0]["attrs"]
+    assert sends[0]["name"] == "send payments"
+    assert a["messaging.destination.partition.id"] == "0" and a["messaging.kafka.offset"] == sent[0], a
+    assert a["messaging.batch.message_count"] == 3 and a["messaging.client.id"] == "e2e-kpy", a
+    polls = [p for p in kafka_spans(collector, client.pid, CLIENT_KIND, 1) if p["name"] == "poll payments"]
+    assert len(polls) == 1, brief(polls)
+    a = polls[0]["attrs"]
+    assert a["messaging.kafka.offset"] == sent[0] and a["messaging.batch.message_count"] == 3, a
+    assert a["messaging.consumer.group.name"] == "e2e-audit" and a["messaging.client.id"] == "e2e-kpy-consumer", a
+    trace, span = TRACEPARENT.split("-")[1:3]
+    assert links_of(collector, polls[0]["span_id"]) == [(trace, span)]
