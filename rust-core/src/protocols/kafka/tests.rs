@@ -483,6 +483,7 @@ fn check_pairs(events: &[MsgEvent]) {
     for e in events {
         match e {
             OpEvent::Started { seq, .. } => assert!(started.insert(*seq), "{events:?}"),
+            OpEvent::StartedWith(_) => panic!("Kafka reports plain Started: {events:?}"),
             OpEvent::Done(op) => {
                 assert!(done.insert(op.seq), "seq {} done twice", op.seq);
                 assert!(op.end_ts >= op.start_ts, "{op:?}");
