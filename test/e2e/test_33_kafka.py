@@ -31,7 +31,8 @@ def kafka(collector, tmp_path_factory):
         from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-        for f in admin.create_topics([NewTopic("orders", 2, 1), NewTopic("payments", 1, 1)]).values():
+        for f in admin.create_topics([NewTopic("orders", 2, 1), NewTopic("payments", 1, 1),
+                                      NewTopic("refunds", 1, 1)]).values():
             f.result(30)
         yield broker
     finally:
@@ -236,5 +237,49 @@ def test_kafka_python_older_versions(collector, procs, tmp_path, kafka):
     a = polls[0]["attrs"]
     assert a["messaging.kafka.offset"] == sent[0] and a["messaging.batch.message_count"] == 3, a
     assert a["messaging.consumer.group.name"] == "e2e-audit" and a["messaging.client.id"] == "e2e-kpy-consumer", a
+    # Linked to the records' traceparent header, and to the send span that wrote them.
     trace, span = TRACEPARENT.split("-")[1:3]
-    assert links_of(collector, polls[0]["span_id"]) == [(trace, span)]
+    assert links_of(collector, polls[0]["span_id"]) == [(trace, span), (sends[0]["trace_id"], sends[0]["span_id"])]
+
+
+PLAIN = r"""
+import sys
+from confluent_kafka import Consumer, Producer
+bootstrap = sys.argv[1]
+p = Producer({"bootstrap.servers": bootstrap, "client.id": "e2e-plain", "linger.ms": 0})
+for i in range(2):  # two produce requests, no record headers
+    p.produce("refunds", value=b"refund %d" % i, partition=0)
+    p.flush(30)
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-refunds", "auto.offset.reset": "earliest",
+              "enable.auto.commit": False, "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
+c.subscribe(["refunds"])
+got = 0
+while got < 2:
+    m = c.poll(1.0)
+    if m is not None and not m.error():
+        got += 1
+c.close()
+print("consumed", got, flush=True)
+"""
+
+
+def test_polls_link_to_the_sends_that_wrote_their_records(collector, procs, tmp_path, kafka):
+    """Records without a traceparent header: the poll links to the PRODUCER spans this
+    collector saw write those offsets."""
+    (tmp_path / "plain.py").write_text(PLAIN)
+    client, out = procs.run([PYTHON, tmp_path / "plain.py", kafka.bootstrap], name="plain", timeout=90)
+    assert parse_lines(out, "consumed") == [(2,)], out
+    sends = [s for s in kafka_spans(collector, client.pid, PRODUCER_KIND, 2) if s["name"] == "send refunds"]
+    assert len(sends) == 2, brief(sends)
+    polls = [p for p in kafka_spans(collector, client.pid, CLIENT_KIND, 1) if p["name"] == "poll refunds"]
+    assert polls, brief(polls)
+    linked = set()
+    for p in polls:
+        a = p["attrs"]
+        first, n = a["messaging.kafka.offset"], a["messaging.batch.message_count"]
+        want = [(s["trace_id"], s["span_id"]) for s in sends
+                if s["attrs"]["messaging.kafka.offset"] < first + n
+                and first < s["attrs"]["messaging.kafka.offset"] + s["attrs"]["messaging.batch.message_count"]]
+        assert links_of(collector, p["span_id"]) == want, (brief([p]), brief(sends))
+        linked.update(want)
+    assert linked == {(s["trace_id"], s["span_id"]) for s in sends}
