@@ -9,8 +9,8 @@
 //! Parsers never panic on any input and never allocate without bound: garbage is
 //! counted in `MsgStats` and skipped.
 
-use super::ops::{Op, OpEvent};
-use super::session::{Counts, Reply};
+use super::ops::{Op, OpAdapter, OpEvent};
+use super::session::{Counts, Reply, Session};
 use crate::conn::Message;
 use crate::record::SpanKind;
 
@@ -241,4 +241,9 @@ impl Op for MsgOp {
     fn compact(s: &mut Self::Session) {
         s.compact()
     }
+}
+
+/// A messaging parser as a session of the protocol seam.
+pub fn session<S: MsgSession + 'static>(s: S) -> Box<dyn Session> {
+    Box::new(OpAdapter::<MsgOp>::new(Box::new(s)))
 }

@@ -1,5 +1,6 @@
 //! Application-protocol parsers fed with the byte streams captured per connection.
 
+pub mod amqp;
 pub mod capture;
 pub mod db;
 pub mod http1;
@@ -44,5 +45,12 @@ pub const PROTOCOLS: &[session::Protocol] = &[
         port: 27017,
         midstream: mongodb::plausible_midstream,
         session: |opts| db::session(mongodb::MongoSession::new(opts)),
+    },
+    session::Protocol {
+        name: "amqp",
+        sniff: amqp::sniff,
+        port: 5672,
+        midstream: amqp::plausible_midstream,
+        session: |_| messaging::session(amqp::AmqpSession::new()),
     },
 ];
