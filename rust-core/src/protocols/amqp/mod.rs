@@ -26,7 +26,8 @@
 //!   body has been read with `no_ack` (or when the consumer is not known).
 //! * `basic.get`: CLIENT `get` (Receive), reported at the end of get-ok's content as a
 //!   `Done` without `Started`, timed from the get request (ts and thread). `get-empty`
-//!   is no span: `empty_polls`.
+//!   is no span: `empty_polls`. A get-ok answering a get lost with the boundaries
+//!   toward the server (uncaptured bytes) starts where they were lost, queue unknown.
 //! * Closes: a `channel.close` (either side) ends the channel's open operations with
 //!   `error_type` = the reply code's name (`NOT_FOUND`...; `channel_closed` for 200, a
 //!   normal close that still left operations open: unacked deliveries go back to the
@@ -137,10 +138,18 @@ struct Get {
 #[derive(Debug)]
 enum Owner {
     /// A publish (`confirm`: its sequence number in confirm mode).
-    Publish { op: MsgOp, confirm: Option<u64> },
+    Publish {
+        op: MsgOp,
+        confirm: Option<u64>,
+    },
     /// A pushed delivery (`settle`: it ends at the client's ack/nack/reject).
-    Deliver { op: MsgOp, settle: bool },
-    Get { op: MsgOp },
+    Deliver {
+        op: MsgOp,
+        settle: bool,
+    },
+    Get {
+        op: MsgOp,
+    },
     /// A content nobody asked for (get-ok without a get seen): skipped.
     Skip,
     /// basic.return: the reply code of the publish it names.
@@ -181,6 +190,13 @@ struct State {
     channels: HashMap<u16, Channel>,
     open: usize,
     dead: bool,
+    /// Where the direction toward the server last lost its boundaries (ts, tid): a
+    /// get-ok answering no get seen answers a get lost there.
+    up_lost: Option<(u64, u32)>,
+    /// Per direction (toward the server, toward the client): boundaries were found
+    /// again and no method frame came since: content frames whose method was lost are
+    /// skipped without counting them malformed.
+    orphans_ok: [bool; 2],
 }
 
 /// One AMQP 0-9-1 connection's parser (see the module doc).
@@ -211,7 +227,15 @@ impl AmqpSession {
 }
 
 impl MsgSession for AmqpSession {
-    fn feed(&mut self, flow: Flow, data: &[u8], gap: u64, ts: u64, tid: u32, out: &mut Vec<MsgEvent>) {
+    fn feed(
+        &mut self,
+        flow: Flow,
+        data: &[u8],
+        gap: u64,
+        ts: u64,
+        tid: u32,
+        out: &mut Vec<MsgEvent>,
+    ) {
         let AmqpSession { up, down, st } = self;
         if st.dead {
             return;
@@ -228,7 +252,7 @@ impl MsgSession for AmqpSession {
                 }
             }
             Out::ProtocolHeader { .. } => {}
-            Out::Lost { ts } => st.lost(flow, ts, out),
+            Out::Lost { ts, tid } => st.lost(flow, ts, tid, out),
             Out::Bad { ts } => {
                 if !st.dead {
                     st.stats.malformed += 1;
@@ -304,13 +328,19 @@ impl State {
         })
     }
 
+    fn orphan(&mut self, flow: Flow) {
+        if !self.orphans_ok[flow as usize] {
+            self.stats.malformed += 1;
+        }
+    }
+
     fn header(&mut self, flow: Flow, f: &Frame<'_>, out: &mut Vec<MsgEvent>) {
         let Some(slot) = self.content_slot(flow, f.channel) else {
-            self.stats.malformed += 1;
+            self.orphan(flow);
             return;
         };
         let Some(c) = slot.as_mut().filter(|c| !c.header) else {
-            self.stats.malformed += 1;
+            self.orphan(flow);
             return;
         };
         let Some(p) = wire::props(f.payload) else {
@@ -355,11 +385,11 @@ impl State {
 
     fn body(&mut self, flow: Flow, f: &Frame<'_>, out: &mut Vec<MsgEvent>) {
         let Some(slot) = self.content_slot(flow, f.channel) else {
-            self.stats.malformed += 1;
+            self.orphan(flow);
             return;
         };
         let Some(c) = slot.as_mut().filter(|c| c.header) else {
-            self.stats.malformed += 1;
+            self.orphan(flow);
             return;
         };
         c.remaining = c.remaining.saturating_sub(u64::from(f.size));
@@ -410,7 +440,9 @@ impl State {
                 };
                 let rk = nonempty(&routing_key);
                 if let Some((_, op)) = chan.unconfirmed.iter_mut().find(|(_, op)| {
-                    op.error_type.is_none() && op.destination.as_deref() == Some(&dest) && op.routing_key == rk
+                    op.error_type.is_none()
+                        && op.destination.as_deref() == Some(&dest)
+                        && op.routing_key == rk
                 }) {
                     op.error_type = Some(wire::reply_name(code));
                 }
@@ -420,7 +452,15 @@ impl State {
 
     /// Keeps an operation until it is settled (`publish`: by the broker's confirm, else
     /// by the client's ack), within the bounds.
-    fn hold(&mut self, ch: u16, key: u64, op: MsgOp, publish: bool, ts: u64, out: &mut Vec<MsgEvent>) {
+    fn hold(
+        &mut self,
+        ch: u16,
+        key: u64,
+        op: MsgOp,
+        publish: bool,
+        ts: u64,
+        out: &mut Vec<MsgEvent>,
+    ) {
         // The op was counted open while its content came: it stays so.
         let Some(chan) = self.channels.get_mut(&ch) else {
             return;
@@ -475,6 +515,7 @@ impl State {
 
     fn method(&mut self, flow: Flow, f: &Frame<'_>, out: &mut Vec<MsgEvent>) {
         let ch = f.channel;
+        self.orphans_ok[flow as usize] = false;
         self.cut_content(flow, ch, f.ts, out);
         let Some(m) = wire::method(f.payload) else {
             self.stats.malformed += 1;
@@ -482,7 +523,10 @@ impl State {
         };
         let up = flow == Flow::ToServer;
         match m {
-            Method::Publish { exchange, routing_key } if up => {
+            Method::Publish {
+                exchange,
+                routing_key,
+            } if up => {
                 let mut op = self.new_op(OpType::Send, "publish", f.ts, f.tid);
                 op.destination = Some(if exchange.is_empty() {
                     DEFAULT_EXCHANGE.to_string()
@@ -525,7 +569,9 @@ impl State {
                 op.destination = match consumer {
                     Some(c) => Some(c.queue.clone()),
                     // Through the default exchange the routing key is the queue.
-                    None if exchange.is_empty() && !routing_key.is_empty() => Some(text(routing_key)),
+                    None if exchange.is_empty() && !routing_key.is_empty() => {
+                        Some(text(routing_key))
+                    }
                     None => None,
                 };
                 let settle = consumer.is_some_and(|c| !c.no_ack);
@@ -552,7 +598,15 @@ impl State {
                     self.stats.malformed += 1;
                     return;
                 };
-                let Some(get) = chan.gets.pop_front() else {
+                let get = chan.gets.pop_front().or_else(|| {
+                    // A get lost with the boundaries toward the server: queue unknown.
+                    self.up_lost.map(|(ts, tid)| Get {
+                        queue: String::new(),
+                        ts,
+                        tid,
+                    })
+                });
+                let Some(get) = get else {
                     // A reply to a get not seen: its content is skipped.
                     self.stats.malformed += 1;
                     chan.down = Some(Content {
@@ -563,7 +617,7 @@ impl State {
                     return;
                 };
                 let mut op = self.new_op(OpType::Receive, "get", get.ts, get.tid);
-                op.destination = Some(get.queue);
+                op.destination = nonempty(get.queue.as_bytes());
                 op.routing_key = nonempty(routing_key);
                 op.delivery_tag = Some(delivery_tag);
                 op.message_id = Some(delivery_tag.to_string());
@@ -745,7 +799,9 @@ impl State {
         let mut ops: Vec<MsgOp> = Vec::new();
         for c in [chan.up.take(), chan.down.take()].into_iter().flatten() {
             match c.owner {
-                Owner::Publish { op, .. } | Owner::Deliver { op, .. } | Owner::Get { op } => ops.push(op),
+                Owner::Publish { op, .. } | Owner::Deliver { op, .. } | Owner::Get { op } => {
+                    ops.push(op)
+                }
                 Owner::Return { .. } | Owner::Skip => {}
             }
         }
@@ -772,7 +828,11 @@ impl State {
     }
 
     /// A direction lost its frame boundaries: contents in progress end with what was read.
-    fn lost(&mut self, flow: Flow, ts: u64, out: &mut Vec<MsgEvent>) {
+    fn lost(&mut self, flow: Flow, ts: u64, tid: u32, out: &mut Vec<MsgEvent>) {
+        if flow == Flow::ToServer {
+            self.up_lost = Some((ts, tid));
+        }
+        self.orphans_ok[flow as usize] = true;
         let mut ids: Vec<u16> = self.channels.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {

@@ -219,15 +219,15 @@ pub fn array(b: &[u8]) -> Option<Vec<Field<'_>>> {
 }
 
 /// Looks for `traceparent` at the top level of a table's content without allocating.
-/// `Err(())`: the table does not parse (at any depth). `Ok(None)`: no such key, or its
+/// `Err(BadTable)`: the table does not parse (at any depth). `Ok(None)`: no such key, or its
 /// value is no string. `Ok(Some(v))`: the value's bytes.
-pub fn find_key<'a>(b: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, ()> {
+pub fn find_key<'a>(b: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, SlotError> {
     let mut rd = Rd::new(b);
     let mut found = None;
     while rd.pos < b.len() {
-        let name = rd.shortstr().ok_or(())?;
-        let t = rd.u8().ok_or(())?;
-        let v = field(&mut rd, t, 0).ok_or(())?;
+        let name = rd.shortstr().ok_or(SlotError::BadTable)?;
+        let t = rd.u8().ok_or(SlotError::BadTable)?;
+        let v = field(&mut rd, t, 0).ok_or(SlotError::BadTable)?;
         if name == key && found.is_none() {
             found = match v {
                 Field::LongStr(s) | Field::Bytes(s) => Some(s),
@@ -377,7 +377,7 @@ pub fn headers_slot(p: &[u8]) -> Result<HeadersSlot, SlotError> {
         return Ok(HeadersSlot::Absent { offset });
     }
     let t = rd.longstr().ok_or(SlotError::Short)?;
-    let found = find_key(t, b"traceparent").map_err(|_| SlotError::BadTable)?;
+    let found = find_key(t, b"traceparent")?;
     // A key present with a non-string value still counts as the app's.
     let traceparent = found.is_some() || has_key(t, b"traceparent");
     Ok(HeadersSlot::Present {
@@ -410,38 +410,102 @@ fn has_key(b: &[u8], key: &[u8]) -> bool {
 /// The methods the session reads; every other known method is `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method<'a> {
-    ConnectionClose { code: u16 },
+    ConnectionClose {
+        code: u16,
+    },
     ConnectionCloseOk,
-    ChannelClose { code: u16 },
+    ChannelClose {
+        code: u16,
+    },
     ChannelCloseOk,
     ConfirmSelect,
-    Publish { exchange: &'a [u8], routing_key: &'a [u8] },
-    Return { code: u16, exchange: &'a [u8], routing_key: &'a [u8] },
-    Deliver { consumer_tag: &'a [u8], delivery_tag: u64, exchange: &'a [u8], routing_key: &'a [u8] },
-    Consume { queue: &'a [u8], consumer_tag: &'a [u8], no_ack: bool, no_wait: bool },
-    ConsumeOk { consumer_tag: &'a [u8] },
-    Cancel { consumer_tag: &'a [u8] },
-    CancelOk { consumer_tag: &'a [u8] },
-    Get { queue: &'a [u8], no_ack: bool },
-    GetOk { delivery_tag: u64, exchange: &'a [u8], routing_key: &'a [u8] },
+    Publish {
+        exchange: &'a [u8],
+        routing_key: &'a [u8],
+    },
+    Return {
+        code: u16,
+        exchange: &'a [u8],
+        routing_key: &'a [u8],
+    },
+    Deliver {
+        consumer_tag: &'a [u8],
+        delivery_tag: u64,
+        exchange: &'a [u8],
+        routing_key: &'a [u8],
+    },
+    Consume {
+        queue: &'a [u8],
+        consumer_tag: &'a [u8],
+        no_ack: bool,
+        no_wait: bool,
+    },
+    ConsumeOk {
+        consumer_tag: &'a [u8],
+    },
+    Cancel {
+        consumer_tag: &'a [u8],
+    },
+    CancelOk {
+        consumer_tag: &'a [u8],
+    },
+    Get {
+        queue: &'a [u8],
+        no_ack: bool,
+    },
+    GetOk {
+        delivery_tag: u64,
+        exchange: &'a [u8],
+        routing_key: &'a [u8],
+    },
     GetEmpty,
-    Ack { delivery_tag: u64, multiple: bool },
-    Nack { delivery_tag: u64, multiple: bool },
-    Reject { delivery_tag: u64 },
-    Other { class: u16, method: u16 },
+    Ack {
+        delivery_tag: u64,
+        multiple: bool,
+    },
+    Nack {
+        delivery_tag: u64,
+        multiple: bool,
+    },
+    Reject {
+        delivery_tag: u64,
+    },
+    Other {
+        class: u16,
+        method: u16,
+    },
 }
 
 /// Whether (class, method) is an AMQP 0-9-1 method (with RabbitMQ's extensions:
 /// exchange.bind/unbind, basic.nack, connection.blocked/unblocked/update-secret).
 pub fn known_method(class: u16, method: u16) -> bool {
     match class {
-        10 => matches!(method, 10 | 11 | 20 | 21 | 30 | 31 | 40 | 41 | 50 | 51 | 60 | 61 | 70 | 71),
+        10 => matches!(
+            method,
+            10 | 11 | 20 | 21 | 30 | 31 | 40 | 41 | 50 | 51 | 60 | 61 | 70 | 71
+        ),
         20 => matches!(method, 10 | 11 | 20 | 21 | 40 | 41),
         40 => matches!(method, 10 | 11 | 20 | 21 | 30 | 31 | 40 | 51),
         50 => matches!(method, 10 | 11 | 20 | 21 | 30 | 31 | 40 | 41 | 50 | 51),
         60 => matches!(
             method,
-            10 | 11 | 20 | 21 | 30 | 31 | 40 | 50 | 60 | 70 | 71 | 72 | 80 | 90 | 100 | 110 | 111 | 120
+            10 | 11
+                | 20
+                | 21
+                | 30
+                | 31
+                | 40
+                | 50
+                | 60
+                | 70
+                | 71
+                | 72
+                | 80
+                | 90
+                | 100
+                | 110
+                | 111
+                | 120
         ),
         85 => matches!(method, 10 | 11),
         90 => matches!(method, 10 | 11 | 20 | 21 | 30 | 31),
@@ -473,14 +537,21 @@ pub fn method(p: &[u8]) -> Option<Method<'_>> {
             rd.u16()?;
             let exchange = rd.shortstr()?;
             let routing_key = rd.shortstr()?;
-            Method::Publish { exchange, routing_key }
+            Method::Publish {
+                exchange,
+                routing_key,
+            }
         }
         (60, 50) => {
             let code = rd.u16()?;
             rd.shortstr()?;
             let exchange = rd.shortstr()?;
             let routing_key = rd.shortstr()?;
-            Method::Return { code, exchange, routing_key }
+            Method::Return {
+                code,
+                exchange,
+                routing_key,
+            }
         }
         (60, 60) => {
             let consumer_tag = rd.shortstr()?;
@@ -488,35 +559,66 @@ pub fn method(p: &[u8]) -> Option<Method<'_>> {
             rd.u8()?;
             let exchange = rd.shortstr()?;
             let routing_key = rd.shortstr()?;
-            Method::Deliver { consumer_tag, delivery_tag, exchange, routing_key }
+            Method::Deliver {
+                consumer_tag,
+                delivery_tag,
+                exchange,
+                routing_key,
+            }
         }
         (60, 20) => {
             rd.u16()?;
             let queue = rd.shortstr()?;
             let consumer_tag = rd.shortstr()?;
             let bits = rd.u8()?;
-            Method::Consume { queue, consumer_tag, no_ack: bits & 2 != 0, no_wait: bits & 8 != 0 }
+            Method::Consume {
+                queue,
+                consumer_tag,
+                no_ack: bits & 2 != 0,
+                no_wait: bits & 8 != 0,
+            }
         }
-        (60, 21) => Method::ConsumeOk { consumer_tag: rd.shortstr()? },
-        (60, 30) => Method::Cancel { consumer_tag: rd.shortstr()? },
-        (60, 31) => Method::CancelOk { consumer_tag: rd.shortstr()? },
+        (60, 21) => Method::ConsumeOk {
+            consumer_tag: rd.shortstr()?,
+        },
+        (60, 30) => Method::Cancel {
+            consumer_tag: rd.shortstr()?,
+        },
+        (60, 31) => Method::CancelOk {
+            consumer_tag: rd.shortstr()?,
+        },
         (60, 70) => {
             rd.u16()?;
             let queue = rd.shortstr()?;
             let bits = rd.u8()?;
-            Method::Get { queue, no_ack: bits & 1 != 0 }
+            Method::Get {
+                queue,
+                no_ack: bits & 1 != 0,
+            }
         }
         (60, 71) => {
             let delivery_tag = rd.u64()?;
             rd.u8()?;
             let exchange = rd.shortstr()?;
             let routing_key = rd.shortstr()?;
-            Method::GetOk { delivery_tag, exchange, routing_key }
+            Method::GetOk {
+                delivery_tag,
+                exchange,
+                routing_key,
+            }
         }
         (60, 72) => Method::GetEmpty,
-        (60, 80) => Method::Ack { delivery_tag: rd.u64()?, multiple: rd.u8()? & 1 != 0 },
-        (60, 90) => Method::Reject { delivery_tag: rd.u64()? },
-        (60, 120) => Method::Nack { delivery_tag: rd.u64()?, multiple: rd.u8()? & 1 != 0 },
+        (60, 80) => Method::Ack {
+            delivery_tag: rd.u64()?,
+            multiple: rd.u8()? & 1 != 0,
+        },
+        (60, 90) => Method::Reject {
+            delivery_tag: rd.u64()?,
+        },
+        (60, 120) => Method::Nack {
+            delivery_tag: rd.u64()?,
+            multiple: rd.u8()? & 1 != 0,
+        },
         (class, method) => Method::Other { class, method },
     })
 }
@@ -576,7 +678,10 @@ pub fn frame_at(data: &[u8], i: usize) -> Option<usize> {
             }
         }
         FRAME_HEADER => {
-            channel != 0 && size >= 14 && payload[..2] == CLASS_BASIC.to_be_bytes() && payload[2..4] == [0, 0]
+            channel != 0
+                && size >= 14
+                && payload[..2] == CLASS_BASIC.to_be_bytes()
+                && payload[2..4] == [0, 0]
         }
         FRAME_HEARTBEAT => channel == 0 && size == 0,
         _ => false,
@@ -606,13 +711,21 @@ pub struct Frame<'a> {
 pub enum Out<'a> {
     Frame(Frame<'a>),
     /// The 8-byte protocol header (`ok`: AMQP 0-9-1's).
-    ProtocolHeader { ok: bool, ts: u64 },
+    ProtocolHeader {
+        ok: bool,
+        ts: u64,
+    },
     /// Uncaptured bytes covered a frame boundary: frames are skipped until a plausible
     /// one is found again.
-    Lost { ts: u64 },
+    Lost {
+        ts: u64,
+        tid: u32,
+    },
     /// A frame that cannot be AMQP (bad type, absurd size, frame-end byte missing) after
     /// the direction was in step: the direction is given up.
-    Bad { ts: u64 },
+    Bad {
+        ts: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -709,10 +822,10 @@ impl Framer {
         }
     }
 
-    fn lose(&mut self, ts: u64, sink: &mut impl FnMut(Out<'_>)) {
+    fn lose(&mut self, ts: u64, tid: u32, sink: &mut impl FnMut(Out<'_>)) {
         self.st = St::Lost;
         self.buf.clear();
-        sink(Out::Lost { ts });
+        sink(Out::Lost { ts, tid });
     }
 
     /// The 7-byte header in `hdr` is complete: check it.
@@ -721,8 +834,10 @@ impl Framer {
         self.typ = h[0];
         self.channel = u16::from_be_bytes([h[1], h[2]]);
         self.size = u32::from_be_bytes([h[3], h[4], h[5], h[6]]);
-        if !matches!(self.typ, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT)
-            || self.size > MAX_FRAME
+        if !matches!(
+            self.typ,
+            FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+        ) || self.size > MAX_FRAME
         {
             self.fail(ts, sink);
             return;
@@ -734,7 +849,14 @@ impl Framer {
     }
 
     /// Bytes of one syscall, then `gap` uncaptured bytes.
-    pub fn feed(&mut self, data: &[u8], gap: u64, ts: u64, tid: u32, sink: &mut impl FnMut(Out<'_>)) {
+    pub fn feed(
+        &mut self,
+        data: &[u8],
+        gap: u64,
+        ts: u64,
+        tid: u32,
+        sink: &mut impl FnMut(Out<'_>),
+    ) {
         let mut i = 0usize;
         while i < data.len() {
             match self.st {
@@ -782,11 +904,18 @@ impl Framer {
                         self.ts = ts;
                         self.tid = tid;
                         // The whole frame here: hand its payload over without copying.
-                        if let Some(end) = data.len().checked_sub(i).filter(|&n| n >= 8).and_then(|_| {
-                            let size = u32::from_be_bytes([data[i + 3], data[i + 4], data[i + 5], data[i + 6]]);
-                            let end = i + 7 + size as usize + 1;
-                            (end <= data.len() && size <= MAX_FRAME).then_some(end)
-                        }) {
+                        if let Some(end) =
+                            data.len().checked_sub(i).filter(|&n| n >= 8).and_then(|_| {
+                                let size = u32::from_be_bytes([
+                                    data[i + 3],
+                                    data[i + 4],
+                                    data[i + 5],
+                                    data[i + 6],
+                                ]);
+                                let end = i + 7 + size as usize + 1;
+                                (end <= data.len() && size <= MAX_FRAME).then_some(end)
+                            })
+                        {
                             self.hdr[..7].copy_from_slice(&data[i..i + 7]);
                             self.hdr_n = 7;
                             self.header_done(ts, sink);
@@ -849,11 +978,17 @@ impl Framer {
             }
         }
         if gap > 0 {
-            self.skip(gap, ts, sink);
+            self.skip(gap, ts, tid, sink);
         }
     }
 
-    fn emit(&mut self, payload: &[u8], truncated: bool, end_ts: u64, sink: &mut impl FnMut(Out<'_>)) {
+    fn emit(
+        &mut self,
+        payload: &[u8],
+        truncated: bool,
+        end_ts: u64,
+        sink: &mut impl FnMut(Out<'_>),
+    ) {
         self.in_step = true;
         self.st = St::Header;
         self.hdr_n = 0;
@@ -870,7 +1005,7 @@ impl Framer {
     }
 
     /// `gap` bytes were not captured: skip them by framing.
-    fn skip(&mut self, mut gap: u64, ts: u64, sink: &mut impl FnMut(Out<'_>)) {
+    fn skip(&mut self, mut gap: u64, ts: u64, tid: u32, sink: &mut impl FnMut(Out<'_>)) {
         match self.st {
             St::Dead | St::Lost => {}
             St::Payload => {
@@ -891,7 +1026,7 @@ impl Framer {
                     self.buf = buf;
                     self.buf.clear();
                     if gap > 0 {
-                        self.lose(ts, sink);
+                        self.lose(ts, tid, sink);
                     }
                 }
             }
@@ -902,14 +1037,14 @@ impl Framer {
                 self.buf = buf;
                 self.buf.clear();
                 if gap > 0 {
-                    self.lose(ts, sink);
+                    self.lose(ts, tid, sink);
                 }
             }
-            St::Header if self.hdr_n == 0 && self.in_step => self.lose(ts, sink),
+            St::Header if self.hdr_n == 0 && self.in_step => self.lose(ts, tid, sink),
             _ => {
                 // A header or protocol header cut, or nothing in step yet.
                 if self.in_step {
-                    self.lose(ts, sink);
+                    self.lose(ts, tid, sink);
                 } else {
                     self.st = St::Lost;
                     self.buf.clear();
