@@ -11,7 +11,7 @@ say() { printf '[deps] %s\n' "$*"; }
 
 # Debian packages: compiler and BPF tooling for the build; servers and clients for the tests.
 apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip openssl libssl3
-  postgresql redis-server mariadb-server)
+  postgresql redis-server mariadb-server rabbitmq-server)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,7 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     (systemctl stop nginx 2>/dev/null || nginx -s stop 2>/dev/null || true)
   fi
   # Nor the database services their ports: the tests start private servers.
-  for svc in postgresql redis-server mariadb; do
+  for svc in postgresql redis-server mariadb rabbitmq-server; do
     pkg=$svc; [ "$svc" = mariadb ] && pkg=mariadb-server
     if [[ " ${missing[*]} " == *" $pkg "* ]]; then (systemctl stop "$svc" 2>/dev/null || service "$svc" stop 2>/dev/null || true); fi
   done
@@ -86,6 +86,11 @@ command -v java >/dev/null && command -v mvn >/dev/null || { echo "[deps] java a
 if ! python3 -c 'import pymongo' 2>/dev/null; then
   say "installing pymongo (MongoDB client of the e2e tests)"
   python3 -m pip install -q pymongo==4.20.1
+fi
+# pika, the RabbitMQ (AMQP 0-9-1) client of the e2e tests and golden captures.
+if ! python3 -c 'import pika' 2>/dev/null; then
+  say "installing pika (RabbitMQ client of the e2e tests)"
+  python3 -m pip install -q pika==1.4.4
 fi
 # FerretDB, the MongoDB wire protocol server of the e2e tests (built once, cached).
 CACHE_DIR="$CACHE_DIR" "$(dirname "$0")/ferretdb.sh"

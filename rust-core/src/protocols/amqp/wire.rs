@@ -817,7 +817,9 @@ impl Framer {
             self.buf = Vec::new();
             sink(Out::Bad { ts });
         } else {
+            // Not in step yet (a mid-stream start): a lost boundary, not garbage.
             self.st = St::Lost;
+            self.skipped += 1;
             self.buf.clear();
         }
     }
