@@ -2,13 +2,14 @@
 by the test), real clients (pika), every basic.publish a PRODUCER span `publish <exchange>`,
 every pushed delivery a CONSUMER span `process <queue>` ending at the consumer's ack, basic.get
 a CLIENT span, errors from the broker's channel.close reply codes, a link from a consumer's
-span to the traceparent the publisher put in the message's headers, and get-empty counted."""
+span to the traceparent the publisher put in the message's headers, and get-empty counted;
+with pika and the Go client amqp091-go."""
 
 import json
 
 import pytest
 
-from e2elib import PYTHON, brief, counters_settled, free_port
+from e2elib import PYTHON, brief, counters_settled, free_port, go_build_module
 from rabbitmq_server import RabbitMQ
 
 CLIENT_KIND, PRODUCER_KIND, CONSUMER_KIND = 3, 4, 5
@@ -160,5 +161,41 @@ def test_pika_publish_consume_get(collector, procs, tmp_path, broker):
         assert s["status_code"] == 0
     assert gets[1]["attrs"]["messaging.message.id"] == "order-2"
     # get-empty: counted, no span.
+    after = counters_settled(collector, {"messaging_empty_polls": (before["messaging_empty_polls"] or 0) + 1})
+    assert after["messaging_empty_polls"] >= (before["messaging_empty_polls"] or 0) + 1, (before, after)
+
+
+def test_go_amqp091_publish_confirm_consume(collector, procs, tmp_path, broker):
+    """amqp091-go: a publish through the default exchange (message-id, traceparent header), one
+    in confirm mode ended by the broker's ack; a consumer with manual ack and nack, reading on
+    its own goroutine; a basic.get on an empty queue."""
+    port = broker.port
+    goamqp = go_build_module(tmp_path, "goamqp")
+    before = counters_settled(collector, {"messaging_empty_polls": 0}, timeout=2, settle=0.5)
+    pub, out = procs.run([goamqp, "publish", port, TRACEPARENT], name="goamqp-publish")
+    assert "published true" in out, out
+    con, out = procs.run([goamqp, "consume", port], name="goamqp-consume")
+    assert "got 1 go-1 13" in out and "got 2  9" in out and "empty true" in out, out
+
+    mine = lambda s: s["resource"].get("process.pid") == pub.pid and s["attrs"].get("messaging.system") == "rabbitmq"  # noqa: E731
+    pubs = rabbit(collector.spans.wait(mine, 2), pub.pid)
+    assert [s["name"] for s in pubs] == ["publish amq.default"] * 2, brief(pubs)
+    assert all(s["kind"] == PRODUCER_KIND and s["status_code"] == 0 for s in pubs), brief(pubs)
+    assert [s["attrs"].get("messaging.message.id") for s in pubs] == ["go-1", None]
+    assert [s["attrs"]["messaging.message.body.size"] for s in pubs] == [13, 9]
+    assert all(s["attrs"]["messaging.rabbitmq.destination.routing_key"] == "go.tasks" for s in pubs)
+    assert all(s["attrs"]["server.port"] == port for s in pubs)
+
+    mine = lambda s: s["resource"].get("process.pid") == con.pid and s["attrs"].get("messaging.system") == "rabbitmq"  # noqa: E731
+    spans = rabbit(collector.spans.wait(mine, 2), con.pid)
+    assert [s["name"] for s in spans] == ["process go.tasks"] * 2, brief(spans)
+    first, second = spans
+    assert all(s["kind"] == CONSUMER_KIND for s in spans)
+    assert first["attrs"]["messaging.message.id"] == "go-1" and first["status_code"] == 0, brief([first])
+    assert first["attrs"]["messaging.rabbitmq.message.delivery_tag"] == 1
+    assert second["attrs"]["messaging.message.id"] == "2"
+    assert second["status_code"] == 2 and second["attrs"]["error.type"] == "rejected", brief([second])
+    _, trace_id, span_id, _ = TRACEPARENT.split("-")
+    assert links_of(collector, first["span_id"]) == [(trace_id, span_id)]
     after = counters_settled(collector, {"messaging_empty_polls": (before["messaging_empty_polls"] or 0) + 1})
     assert after["messaging_empty_polls"] >= (before["messaging_empty_polls"] or 0) + 1, (before, after)
