@@ -46,8 +46,10 @@
 //! step (unknown type, absurd size, frame-end byte not 0xCE) gives the whole connection
 //! up: `malformed` once, open operations end `aborted`. A method that does not parse,
 //! a content frame no method announced, or a method cutting a content short counts
-//! `malformed` and is skipped. A connection first seen mid-stream starts without the
-//! protocol header, anywhere in a frame toward the client: it is in step at its first
+//! `malformed` and is skipped (content frames right after a lost boundary, whose method
+//! was not captured, are skipped without counting). A connection first seen mid-stream
+//! starts without the protocol header, anywhere in a frame toward the client: it is in
+//! step at its first
 //! plausible frame.
 //!
 //! Bounds: at most [`MAX_OPEN`] open operations per connection (beyond that the oldest
