@@ -49,9 +49,19 @@ fn run(feeds: &[Feed<'_>]) -> (Vec<MsgEvent>, MsgStats, u64) {
             }
         }
     }
-    assert!(started.is_subset(&done), "every Started gets a Done by close");
+    assert!(
+        started.is_subset(&done),
+        "every Started gets a Done by close"
+    );
     // A session used after close must not panic either.
-    s.feed(Flow::ToServer, wire::PROTOCOL_HEADER, 0, u64::MAX, 7, &mut out);
+    s.feed(
+        Flow::ToServer,
+        wire::PROTOCOL_HEADER,
+        0,
+        u64::MAX,
+        7,
+        &mut out,
+    );
     (out, stats, losses)
 }
 
@@ -87,7 +97,12 @@ fuzz_target!(|data: &[u8]| {
         for (flow, d) in [(Flow::ToServer, a), (Flow::ToClient, b)] {
             if let Some(d) = d {
                 let ts = feeds.len() as u64 + 1;
-                feeds.push(Feed { flow, data: d, gap: 0, ts });
+                feeds.push(Feed {
+                    flow,
+                    data: d,
+                    gap: 0,
+                    ts,
+                });
             }
         }
     }
@@ -95,13 +110,21 @@ fuzz_target!(|data: &[u8]| {
     let pieces: Vec<Feed<'_>> = feeds
         .iter()
         .flat_map(|f| {
-            f.data.chunks(piece).map(|p| Feed { flow: f.flow, data: p, gap: 0, ts: f.ts })
+            f.data.chunks(piece).map(|p| Feed {
+                flow: f.flow,
+                data: p,
+                gap: 0,
+                ts: f.ts,
+            })
         })
         .collect();
     let (split_ev, split_stats, split_losses) = run(&pieces);
     if whole_losses == 0 && split_losses == 0 {
         assert_eq!(whole, split_ev, "events differ in pieces of {piece}");
-        assert_eq!(whole_stats, split_stats, "stats differ in pieces of {piece}");
+        assert_eq!(
+            whole_stats, split_stats,
+            "stats differ in pieces of {piece}"
+        );
     }
     if ctl & 0x80 != 0 {
         let gapped: Vec<Feed<'_>> = feeds
@@ -110,7 +133,11 @@ fuzz_target!(|data: &[u8]| {
             .map(|(i, f)| Feed {
                 flow: f.flow,
                 data: f.data,
-                gap: if i % 3 == 2 { u64::from(data[2]) * 3 } else { 0 },
+                gap: if i % 3 == 2 {
+                    u64::from(data[2]) * 3
+                } else {
+                    0
+                },
                 ts: f.ts,
             })
             .collect();
