@@ -330,6 +330,8 @@ static __always_inline int peer_may_be_traced(const struct data_event *e)
 	return *st != PROC_EXCLUDED;
 }
 
+#include "amqp_deliver.h"
+
 /* server_request's verdicts on a read. */
 #define REQ_NONE 0 /* no request starts here */
 #define REQ_KEEP 1 /* a request starts: record it */
@@ -349,7 +351,8 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 {
 	__u32 zero = 0;
 	__u32 n = e->captured_len;
-	if (n < 16 || !method_start((const char *)e->data))
+	int amqp = n >= 32 && amqp_delivery_start(e->data);
+	if (!amqp && (n < 16 || !method_start((const char *)e->data)))
 		return REQ_NONE;
 	struct hdr_buf *h = bpf_map_lookup_elem(&hdr_bufs, &zero);
 	struct thread_ctx *tc = bpf_map_lookup_elem(&ctx_tmpl, &zero);
@@ -358,15 +361,26 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 	BOUND(n, SCAN_MAX - 1);
 	if (bpf_probe_read_kernel(h->b, n, e->data))
 		return REQ_NONE;
-	struct scan s;
-	if (!scan_request(h, 0, n, &s))
-		return REQ_NONE;
-	if (!s.head_end)
-		count(COUNTER_HEAD_SPLIT, 1);
+	struct scan s = {};
+	int delivery = 0;
+	if (amqp) {
+		delivery = amqp_delivery(h, n, e->total_len, tc);
+		if (delivery == AMQP_NONE)
+			return REQ_NONE;
+	} else {
+		if (!scan_request(h, 0, n, &s))
+			return REQ_NONE;
+		if (!s.head_end)
+			count(COUNTER_HEAD_SPLIT, 1);
+	}
 
 	struct ctx_event ev = {};
 	tc->ts_len = 0;
-	if (s.tp_line && !s.dup && !parse_traceparent(h, s.tp_line, n, tc)) {
+	if (amqp && (delivery & AMQP_HEADER)) {
+		ev.ctx_flags |= CTX_FLAG_HEADER;
+		if (!parent_based)
+			tc->flags = (tc->flags & ~1) | sampled_by_ratio(tc->trace_id);
+	} else if (!amqp && s.tp_line && !s.dup && !parse_traceparent(h, s.tp_line, n, tc)) {
 		ev.ctx_flags |= CTX_FLAG_HEADER;
 		if (s.ts_line && s.ts_end) {
 			__u32 v = skip_ows(h, s.ts_line + 11), end = s.ts_end;
@@ -399,7 +413,9 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 	__u32 inflight = old ? old->inflight : 0;
 	tc->ambiguous = old ? old->ambiguous : 0;
 	__u64 *who = bpf_map_lookup_elem(&serving, &sid);
-	if (!(tc->flags & 1) && !who && ((ev.ctx_flags & CTX_FLAG_HEADER) || !peer_may_be_traced(e)))
+	/* (A message stream is never left out: its parser must see every frame.) */
+	if (!amqp && !(tc->flags & 1) && !who &&
+	    ((ev.ctx_flags & CTX_FLAG_HEADER) || !peer_may_be_traced(e)))
 		verdict = REQ_SKIP;
 	if (!who || *who != pid_tgid) {
 		if (who) /* another thread read the last request here; it no longer serves it */
@@ -407,7 +423,7 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 		inflight++;
 		bpf_map_update_elem(&serving, &sid, &pid_tgid, BPF_ANY);
 	} /* else: the last request here is not answered yet (pipelining): replaced */
-	if (inflight > 1)
+	if (inflight > 1 || (amqp && !(delivery & AMQP_ALONE)))
 		tc->ambiguous = 1;
 	tc->inflight = inflight > 255 ? 255 : inflight;
 	bpf_map_update_elem(&thread_ctxs, &pid_tgid, tc, BPF_ANY);
@@ -624,6 +640,7 @@ static __always_inline void fill_ids(struct ctx_event *ev, struct thread_ctx *tc
 }
 
 #include "h2_inject.h"
+#include "amqp_inject.h"
 
 SEC("sk_msg")
 int on_msg(struct sk_msg_md *msg)
@@ -644,6 +661,17 @@ int on_msg(struct sk_msg_md *msg)
 			return SK_PASS;
 		hs->tx.rem = 24;
 		return h2_msg(msg, hs, sk);
+	}
+	/* AMQP connections are followed from their protocol header. */
+	struct amqp_sock *as = bpf_sk_storage_get(&amqp_socks, sk, NULL, 0);
+	if (as)
+		return amqp_msg(msg, as, sk);
+	if (amqp_protocol_header(msg)) {
+		as = bpf_sk_storage_get(&amqp_socks, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!as)
+			return SK_PASS;
+		as->tx.rem = 8; /* the protocol header is not a frame */
+		return amqp_msg(msg, as, sk);
 	}
 	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
 	if (data + 16 > end || !method_start(data))

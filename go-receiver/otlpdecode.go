@@ -219,6 +219,10 @@ func (d *otlpDecoder) span(b []byte, s ptrace.Span) bool {
 				if kvs = append(kvs, kv{}); !parseKV(f.b, &kvs[len(kvs)-1]) {
 					return false
 				}
+			case 13:
+				if !d.link(f.b, s.Links().AppendEmpty()) {
+					return false
+				}
 			case 15:
 				if seenStatus || !d.status(f.b, s.Status()) {
 					return false
@@ -267,6 +271,36 @@ func fill(id, b []byte) bool {
 		return false
 	}
 	copy(id, b)
+	return true
+}
+
+// link decodes what the core writes of a span link: trace id, span id, flags.
+func (d *otlpDecoder) link(b []byte, l ptrace.SpanLink) bool {
+	for len(b) > 0 {
+		f, rest, ok := next(b)
+		if !ok {
+			return false
+		}
+		b = rest
+		switch {
+		case f.num == 1 && f.typ == protowire.BytesType:
+			var id pcommon.TraceID
+			if !fill(id[:], f.b) {
+				return false
+			}
+			l.SetTraceID(id)
+		case f.num == 2 && f.typ == protowire.BytesType:
+			var id pcommon.SpanID
+			if !fill(id[:], f.b) {
+				return false
+			}
+			l.SetSpanID(id)
+		case f.num == 6 && f.typ == protowire.Fixed32Type:
+			l.SetFlags(uint32(f.u))
+		default:
+			return false
+		}
+	}
 	return true
 }
 

@@ -62,6 +62,11 @@ enum counter {
 	COUNTER_H2_INJECT_LOST = 12, /* HTTP/2 connections whose frames sk_msg lost: no
 				      * headers inserted from then on */
 	COUNTER_UNSAMPLED_SKIPPED = 13, /* unsampled server requests left out in the kernel */
+	COUNTER_AMQP_INJECT_SKIPPED = 14, /* AMQP publishes sent without an inserted header: a
+					   * content header split between sends or too big to
+					   * grow, more than AMQP_REQS in one send */
+	COUNTER_AMQP_INJECT_LOST = 15, /* AMQP connections whose frames sk_msg lost: no
+					* headers inserted from then on */
 	COUNTER_MAX = 16,
 };
 

@@ -40,7 +40,10 @@ fn bench(c: &mut Criterion) {
                 let mut s = (proto.session)(QueryTextOptions::default());
                 for (i, r) in conv.iter().enumerate() {
                     s.feed(r.flow, black_box(&r.data), 0, r.ts, i as u32, &mut out);
-                    ops += out.iter().filter(|e| matches!(e, Event::ResponseEnded { .. })).count() as u64;
+                    ops += out
+                        .iter()
+                        .filter(|e| matches!(e, Event::ResponseEnded { .. }))
+                        .count() as u64;
                     out.clear();
                 }
                 s.close(u64::MAX, &mut out);

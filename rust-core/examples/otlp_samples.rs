@@ -12,7 +12,7 @@ use otelcol_ebpf_core::config::Config;
 use otelcol_ebpf_core::events::decode;
 use otelcol_ebpf_core::otlp::BatchBuilder;
 use otelcol_ebpf_core::process::ProcessInfo;
-use otelcol_ebpf_core::record::{AttrValue, SpanKind, SpanRecord};
+use otelcol_ebpf_core::record::{AttrValue, Link, SpanKind, SpanRecord};
 use otelcol_ebpf_core::spans::{Assembler, Clock};
 use otelcol_ebpf_core::stats::Stats;
 use prost::Message;
@@ -131,6 +131,35 @@ fn handmade() -> Vec<u8> {
         ],
     ));
     b.push(span(&odd, 5, "", vec![]));
+    // Messaging: a producer, and a poll linked to two records' producers.
+    let mut send = span(
+        &pg,
+        7,
+        "send orders",
+        vec![("messaging.system", AttrValue::Static("kafka"))],
+    );
+    send.kind = SpanKind::Producer;
+    b.push(send);
+    let mut poll = span(
+        &pg,
+        8,
+        "poll orders",
+        vec![("messaging.system", AttrValue::Static("kafka"))],
+    );
+    poll.kind = SpanKind::Consumer;
+    poll.links = vec![
+        Link {
+            trace_id: [7; 16],
+            span_id: [8; 8],
+            flags: 1,
+        },
+        Link {
+            trace_id: [9; 16],
+            span_id: [10; 8],
+            flags: 0,
+        },
+    ];
+    b.push(poll);
     let mut zero = span(&bare, 6, "", vec![]);
     zero.trace_id = [0; 16];
     zero.span_id = [0; 8];

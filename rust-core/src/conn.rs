@@ -134,6 +134,19 @@ impl Exchange {
         self.http()?.req.tracestate.as_deref()
     }
 
+    /// A pushed message being processed (CONSUMER span): the reading thread serves it as
+    /// a server thread serves a request, and its ids are the kernel's for that read.
+    pub fn consumer(&self) -> Option<&crate::protocols::messaging::MsgOp> {
+        match &self.msg {
+            Message::Messaging(op)
+                if op.op_type == crate::protocols::messaging::OpType::Process =>
+            {
+                Some(op)
+            }
+            _ => None,
+        }
+    }
+
     /// A plaintext HTTP/1 request: the kernel inserts a header into these when it
     /// propagates (HTTP/2 ones are counted in the kernel; other protocols carry none).
     pub fn header_insertable(&self) -> bool {

@@ -51,6 +51,8 @@ pub const COUNTER_H2_WALK_LOST: u32 = 10;
 pub const COUNTER_H2_INJECT_SKIPPED: u32 = 11;
 pub const COUNTER_H2_INJECT_LOST: u32 = 12;
 pub const COUNTER_UNSAMPLED_SKIPPED: u32 = 13;
+pub const COUNTER_AMQP_INJECT_SKIPPED: u32 = 14;
+pub const COUNTER_AMQP_INJECT_LOST: u32 = 15;
 pub const COUNTER_MAX: u32 = 16;
 
 const AF_INET: u16 = 2;

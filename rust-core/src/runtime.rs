@@ -249,6 +249,11 @@ fn pump(
                     events::COUNTER_UNSAMPLED_SKIPPED,
                     &stats.requests_unsampled_in_kernel,
                 ),
+                (
+                    events::COUNTER_AMQP_INJECT_SKIPPED,
+                    &stats.amqp_publishes_not_injected,
+                ),
+                (events::COUNTER_AMQP_INJECT_LOST, &stats.amqp_inject_lost),
             ] {
                 stats::set(c, kernel.maps.counter(idx));
             }

@@ -118,6 +118,12 @@ counters! {
     /// h2c connections whose frames the kernel lost from sight while inserting headers:
     /// their later requests go without one.
     h2_inject_lost,
+    /// AMQP publishes sent without an inserted traceparent: a content header split between
+    /// sends or too big to grow within the smallest frame size, more than 4 in one send.
+    amqp_publishes_not_injected,
+    /// AMQP connections whose frames the kernel lost from sight while inserting headers:
+    /// their later publishes go without one.
+    amqp_inject_lost,
     /// TLS connections whose plaintext never came: encrypted by a library the receiver does
     /// not probe (BoringSSL, as in grpcio; rustls; Java...), or closed after the handshake
     /// without data. Counted when the connection ends.

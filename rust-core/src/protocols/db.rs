@@ -168,6 +168,9 @@ impl Op for DbOp {
     fn into_reply(self) -> Reply {
         Reply::Db(Box::new(self))
     }
+    fn into_message(self) -> Message {
+        Message::Db(Box::new(self))
+    }
     fn feed(
         s: &mut Self::Session,
         flow: Flow,

@@ -4,7 +4,9 @@
 //! correlation id, AMQP by channel and order) and reports `Started` / `Done` events
 //! (`ops::OpEvent`). A Kafka Produce of two partitions is two operations (two spans); a
 //! Fetch is reported only when it returned records (`Done` without `Started`, timed from
-//! the request); a pushed AMQP delivery is an operation that starts and ends when it is read.
+//! the request); a pushed AMQP delivery (CONSUMER `process`) is reported with
+//! `StartedWith` as soon as its content header is read, its `links[0]` being the message's
+//! own context (the span's parent), and `Done` when it is acknowledged.
 //!
 //! Parsers never panic on any input and never allocate without bound: garbage is
 //! counted in `MsgStats` and skipped.
@@ -217,6 +219,9 @@ impl Op for MsgOp {
     }
     fn into_reply(self) -> Reply {
         Reply::Messaging(Box::new(self))
+    }
+    fn into_message(self) -> Message {
+        Message::Messaging(Box::new(self))
     }
     fn feed(
         s: &mut Self::Session,

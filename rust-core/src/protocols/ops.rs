@@ -12,7 +12,14 @@ use crate::conn::Message;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpEvent<T> {
-    Started { seq: u64, ts: u64, tid: u32 },
+    Started {
+        seq: u64,
+        ts: u64,
+        tid: u32,
+    },
+    /// Started, with what its span's ids depend on known already (a delivery's message
+    /// context: the CONSUMER span is its child).
+    StartedWith(T),
     Done(T),
 }
 
@@ -27,6 +34,8 @@ pub trait Op: Sized + Send + 'static {
     fn end_ts(&self) -> u64;
     /// The exchange's part while only its start is known.
     fn started(seq: u64, ts: u64, tid: u32) -> Message;
+    /// The exchange's part from an operation known in part at its start.
+    fn into_message(self) -> Message;
     fn into_reply(self) -> Reply;
     fn feed(
         s: &mut Self::Session,
@@ -69,6 +78,18 @@ impl<T: Op> OpAdapter<T> {
                         tid,
                         stream_id: seq as u32,
                         msg: T::started(seq, ts, tid),
+                    });
+                }
+                OpEvent::StartedWith(op) => {
+                    let seq = op.seq();
+                    let (ts, tid) = op.start();
+                    self.started.insert(seq);
+                    out.push(Event::RequestStarted {
+                        key: seq,
+                        ts,
+                        tid,
+                        stream_id: seq as u32,
+                        msg: op.into_message(),
                     });
                 }
                 OpEvent::Done(op) => {

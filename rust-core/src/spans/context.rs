@@ -176,6 +176,10 @@ impl Contexts {
         if ex.ctx.is_some() {
             return false;
         }
+        if ex.consumer().is_some() {
+            self.consumer(pid, ex, kq, stats);
+            return false;
+        }
         let mut missed = false;
         let header = ex.traceparent().map(TraceParent::parse);
         let kernel = kq.and_then(|q| match side {
@@ -265,6 +269,56 @@ impl Contexts {
         }
         ex.ctx = Some(ctx);
         missed
+    }
+
+    /// A pushed message's CONSUMER span: the child of the message's context (its first
+    /// link), with the span id the kernel gave the thread reading it (the parent of the
+    /// calls it makes while processing), and the thread's parent for header-less calls.
+    fn consumer(
+        &mut self,
+        pid: u32,
+        ex: &mut Exchange,
+        kq: Option<&mut VecDeque<CtxEvent>>,
+        stats: &Stats,
+    ) {
+        let parent = ex
+            .consumer()
+            .and_then(|op| op.links.first())
+            .map(|c| TraceParent {
+                trace_id: c.trace_id,
+                span_id: c.span_id,
+                flags: c.flags,
+            });
+        let kernel = kq.and_then(|q| take_server(q, ex.req_start, ex.tid));
+        let mut ctx = match (&parent, &kernel) {
+            (Some(tp), _) => {
+                let mut ctx = SpanCtx::from_remote(tp, None, &mut self.ids);
+                let flags = self.sampler.flags(&tp.trace_id, Some(tp.flags));
+                ctx.flags = (ctx.flags & !0xff) | flags as u32;
+                ctx
+            }
+            (None, Some(k)) => SpanCtx {
+                trace_id: k.trace_id,
+                span_id: k.span_id,
+                parent_span_id: None,
+                flags: k.trace_flags as u32,
+                trace_state: String::new(),
+                invalid_parent: false,
+            },
+            (None, None) => self.new_trace(),
+        };
+        if let Some(k) = &kernel {
+            ctx.span_id = k.span_id;
+            if k.trace_id != ctx.trace_id {
+                stats::inc(&stats.context_mismatch);
+            }
+        }
+        let reading = self.serving.entry((pid, ex.tid)).or_default();
+        if reading.len() >= LINK_QUEUE {
+            reading.remove(0);
+        }
+        reading.push(ctx.clone());
+        ex.ctx = Some(ctx);
     }
 
     /// A new trace, sampled or not by the ratio.
@@ -437,7 +491,7 @@ impl Contexts {
 
     /// A server exchange ended: its thread no longer serves it.
     pub fn ended(&mut self, pid: u32, side: Side, ex: &Exchange) {
-        if side != Side::Server {
+        if side != Side::Server && ex.consumer().is_none() {
             return;
         }
         let (Some(ctx), Some(reading)) = (&ex.ctx, self.serving.get_mut(&(pid, ex.tid))) else {
@@ -975,5 +1029,73 @@ mod tests {
         c.assign(10, Side::Client, &cp, true, false, &mut cl, None, &stats);
         c.assign(20, Side::Server, &sp, true, false, &mut sv, None, &stats);
         assert_eq!(sv.ctx.unwrap().parent_span_id, None);
+    }
+
+    #[test]
+    fn a_consumer_span_is_its_messages_child_and_its_threads_parent() {
+        use crate::protocols::messaging::{MsgContext, MsgOp, MsgSystem, OpType};
+        let stats = Stats::default();
+        let (cp, _) = peers(7);
+        let mut c = Contexts::default();
+        let delivery = |links: Vec<MsgContext>| Exchange {
+            tid: 3,
+            ctx: None,
+            req_start: 100,
+            req_end: None,
+            stream_id: 1,
+            key: 1,
+            msg: Message::Messaging(Box::new(MsgOp {
+                system: MsgSystem::Rabbitmq,
+                op_type: OpType::Process,
+                op_name: "process",
+                links,
+                ..Default::default()
+            })),
+        };
+        let msg = MsgContext {
+            trace_id: [5; 16],
+            span_id: [6; 8],
+            flags: 1,
+        };
+        // The kernel gave the reading thread span id 9 in the message's trace.
+        let mut kq: VecDeque<CtxEvent> = [kctx(CTX_SERVER, 100, 3, 5, 9, 0)].into();
+        let mut d = delivery(vec![msg]);
+        c.assign(
+            30,
+            Side::Client,
+            &cp,
+            false,
+            false,
+            &mut d,
+            Some(&mut kq),
+            &stats,
+        );
+        let ctx = d.ctx.clone().unwrap();
+        assert_eq!(ctx.trace_id, [5; 16]);
+        assert_eq!(ctx.parent_span_id, Some([6; 8]));
+        assert_eq!(ctx.span_id, [9; 8]);
+        assert_eq!(count(&stats.context_mismatch), 0);
+        // A header-less call the thread makes while processing it: its child.
+        let mut call = ex(3);
+        c.assign(30, Side::Client, &cp, false, false, &mut call, None, &stats);
+        assert_eq!(call.ctx.as_ref().unwrap().parent_span_id, Some([9; 8]));
+        // Acknowledged: the thread's next call is not its child.
+        c.ended(30, Side::Client, &d);
+        let mut later = ex(3);
+        c.assign(
+            30,
+            Side::Client,
+            &cp,
+            false,
+            false,
+            &mut later,
+            None,
+            &stats,
+        );
+        assert_eq!(later.ctx.unwrap().parent_span_id, None);
+        // No message context and no kernel ids: a new trace.
+        let mut bare = delivery(Vec::new());
+        c.assign(30, Side::Client, &cp, false, false, &mut bare, None, &stats);
+        assert_eq!(bare.ctx.unwrap().parent_span_id, None);
     }
 }

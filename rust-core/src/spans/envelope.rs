@@ -58,9 +58,12 @@ pub fn build(
         Message::Db(op) => db::parts(d, op, peer, kind),
         Message::Messaging(op) => {
             kind = op.op_type.kind();
+            // A CONSUMER span's parent is its message's context: not a link too.
+            let parent = ctx.parent_span_id.filter(|_| d.ex.consumer().is_some());
             links = op
                 .links
                 .iter()
+                .filter(|c| Some(c.span_id) != parent)
                 .map(|c| Link {
                     trace_id: c.trace_id,
                     span_id: c.span_id,

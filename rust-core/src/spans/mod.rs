@@ -122,6 +122,8 @@ pub struct Assembler {
     kctx: HashMap<u64, VecDeque<CtxEvent>>,
     /// Spans of provisional traces, waiting for a same-node link.
     waiting: Vec<Pending>,
+    /// Kafka offsets produced here, for links from the polls that return them.
+    produced: messaging::Produced,
     pub batch: BatchBuilder,
     done: Vec<Done>,
     adopt: Vec<Adopt>,
@@ -155,6 +157,7 @@ impl Assembler {
             contexts: context::Contexts::new(sampler),
             kctx: HashMap::new(),
             waiting: Vec::new(),
+            produced: Default::default(),
             batch: BatchBuilder::new(),
             done: Vec::new(),
             adopt: Vec::new(),
@@ -548,7 +551,10 @@ impl Assembler {
             }
         }
         match envelope::build(&p.done, &p.peer, &p.process, &self.cfg, &self.clock) {
-            envelope::Built::Span(rec) => {
+            envelope::Built::Span(mut rec) => {
+                if let crate::conn::Message::Messaging(op) = &p.done.ex.msg {
+                    self.produced.observe(op, &mut rec);
+                }
                 let by_parent = rec.parent_span_id.is_some() && self.cfg.sampling.parent_based;
                 stats::inc(match by_parent {
                     true => &self.stats.spans_sampled_by_parent,

@@ -244,6 +244,7 @@ fn check_pairs(events: &[DbEvent]) {
     let mut done = std::collections::HashSet::new();
     for e in events {
         match e {
+            DbEvent::StartedWith(_) => unreachable!("databases report Started"),
             DbEvent::Started { seq, .. } => assert!(started.insert(*seq), "{events:?}"),
             DbEvent::Done(op) => {
                 assert!(started.contains(&op.seq), "{events:?}");

@@ -257,6 +257,7 @@ fn check_pairs(events: &[DbEvent]) {
     let mut open = std::collections::BTreeMap::new();
     for e in events {
         match e {
+            DbEvent::StartedWith(_) => unreachable!("databases report Started"),
             DbEvent::Started { seq, ts, .. } => {
                 assert!(open.insert(*seq, *ts).is_none(), "seq {seq} started twice");
             }

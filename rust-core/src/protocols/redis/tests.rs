@@ -48,6 +48,7 @@ fn ops(ev: &[DbEvent]) -> Vec<DbOp> {
     ev.iter()
         .filter_map(|e| match e {
             DbEvent::Done(op) => Some(op.clone()),
+            DbEvent::StartedWith(_) => unreachable!("databases report Started"),
             DbEvent::Started { .. } => None,
         })
         .collect()
