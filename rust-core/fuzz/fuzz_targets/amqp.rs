@@ -43,6 +43,10 @@ fn run(feeds: &[Feed<'_>]) -> (Vec<MsgEvent>, MsgStats, u64) {
                 assert!(!done.contains(seq), "seq {seq} started after done");
                 assert!(started.insert(*seq), "seq {seq} started twice")
             }
+            MsgEvent::StartedWith(op) => {
+                assert!(!done.contains(&op.seq), "seq {} started after done", op.seq);
+                assert!(started.insert(op.seq), "seq {} started twice", op.seq)
+            }
             MsgEvent::Done(op) => {
                 assert!(done.insert(op.seq), "seq {} done twice", op.seq);
                 assert!(op.end_ts >= op.start_ts, "{op:?}");

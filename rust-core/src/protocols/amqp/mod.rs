@@ -20,7 +20,10 @@
 //!   the routing key when the message came through the default exchange, else unknown),
 //!   routing key, body size, delivery tag, message-id (else the delivery tag as text),
 //!   and a span link to a well-formed `traceparent` of the content's `headers` table.
-//!   `Started` at the deliver method frame (the reading thread); it ends at the client's
+//!   Reported with `StartedWith` when its content header is read (timed from the deliver
+//!   method frame and its reading thread; `links[0]`, the message's context, is the
+//!   span's parent); a delivery whose header was never read is reported `Done` only.
+//!   It ends at the client's
 //!   `basic.ack` / `nack` / `reject` of that tag (`multiple` as above; nack and reject
 //!   give `error_type` `rejected`) when the consumer acknowledges manually, and when its
 //!   body has been read with `no_ack` (or when the consumer is not known).
@@ -377,6 +380,10 @@ impl State {
                 op.links.push(tp);
             }
         }
+        if op.op_type == OpType::Process {
+            // Its ids depend on the message's context (links[0]): known now.
+            out.push(MsgEvent::StartedWith(op.clone()));
+        }
         if p.body_size == 0 {
             let c = slot.take();
             if let Some(c) = c {
@@ -580,11 +587,6 @@ impl State {
                 op.routing_key = nonempty(routing_key);
                 op.delivery_tag = Some(delivery_tag);
                 op.message_id = Some(delivery_tag.to_string());
-                out.push(MsgEvent::Started {
-                    seq: op.seq,
-                    ts: f.ts,
-                    tid: f.tid,
-                });
                 chan.down = Some(Content {
                     owner: Owner::Deliver { op, settle },
                     header: false,

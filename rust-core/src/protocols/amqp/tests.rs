@@ -255,6 +255,10 @@ fn check_events(ev: &[MsgEvent]) {
             MsgEvent::Started { seq, .. } => {
                 assert!(started.insert(*seq) && !done.contains(seq), "{ev:?}")
             }
+            MsgEvent::StartedWith(op) => {
+                assert_eq!(op.op_type, OpType::Process, "{op:?}");
+                assert!(started.insert(op.seq) && !done.contains(&op.seq), "{ev:?}");
+            }
             MsgEvent::Done(op) => {
                 assert!(done.insert(op.seq), "{op:?} done twice");
                 assert!(op.end_ts >= op.start_ts, "{op:?}");
@@ -692,14 +696,22 @@ fn consumer_tags_queues_and_unknown_consumers() {
     let o = ops(&ev);
     assert_eq!(o[2].links, [tp_ctx()]);
     // Started at the deliver frame, by the reading thread.
+    // Started (with its context) once its header was read, timed from the deliver frame
+    // and its reading thread.
     let started: Vec<_> = ev
         .iter()
         .filter_map(|e| match e {
-            MsgEvent::Started { seq, ts, tid } => Some((*seq, *ts, *tid)),
+            MsgEvent::StartedWith(op) => Some(op.clone()),
             _ => None,
         })
         .collect();
-    assert_eq!(started[0], (o[2].seq, 150, 2));
+    assert_eq!(
+        (started[0].seq, started[0].start_ts, started[0].tid),
+        (o[2].seq, 150, 2)
+    );
+    assert_eq!(started[0].links, [tp_ctx()]);
+    assert_eq!(started[0].message_id.as_deref(), Some("m7"));
+    assert!(!ev.iter().any(|e| matches!(e, MsgEvent::Started { .. })));
     assert_eq!(s.stats().malformed, 0);
 }
 
