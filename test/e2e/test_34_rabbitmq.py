@@ -1,8 +1,9 @@
 """RabbitMQ (AMQP 0-9-1) spans: a private RabbitMQ broker (Debian's rabbitmq-server, started
 by the test), real clients (pika), every basic.publish a PRODUCER span `publish <exchange>`,
-every pushed delivery a CONSUMER span `process <queue>` ending at the consumer's ack, basic.get
-a CLIENT span, errors from the broker's channel.close reply codes, a link from a consumer's
-span to the traceparent the publisher put in the message's headers, and get-empty counted;
+every pushed delivery a CONSUMER span `process <queue>` ending at the consumer's ack (the child
+of the traceparent the publisher put in the message's headers), basic.get a CLIENT span
+(linked to the message's traceparent), errors from the broker's channel.close reply codes,
+and get-empty counted;
 with pika and the Go client amqp091-go."""
 
 import json
@@ -59,7 +60,8 @@ ch.basic_publish("", "e2e.tasks", b"task-2")
 ch.basic_publish("e2e.orders", "eu", b"x" * 5000)          # more than one syscall's capture
 conf = c.channel()
 conf.confirm_delivery()
-conf.basic_publish("e2e.orders", "eu", b"confirmed", pika.BasicProperties(message_id="order-2"))
+conf.basic_publish("e2e.orders", "eu", b"confirmed", pika.BasicProperties(message_id="order-2",
+                                                                         headers={"traceparent": tp}))
 try:
     conf.basic_publish("e2e.missing", "rk", b"lost")
 except pika.exceptions.ChannelClosedByBroker as e:
@@ -147,9 +149,16 @@ def test_pika_publish_consume_get(collector, procs, tmp_path, broker):
     assert second["attrs"]["messaging.message.id"] == "2"  # no message-id: the delivery tag
     assert second["attrs"]["messaging.message.body.size"] == 6
     assert second["status_code"] == 2 and second["attrs"]["error.type"] == "rejected", brief([second])
-    # The publisher's traceparent (in the message's headers) is a link of its delivery.
+    # The publisher's traceparent (in the message's headers) is its delivery's parent
+    # (not a link too); a message without one starts a trace of its own.
     _, trace_id, span_id, _ = TRACEPARENT.split("-")
-    assert links_of(collector, first["span_id"]) == [(trace_id, span_id)]
+    assert (first["trace_id"], first["parent_span_id"]) == (trace_id, span_id), brief([first])
+    assert links_of(collector, first["span_id"]) == []
+    # The second message had no traceparent: the kernel inserted one (context_propagation:
+    # headers, the default), so the delivery continues that trace. (That the inserted
+    # context is the PRODUCER span's own is test_35's: pika sends the content header in a
+    # write after the publish method's, where the kernel inserts it.)
+    assert second["parent_span_id"] and second["trace_id"] != trace_id, brief([pubs[1], second])
     assert links_of(collector, second["span_id"]) == []
     # basic.get: CLIENT spans with the queue asked for.
     for s, size, tag in zip(gets, (5000, 9), (3, 4)):
@@ -160,6 +169,9 @@ def test_pika_publish_consume_get(collector, procs, tmp_path, broker):
         assert a["messaging.rabbitmq.message.delivery_tag"] == tag, a
         assert s["status_code"] == 0
     assert gets[1]["attrs"]["messaging.message.id"] == "order-2"
+    # A get links to its message's context: one the kernel inserted, the app's own.
+    assert len(links_of(collector, gets[0]["span_id"])) == 1, brief(gets)
+    assert links_of(collector, gets[1]["span_id"]) == [(trace_id, span_id)], brief(gets)
     # get-empty: counted, no span.
     after = counters_settled(collector, {"messaging_empty_polls": (before["messaging_empty_polls"] or 0) + 1})
     assert after["messaging_empty_polls"] >= (before["messaging_empty_polls"] or 0) + 1, (before, after)
@@ -196,6 +208,6 @@ def test_go_amqp091_publish_confirm_consume(collector, procs, tmp_path, broker):
     assert second["attrs"]["messaging.message.id"] == "2"
     assert second["status_code"] == 2 and second["attrs"]["error.type"] == "rejected", brief([second])
     _, trace_id, span_id, _ = TRACEPARENT.split("-")
-    assert links_of(collector, first["span_id"]) == [(trace_id, span_id)]
+    assert (first["trace_id"], first["parent_span_id"]) == (trace_id, span_id), brief([first])
     after = counters_settled(collector, {"messaging_empty_polls": (before["messaging_empty_polls"] or 0) + 1})
     assert after["messaging_empty_polls"] >= (before["messaging_empty_polls"] or 0) + 1, (before, after)
