@@ -11,7 +11,7 @@ say() { printf '[deps] %s\n' "$*"; }
 
 # Debian packages: compiler and BPF tooling for the build; servers and clients for the tests.
 apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip openssl libssl3
-  postgresql redis-server mariadb-server)
+  postgresql redis-server mariadb-server rabbitmq-server)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,7 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     (systemctl stop nginx 2>/dev/null || nginx -s stop 2>/dev/null || true)
   fi
   # Nor the database services their ports: the tests start private servers.
-  for svc in postgresql redis-server mariadb; do
+  for svc in postgresql redis-server mariadb rabbitmq-server; do
     pkg=$svc; [ "$svc" = mariadb ] && pkg=mariadb-server
     if [[ " ${missing[*]} " == *" $pkg "* ]]; then (systemctl stop "$svc" 2>/dev/null || service "$svc" stop 2>/dev/null || true); fi
   done
@@ -78,10 +78,11 @@ if ! python3 -c 'import psycopg, psycopg2, redis, pymysql, mysql.connector' 2>/d
     mysql-connector-python==26.10.0
 fi
 # Java and Go clients of the e2e tests: the JDBC driver from Maven Central, the Go
-# modules of test/e2e/apps/godb (pgx, go-redis) into Go's module cache.
+# modules of test/e2e/apps/godb (pgx, go-redis) and apps/goamqp (amqp091-go) into Go's module cache.
 command -v java >/dev/null && command -v mvn >/dev/null || { echo "[deps] java and mvn are needed (OpenJDK 17, Maven)" >&2; exit 1; }
 "$(dirname "$0")/jars.sh"
 (cd "$(dirname "$0")/../test/e2e/apps/godb" && go mod download)
+(cd "$(dirname "$0")/../test/e2e/apps/goamqp" && go mod download)
 # pymongo, the MongoDB client of the e2e tests.
 if ! python3 -c 'import pymongo' 2>/dev/null; then
   say "installing pymongo (MongoDB client of the e2e tests)"
@@ -92,6 +93,11 @@ fi
 if ! python3 -c 'import confluent_kafka, kafka' 2>/dev/null; then
   say "installing confluent-kafka and kafka-python (Kafka clients of the e2e tests)"
   python3 -m pip install -q confluent-kafka==2.16.1 kafka-python==3.0.12
+fi
+# pika, the RabbitMQ (AMQP 0-9-1) client of the e2e tests and golden captures.
+if ! python3 -c 'import pika' 2>/dev/null; then
+  say "installing pika (RabbitMQ client of the e2e tests)"
+  python3 -m pip install -q pika==1.4.4
 fi
 # FerretDB, the MongoDB wire protocol server of the e2e tests (built once, cached).
 CACHE_DIR="$CACHE_DIR" "$(dirname "$0")/ferretdb.sh"

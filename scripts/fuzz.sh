@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Short libFuzzer runs of the protocol parsers (HTTP/1, HTTP/2, Redis, PostgreSQL, MySQL, MongoDB, Kafka) (rust-core/fuzz), each for the
+# Short libFuzzer runs of the protocol parsers (HTTP/1, HTTP/2, Redis, PostgreSQL, MySQL, MongoDB, Kafka, AMQP 0-9-1) (rust-core/fuzz), each for the
 # given number of seconds, on stable Rust: the sanitizer-coverage instrumentation is
 # requested with plain codegen flags, so neither nightly nor cargo-fuzz is needed. Then the
 # Go receiver's OTLP decoder (go test -fuzz) for as long.
@@ -9,7 +9,7 @@ secs=${1:-30}
 cd "$(dirname "$0")/../rust-core/fuzz"
 export CARGO_TARGET_DIR=${CACHE_DIR:-$HOME/.cache/otelcol-ebpf}/fuzz-target
 target=x86_64-unknown-linux-gnu
-targets=(http1 http2 redis postgres mysql mongodb kafka)
+targets=(http1 http2 redis postgres mysql mongodb kafka amqp)
 # --target keeps the coverage flags off build scripts.
 RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \

@@ -37,6 +37,15 @@ the request that caused it was forwarded).
       merges them by time): confluent-kafka producers (a `traceparent` record header, each
       compression codec), a consumer in a group, a produce to a deleted topic, kafka-python
       (older API versions). Needs `pip install confluent-kafka kafka-python`.
+  capture_tcp.py rabbitmq [--outdir DIR] [SCENARIO ...]
+      start a private RabbitMQ (test/e2e/rabbitmq_server.py: temp dir, free ports), record
+      pika conversations into DIR/amqp_<scenario>.bin: `publish` (default and named
+      exchanges, with and without headers and message-id, publisher confirms, an
+      unroutable mandatory publish, a publish to a missing exchange: channel.close 404),
+      `consume` (basic.consume with manual ack/nack/reject and multiple acks, an auto-ack
+      consumer with its own tag), `get` (basic.get, get-empty), `bigbody` (a 135 KB body
+      in several frames, published and consumed), stop the broker.
+      Needs `apt-get install rabbitmq-server` and `pip install pika`.
 """
 import argparse
 import glob
@@ -767,6 +776,150 @@ def kafka_scenarios(outdir, names):
         broker.stop()
         proxy.close()
         shutil.rmtree(tmp, ignore_errors=True)
+# RabbitMQ scenarios (pika, AMQP 0-9-1)
+# ---------------------------------------------------------------------------------------------
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+# Every field-table type pika writes, nested.
+APP_HEADERS = {"traceparent": TRACEPARENT, "n": 7, "big": 1 << 40, "ok": True, "none": None,
+               "list": [1, "two", {"x": b"\x00\x01"}], "nested": {"a": {"b": "c"}}, "dec": __import__("decimal").Decimal("3.14")}
+
+
+def amqp_setup(port):
+    """Queues and exchanges of the scenarios, on a direct (unrecorded) connection."""
+    import pika
+    c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    ch = c.channel()
+    for q in ("tasks", "orders.eu", "acks", "auto", "multi", "polled", "big"):
+        ch.queue_declare(q)
+        ch.queue_purge(q)
+    ch.exchange_declare("orders", "direct")
+    ch.queue_bind("orders.eu", "orders", "eu")
+    return c, ch
+
+
+def amqp_publish(port):
+    import pika
+    c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    ch = c.channel()
+    ch.basic_publish("", "tasks", b"plain body")
+    ch.basic_publish("", "tasks", b"with headers", pika.BasicProperties(
+        content_type="text/plain", headers=APP_HEADERS, message_id="msg-1", delivery_mode=2))
+    ch.basic_publish("orders", "eu", b"x" * 3000, pika.BasicProperties(message_id="order-42"))
+    conf = c.channel()
+    conf.confirm_delivery()
+    conf.basic_publish("orders", "eu", b"confirmed 1")
+    conf.basic_publish("", "tasks", b"confirmed 2", pika.BasicProperties(headers={"k": "v"}))
+    try:
+        conf.basic_publish("orders", "nowhere", b"unroutable", mandatory=True)
+    except pika.exceptions.UnroutableError:
+        pass
+    try:
+        conf.basic_publish("missing-exchange", "rk", b"lost")
+    except pika.exceptions.ChannelClosedByBroker:
+        pass
+    c.close()
+
+
+def amqp_consume(server_port):
+    def client(port):
+        import pika
+        direct, dch = amqp_setup(server_port)
+        props = pika.BasicProperties(headers={"traceparent": TRACEPARENT, "app": "x"}, message_id="m-1")
+        for i in range(3):
+            dch.basic_publish("", "acks", f"ack me {i}".encode(), props if i == 0 else None)
+        for i in range(2):
+            dch.basic_publish("", "auto", f"auto {i}".encode())
+        for i in range(3):
+            dch.basic_publish("", "multi", f"multi {i}".encode())
+        c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = c.channel()
+        ch.basic_qos(prefetch_count=10)
+        got = []
+
+        def on_ack(chan, method, properties, body):
+            got.append(method.delivery_tag)
+            n = len(got)
+            if n == 1:
+                chan.basic_ack(method.delivery_tag)
+            elif n == 2:
+                chan.basic_nack(method.delivery_tag, requeue=False)
+            else:
+                chan.basic_reject(method.delivery_tag, requeue=False)
+                chan.stop_consuming()
+        ch.basic_consume("acks", on_ack)
+        ch.start_consuming()
+        auto = []
+
+        def on_auto(chan, method, properties, body):
+            auto.append(body)
+            if len(auto) == 2:
+                chan.stop_consuming()
+        ch.basic_consume("auto", on_auto, auto_ack=True, consumer_tag="my-auto")
+        ch.start_consuming()
+        multi = []
+
+        def on_multi(chan, method, properties, body):
+            multi.append(method.delivery_tag)
+            if len(multi) == 3:
+                chan.basic_ack(method.delivery_tag, multiple=True)
+                chan.stop_consuming()
+        ch.basic_consume("multi", on_multi)
+        ch.start_consuming()
+        c.close()
+        direct.close()
+    return client
+
+
+def amqp_get(server_port):
+    def client(port):
+        import pika
+        direct, dch = amqp_setup(server_port)
+        dch.basic_publish("", "polled", b"poll me", pika.BasicProperties(
+            message_id="p-1", headers={"traceparent": TRACEPARENT}))
+        dch.basic_publish("", "polled", b"auto polled")
+        c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = c.channel()
+        method, _, _ = ch.basic_get("polled")
+        ch.basic_ack(method.delivery_tag)
+        ch.basic_get("polled", auto_ack=True)
+        ch.basic_get("polled")  # get-empty
+        c.close()
+        direct.close()
+    return client
+
+
+def amqp_bigbody(server_port):
+    def client(port):
+        import pika
+        direct, _ = amqp_setup(server_port)
+        c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+        ch = c.channel()
+        ch.basic_publish("", "big", b"b" * 135_000, pika.BasicProperties(message_id="big-1"))
+        ch.basic_publish("", "big", b"small after")
+        for _ in range(2):
+            method, _, body = None, None, None
+            for _ in range(50):
+                method, _, body = ch.basic_get("big", auto_ack=True)
+                if method:
+                    break
+                time.sleep(0.05)
+        c.close()
+        direct.close()
+    return client
+
+
+def rabbitmq_scenarios(outdir, names):
+    sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+    from rabbitmq_server import RabbitMQ
+    with RabbitMQ() as broker:
+        port = broker.port
+        c, _ = amqp_setup(port)
+        c.close()
+        scenarios = {"publish": amqp_publish, "consume": amqp_consume(port), "get": amqp_get(port),
+                     "bigbody": amqp_bigbody(port)}
+        for name in names or scenarios:
+            record(port, os.path.join(outdir, f"amqp_{name}.bin"), scenarios[name])
 
 
 def main():
@@ -789,6 +942,9 @@ def main():
     k = sub.add_parser("kafka")
     k.add_argument("--outdir", default=HERE)
     k.add_argument("scenarios", nargs="*")
+    q = sub.add_parser("rabbitmq")
+    q.add_argument("--outdir", default=HERE)
+    q.add_argument("scenarios", nargs="*")
     a = ap.parse_args()
     if a.cmd == "proxy":
         host, port = a.target.rsplit(":", 1)
@@ -802,6 +958,8 @@ def main():
         kafka_scenarios(a.outdir, a.scenarios)
     elif a.cmd == "redis":
         redis_scenarios(a.outdir, a.scenarios)
+    elif a.cmd == "rabbitmq":
+        rabbitmq_scenarios(a.outdir, a.scenarios)
     else:
         postgres(a.outdir)
 

@@ -1,5 +1,6 @@
 //! Application-protocol parsers fed with the byte streams captured per connection.
 
+pub mod amqp;
 pub mod capture;
 pub mod db;
 pub mod http1;
@@ -52,5 +53,12 @@ pub const PROTOCOLS: &[session::Protocol] = &[
         port: 9092,
         midstream: kafka::plausible_midstream,
         session: |_| messaging::session(kafka::KafkaSession::new()),
+    },
+    session::Protocol {
+        name: "amqp",
+        sniff: amqp::sniff,
+        port: 5672,
+        midstream: amqp::plausible_midstream,
+        session: |_| messaging::session(amqp::AmqpSession::new()),
     },
 ];
