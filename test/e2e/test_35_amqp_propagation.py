@@ -89,10 +89,11 @@ def test_a_trace_goes_through_the_queue(collector, procs, broker, tmp_path):
         assert (version, trace, flags) == ("00", tp.split("-")[1], "01"), (inserted, tp)
         ours[i] = (trace, parent)
 
-    # Five spans per message: front SERVER, PRODUCER, CONSUMER, CLIENT and SERVER of back.
+    # Six spans per message: curl's CLIENT (it sent the traceparent itself), front SERVER,
+    # PRODUCER, CONSUMER, CLIENT and SERVER of back.
     traces = {tp.split("-")[1] for tp in incoming} | {APP_TP.split("-")[1]}
-    spans = collector.spans.wait(lambda s: s["trace_id"] in traces, count=5 * len(HEADERS), timeout=20)
-    assert len(spans) == 5 * len(HEADERS), brief(spans)
+    spans = collector.spans.wait(lambda s: s["trace_id"] in traces, count=6 * len(HEADERS), timeout=20)
+    assert len(spans) == 6 * len(HEADERS), brief(spans)
     for i, (trace, parent) in ours.items():
         mine = [s for s in spans if s["trace_id"] == trace]
         srv = one(mine, lambda s: s["kind"] == SERVER and on_port(front)(s), f"front SERVER {i}")

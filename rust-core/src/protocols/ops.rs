@@ -1,8 +1,8 @@
 //! Operation-shaped protocols (databases, messaging) on the protocol seam. Their parsers
 //! report two events per operation, `Started` (the request's first byte: the span's ids
 //! are given then) and `Done` (everything its span needs); `OpAdapter` turns them into
-//! exchange events keyed by the operation's sequence number (also the exchange's
-//! `stream_id`). A `Done` whose `Started` was not reported (a Kafka fetch known to be worth
+//! exchange events keyed by the operation's sequence number. Their `stream_id` is 0:
+//! what the kernel inserted into a request (an AMQP publish) is found by thread and time. A `Done` whose `Started` was not reported (a Kafka fetch known to be worth
 //! a span only when its records came) starts where the operation says.
 
 use std::collections::HashSet;
@@ -76,7 +76,7 @@ impl<T: Op> OpAdapter<T> {
                         key: seq,
                         ts,
                         tid,
-                        stream_id: seq as u32,
+                        stream_id: 0,
                         msg: T::started(seq, ts, tid),
                     });
                 }
@@ -88,7 +88,7 @@ impl<T: Op> OpAdapter<T> {
                         key: seq,
                         ts,
                         tid,
-                        stream_id: seq as u32,
+                        stream_id: 0,
                         msg: op.into_message(),
                     });
                 }
@@ -100,7 +100,7 @@ impl<T: Op> OpAdapter<T> {
                             key: seq,
                             ts,
                             tid,
-                            stream_id: seq as u32,
+                            stream_id: 0,
                             msg: T::started(seq, ts, tid),
                         });
                     }

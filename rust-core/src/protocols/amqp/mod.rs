@@ -4,8 +4,10 @@
 //! Operations (`messaging.system` = `rabbitmq`):
 //! * `basic.publish` + its content: PRODUCER `publish`, destination = the exchange (the
 //!   default exchange, named by the empty string, as `amq.default`), routing key, body
-//!   size and message-id from the content header. `Started` at the publish method frame
-//!   (its ts and the writing thread). It ends when its last body byte was written; on a
+//!   size and message-id from the content header. `Started` at its content header frame
+//!   (its ts and the writing thread: the write the kernel inserts the publish's
+//!   `traceparent` into; clients often write method, header and body apart), or from the
+//!   method frame when the header was never seen. It ends when its last body byte was written; on a
 //!   channel in confirm mode (`confirm.select` seen) at the broker's `basic.ack` /
 //!   `basic.nack` of its sequence number (`multiple` settles every earlier one too, and
 //!   tag 0 with `multiple` all of them); a nack gives `error_type` `nack`. A
@@ -384,6 +386,17 @@ impl State {
             // Its ids depend on the message's context (links[0]): known now.
             out.push(MsgEvent::StartedWith(op.clone()));
         }
+        if op.op_type == OpType::Send {
+            // The kernel puts the publish's traceparent into this frame, inside its write:
+            // the span starts with that write, to take exactly those ids.
+            op.start_ts = f.ts;
+            op.tid = f.tid;
+            out.push(MsgEvent::Started {
+                seq: op.seq,
+                ts: f.ts,
+                tid: f.tid,
+            });
+        }
         if p.body_size == 0 {
             let c = slot.take();
             if let Some(c) = c {
@@ -551,11 +564,6 @@ impl State {
                 if let Some(n) = &mut chan.confirm {
                     *n += 1;
                 }
-                out.push(MsgEvent::Started {
-                    seq: op.seq,
-                    ts: f.ts,
-                    tid: f.tid,
-                });
                 let chan = self.channels.get_mut(&ch).expect("present");
                 chan.up = Some(Content {
                     owner: Owner::Publish { op, confirm },
