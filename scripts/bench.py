@@ -677,6 +677,8 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
     grpc_rows = measure_grpc(d)
     chains = [measure_chain(d, m) for m in ("headers", "off")]
     loops = [measure_event_loop(d, m) for m in ("headers", "off")]
+    import bench_messaging  # scripts/bench_messaging.py
+    msgs = bench_messaging.measure_messaging(d)
 
     ratios = sorted(r[1] / r[0] for r in rows)
     med = lambda xs: sorted(xs)[len(xs) // 2]
@@ -852,7 +854,7 @@ tracked twice), nginx keeping connections alive: RSS idle, with 10,000 connectio
 |---|---|---|---|
 """ + "\n".join(f"| {r['state']} | {r['rss']} | {r['anon']} | {r['tracked']:.0f} |" for r in conns) + f"""
 
-## Core: database protocol parsers (criterion)
+## Core: protocol parsers (criterion)
 
 `cargo bench -p otelcol-ebpf-core --bench db_parsers` replays each protocol's recorded
 conversations (test/golden/<protocol>_*.bin, both directions) through a fresh session per
@@ -861,6 +863,7 @@ conversation, sanitizing and summarising query text as by default, on one core:
 | protocol | captures | bytes | operations | time per replay (µs) | operations/s | MiB/s |
 |---|---|---|---|---|---|---|
 """ + "\n".join(f"| {r['name']} | {r['captures']} | {r['bytes']} | {r['ops']} | {r['us']:.1f} | {r['ops'] / r['us'] * 1e6:,.0f} | {r['bytes'] / r['us'] * 1e6 / 2**20:.0f} |" for r in parsers) + "\n"
+    report += "\n" + bench_messaging.report(msgs)
     print(report)
     # Hand-written analysis below the marker survives a re-run.
     path = os.path.join(ROOT, "docs/benchmarks.md")

@@ -234,6 +234,7 @@ def flatten(doc: dict) -> list[dict]:
                     "start": int(sp.get("startTimeUnixNano", 0)),
                     "end": int(sp.get("endTimeUnixNano", 0)),
                     "attrs": _attrs(sp.get("attributes")),
+                    "links": [(l.get("traceId", ""), l.get("spanId", "")) for l in sp.get("links", [])],
                     "status_code": int(status.get("code", 0)),
                     "status_message": status.get("message", ""),
                 })
