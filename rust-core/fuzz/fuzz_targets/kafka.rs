@@ -38,6 +38,7 @@ fn check(events: &[MsgEvent], closed: bool) {
     for e in events {
         match e {
             OpEvent::Started { seq, ts, .. } => assert!(open.insert(*seq, *ts).is_none()),
+            OpEvent::StartedWith(_) => panic!("Kafka reports plain Started"),
             OpEvent::Done(op) => {
                 assert!(done.insert(op.seq), "seq {} done twice", op.seq);
                 if let Some(ts) = open.remove(&op.seq) {

@@ -49,6 +49,7 @@ fn check(events: &[DbEvent], closed: bool) {
     for e in events {
         match e {
             DbEvent::Started { seq, ts, .. } => assert!(open.insert(*seq, *ts).is_none()),
+            DbEvent::StartedWith(_) => panic!("databases report plain Started"),
             DbEvent::Done(op) => {
                 let ts = open.remove(&op.seq).expect("Done without Started");
                 assert_eq!(ts, op.start_ts);

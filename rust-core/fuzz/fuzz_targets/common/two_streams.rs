@@ -54,6 +54,7 @@ fn run<S: DbSession>(
             DbEvent::Started { seq, .. } => {
                 assert!(started.insert(*seq), "seq {seq} started twice")
             }
+            DbEvent::StartedWith(_) => panic!("databases report plain Started"),
             DbEvent::Done(op) => {
                 assert!(
                     started.contains(&op.seq),
