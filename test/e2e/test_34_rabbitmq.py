@@ -154,11 +154,10 @@ def test_pika_publish_consume_get(collector, procs, tmp_path, broker):
     _, trace_id, span_id, _ = TRACEPARENT.split("-")
     assert (first["trace_id"], first["parent_span_id"]) == (trace_id, span_id), brief([first])
     assert links_of(collector, first["span_id"]) == []
-    # The second message had no traceparent: the kernel inserted one (context_propagation:
-    # headers, the default), so the delivery continues that trace. (That the inserted
-    # context is the PRODUCER span's own is test_35's: pika sends the content header in a
-    # write after the publish method's, where the kernel inserts it.)
-    assert second["parent_span_id"] and second["trace_id"] != trace_id, brief([pubs[1], second])
+    # The second message had no traceparent: the kernel inserted the PRODUCER span's own
+    # (context_propagation: headers, the default), so the delivery is that span's child.
+    assert (second["trace_id"], second["parent_span_id"]) == (pubs[1]["trace_id"], pubs[1]["span_id"]), \
+        brief([pubs[1], second])
     assert links_of(collector, second["span_id"]) == []
     # basic.get: CLIENT spans with the queue asked for.
     for s, size, tag in zip(gets, (5000, 9), (3, 4)):
@@ -169,8 +168,8 @@ def test_pika_publish_consume_get(collector, procs, tmp_path, broker):
         assert a["messaging.rabbitmq.message.delivery_tag"] == tag, a
         assert s["status_code"] == 0
     assert gets[1]["attrs"]["messaging.message.id"] == "order-2"
-    # A get links to its message's context: one the kernel inserted, the app's own.
-    assert len(links_of(collector, gets[0]["span_id"])) == 1, brief(gets)
+    # A get links to its message's context: the PRODUCER span's (inserted), the app's own.
+    assert links_of(collector, gets[0]["span_id"]) == [(pubs[2]["trace_id"], pubs[2]["span_id"])], brief(gets)
     assert links_of(collector, gets[1]["span_id"]) == [(trace_id, span_id)], brief(gets)
     # get-empty: counted, no span.
     after = counters_settled(collector, {"messaging_empty_polls": (before["messaging_empty_polls"] or 0) + 1})
