@@ -25,7 +25,7 @@ pub const FRAME_END: u8 = 0xCE;
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Bytes of a method or content-header payload kept when it arrives in pieces; the rest
 /// is skipped by its size (the frame is handed over `truncated`).
-pub const MAX_KEEP: usize = 64 * 1024;
+pub(crate) const MAX_KEEP: usize = 64 * 1024;
 /// Nesting of field tables and arrays read (deeper values are malformed).
 pub const MAX_DEPTH: usize = 16;
 

@@ -9,7 +9,7 @@
 pub const MAX_FRAME: usize = 100 << 20;
 /// Bytes kept of one frame; what follows is treated as not captured (a fetch response's
 /// first partitions and batch headers come first).
-pub const MAX_KEEP: usize = 1 << 20;
+pub(crate) const MAX_KEEP: usize = 1 << 20;
 
 /// Why a field could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use super::super::db::Flow;
 /// The payload length that says "continued in the next packet".
 pub const MAX_PAYLOAD: u32 = 0xFF_FFFF;
 /// Bytes of one packet kept when it arrives in pieces; the rest is skipped by length.
-pub const MAX_KEEP: usize = 64 * 1024;
+pub(crate) const MAX_KEEP: usize = 64 * 1024;
 
 // Command bytes (first payload byte of a packet with sequence id 0 toward the server).
 pub const COM_QUIT: u8 = 0x01;
