@@ -1,18 +1,21 @@
 """Kafka spans: a private Apache Kafka 4.4 broker (KRaft, jars from Maven Central through
 scripts/jars.sh, auto-creation of topics off), real clients: confluent-kafka (librdkafka:
-Produce v10, Fetch v16 with topic ids) and kafka-python (Produce v9, Fetch v12 with topic
-names). Every (topic, partition) of a Produce is a PRODUCER `send {topic}` span with its
+Produce v10, Fetch v16 with topic ids), kafka-python (Produce v9, Fetch v12 with topic
+names) and franz-go (apps/gokafka: ApiVersions v5, Produce v13 and Fetch v18, both with topic
+ids). Every (topic, partition) of a Produce is a PRODUCER `send {topic}` span with its
 partition, base offset, message count and client id; a Fetch that returned records is a
 CLIENT `poll {topic}` span with the first offset, the count, the consumer group (learned from
 the group calls on the coordinator's connection) and span links to the records'
 `traceparent` headers; a produce to a topic deleted under the producer fails with
-UNKNOWN_TOPIC_OR_PARTITION; polls that returned nothing are counted."""
+UNKNOWN_TOPIC_OR_PARTITION; polls that returned nothing are counted. A Produce written by
+a thread serving an HTTP request is that request's child (and one written by a client
+library's own I/O thread is no request's child)."""
 
 import json
 
 import pytest
 
-from e2elib import PYTHON, Procs, brief
+from e2elib import PYTHON, Procs, brief, free_port, go_build_module, run_curl, server_on, wait_listening
 from kafka_server import KafkaBroker
 
 PRODUCER_KIND, CLIENT_KIND = 4, 3
@@ -21,8 +24,8 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 @pytest.fixture(scope="module")
 def kafka(collector, tmp_path_factory):
-    """One broker for the module (its start costs seconds), topics `orders` (2 partitions)
-    and `payments` created with the admin API."""
+    """One broker for the module (its start costs seconds), topics `orders` and `shipments`
+    (2 partitions), `payments`, `refunds` and `deliveries` created with the admin API."""
     d = tmp_path_factory.mktemp("kafka")
     procs = Procs(d)
     broker = KafkaBroker(d / "broker", spawn=lambda args, log: procs.spawn(args, name="kafka"))
@@ -32,7 +35,8 @@ def kafka(collector, tmp_path_factory):
 
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         for f in admin.create_topics([NewTopic("orders", 2, 1), NewTopic("payments", 1, 1),
-                                      NewTopic("refunds", 1, 1)]).values():
+                                      NewTopic("refunds", 1, 1), NewTopic("shipments", 2, 1),
+                                      NewTopic("deliveries", 1, 1)]).values():
             f.result(30)
         yield broker
     finally:
@@ -283,3 +287,186 @@ def test_polls_link_to_the_sends_that_wrote_their_records(collector, procs, tmp_
         assert links_of(collector, p["span_id"]) == want, (brief([p]), brief(sends))
         linked.update(want)
     assert linked == {(s["trace_id"], s["span_id"]) for s in sends}
+
+
+def test_franz_go_producer_and_consumer_group(collector, procs, tmp_path, kafka):
+    """franz-go (kgo, apps/gokafka) speaks the newest versions: Produce v13 and Fetch v18 both
+    name topics by id only, so `send` and `poll` are named from the Metadata responses. Three
+    records in one Produce request and one in a second, to partition 1 of `shipments`; the
+    consumer group's first fetch returns both batches: one poll linked to both sends."""
+    gokafka = go_build_module(tmp_path, "gokafka")
+    client, out = procs.run([gokafka, kafka.bootstrap, "shipments", "1", "3", "e2e-go-dispatch"], name="gokafka",
+                            timeout=120)
+    # A fresh partition: offsets 0..3.
+    assert parse_lines(out, "sent") == [(1, 0), (1, 1), (1, 2), (1, 3)], out
+    assert parse_lines(out, "consumed") == [(1, 0), (1, 1), (1, 2), (1, 3)], out
+
+    sends = kafka_spans(collector, client.pid, PRODUCER_KIND, 2)
+    assert [(s["name"], s["attrs"]["messaging.destination.name"], s["attrs"]["messaging.destination.partition.id"],
+             s["attrs"]["messaging.kafka.offset"], s["attrs"]["messaging.batch.message_count"],
+             s["attrs"]["messaging.client.id"]) for s in sends] == [
+        ("send shipments", "shipments", "1", 0, 3, "e2e-go-producer"),
+        ("send shipments", "shipments", "1", 3, 1, "e2e-go-producer")], brief(sends)
+    for s in sends:
+        a = s["attrs"]
+        assert a["messaging.operation.type"] == "send" and a["messaging.operation.name"] == "send", a
+        assert a["server.address"] == "127.0.0.1" and a["server.port"] == kafka.port, a
+        assert s["status_code"] == 0 and "error.type" not in a, brief([s])
+        assert s["parent_span_id"] == "", brief([s])
+
+    polls = [p for p in kafka_spans(collector, client.pid, CLIENT_KIND, 1) if p["attrs"]["messaging.system"] == "kafka"]
+    assert [p["name"] for p in polls] == ["poll shipments"], brief(polls)
+    p, a = polls[0], polls[0]["attrs"]
+    assert a["messaging.destination.name"] == "shipments" and a["messaging.destination.partition.id"] == "1", a
+    assert a["messaging.operation.type"] == "receive" and a["messaging.operation.name"] == "poll", a
+    assert a["messaging.kafka.offset"] == 0 and a["messaging.batch.message_count"] == 4, a
+    assert a["messaging.consumer.group.name"] == "e2e-go-dispatch", a
+    assert a["messaging.client.id"] == "e2e-go-consumer", a
+    assert a["server.port"] == kafka.port and p["status_code"] == 0, brief([p])
+    # No traceparent headers: linked to the two send spans that wrote offsets 0..3.
+    assert p["links"] == [(s["trace_id"], s["span_id"]) for s in sends], (brief([p]), brief(sends))
+
+
+HTTP_PRODUCER = r"""
+import socket, struct, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from confluent_kafka import Producer
+from kafka import KafkaProducer
+
+port, kport, topic = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+bootstrap = "127.0.0.1:%d" % kport
+
+# -- a minimal synchronous client: Produce v3 (record batch v2, CRC-32C), written and read by
+# the calling thread on one connection kept for the process.
+T = []
+for i in range(256):
+    c = i
+    for _ in range(8):
+        c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    T.append(c)
+
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b:
+        c = T[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+def varint(n):
+    n, out = (n << 1) ^ (n >> 63), bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if not n:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+def record_batch(value):
+    rec = b"\0" + varint(0) + varint(0) + varint(-1) + varint(len(value)) + value + varint(0)
+    rec = varint(len(rec)) + rec
+    # attributes, last offset delta, base and max timestamp, producer id, epoch, base sequence, count
+    tail = struct.pack(">hiqqqhii", 0, 0, 1700000000000, 1700000000000, -1, -1, -1, 1) + rec
+    body = struct.pack(">ibI", -1, 2, crc32c(tail)) + tail
+    return struct.pack(">qi", 0, len(body)) + body
+
+raw_lock, raw_sock, corr = threading.Lock(), [None], [0]
+
+def raw_produce(value):
+    with raw_lock:
+        if raw_sock[0] is None:
+            raw_sock[0] = socket.create_connection(("127.0.0.1", kport))
+        s = raw_sock[0]
+        corr[0] += 1
+        cid, t, batch = b"e2e-http-raw", topic.encode(), record_batch(value)
+        req = struct.pack(">hhih", 0, 3, corr[0], len(cid)) + cid + struct.pack(">hhi", -1, 1, 10000)
+        req += struct.pack(">ih", 1, len(t)) + t + struct.pack(">iii", 1, 0, len(batch)) + batch
+        s.sendall(struct.pack(">i", len(req)) + req)       # one write, by this thread
+        def take(n):
+            b = b""
+            while len(b) < n:
+                got = s.recv(n - len(b))
+                if not got:
+                    raise EOFError
+                b += got
+            return b
+        resp = take(struct.unpack(">i", take(4))[0])
+        got_corr, _, tlen = struct.unpack(">iih", resp[:10])
+        part, err, offset = struct.unpack(">iihq", resp[10 + tlen:10 + tlen + 18])[1:]
+        assert got_corr == corr[0] and err == 0, (got_corr, err)
+        return offset
+
+rdk = Producer({"bootstrap.servers": bootstrap, "client.id": "e2e-http-rdkafka", "linger.ms": 0})
+kpy = KafkaProducer(bootstrap_servers=bootstrap, client_id="e2e-http-kpy", linger_ms=0)
+
+def rdkafka_produce(value):
+    got = []
+    rdk.produce(topic, value, partition=0, on_delivery=lambda err, m: got.append((err, m.offset())))
+    rdk.flush(10)                                        # sent by librdkafka's broker thread
+    assert got and got[0][0] is None, got
+    return got[0][1]
+
+def kpy_produce(value):
+    return kpy.send(topic, value, partition=0).get(10).offset   # sent by kafka-python's sender
+
+CLIENTS = {"raw": raw_produce, "librdkafka": rdkafka_produce, "kafka-python": kpy_produce}
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        _, client, n = self.path.split("/")
+        body = str(CLIENTS[client](b"delivery " + n.encode())).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+def test_a_produce_written_by_a_request_thread_is_that_requests_child(collector, procs, tmp_path, kafka):
+    """A thread-per-request HTTP server (ThreadingHTTPServer) whose handler produces one record
+    to `deliveries` with one of three clients. The collector parents by the thread that
+    writes the Produce request, so what is true depends on the client:
+
+    * a synchronous client whose handler thread writes the Produce itself (here a minimal one:
+      Produce v3 over a socket kept by the process) -> the PRODUCER span is the child of that
+      request's SERVER span, in its trace;
+    * confluent-kafka: `produce()` only queues the record and `flush()` waits; the Produce is
+      written by librdkafka's broker thread (`rdk:broker1`), which serves no request -> the
+      PRODUCER span has no parent and a trace of its own (never a wrong parent);
+    * kafka-python: `send().get()` likewise only waits; its Sender thread writes the
+      Produce -> no parent either.
+    """
+    (tmp_path / "front.py").write_text(HTTP_PRODUCER)
+    port = free_port()
+    front = procs.spawn([PYTHON, tmp_path / "front.py", port, kafka.port, "deliveries"], name="front")
+    wait_listening(port, front, what="front.py")
+    calls = [("raw", 1), ("raw", 2), ("librdkafka", 3), ("kafka-python", 4)]
+    offsets = []
+    for client, n in calls:
+        _, out = run_curl(procs, "--fail", f"http://127.0.0.1:{port}/{client}/{n}")
+        offsets.append(int(out))
+    assert offsets == [0, 1, 2, 3], offsets  # a fresh topic
+
+    servers = collector.spans.wait(server_on(port), len(calls), timeout=20)
+    by_path = {s["attrs"]["url.path"]: s for s in servers}
+    assert sorted(by_path) == sorted(f"/{c}/{n}" for c, n in calls), brief(servers)
+    sends = kafka_spans(collector, front.pid, PRODUCER_KIND, len(calls))
+    by_offset = {s["attrs"]["messaging.kafka.offset"]: s for s in sends}
+    assert [(s["name"], s["attrs"]["messaging.kafka.offset"], s["attrs"]["messaging.batch.message_count"],
+             s["attrs"]["messaging.client.id"]) for s in sends] == [
+        ("send deliveries", 0, 1, "e2e-http-raw"), ("send deliveries", 1, 1, "e2e-http-raw"),
+        ("send deliveries", 2, 1, "e2e-http-rdkafka"), ("send deliveries", 3, 1, "e2e-http-kpy")], brief(sends)
+    for (client, n), offset in zip(calls, offsets):
+        send, server = by_offset[offset], by_path[f"/{client}/{n}"]
+        assert send["status_code"] == 0 and send["attrs"]["messaging.destination.partition.id"] == "0"
+        if client == "raw":
+            # Written by the handler thread while it served the request.
+            assert send["parent_span_id"] == server["span_id"], brief([server, send])
+            assert send["trace_id"] == server["trace_id"], brief([server, send])
+        else:
+            # Written by the client library's own I/O thread: no request's child.
+            assert send["parent_span_id"] == "", brief([server, send])
+            assert send["trace_id"] not in {s["trace_id"] for s in servers}, brief([server, send])

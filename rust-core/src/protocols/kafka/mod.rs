@@ -77,6 +77,8 @@ pub const LEAVE_GROUP: i16 = 13;
 pub const SYNC_GROUP: i16 = 14;
 pub const API_VERSIONS: i16 = 18;
 pub const CONSUMER_GROUP_HEARTBEAT: i16 = 68;
+/// The highest ApiVersions request version whose fields are known (v5: KIP-1242).
+const API_VERSIONS_MAX: i16 = APIS[API_VERSIONS as usize].0;
 
 /// Per api key (0..=94): the highest version Apache Kafka 4.4 knows (for the removed
 /// inter-broker keys 4–7, the last one they had) and the first flexible version (-1: none).
@@ -340,6 +342,7 @@ pub fn sniff(flow: Flow, first: &[u8]) -> Sniff {
     }
     // The whole first request is here: an ApiVersions request must parse exactly (what
     // follows is not looked at: a client waits for the answer to its first request).
+    // Versions above the highest known may have grown fields: their known prefix must parse.
     let mut f = Frame::new(len, 0, 0);
     f.push(&first[4..4 + len]);
     let ver = wire::be16(&first[6..]);
@@ -351,10 +354,18 @@ pub fn sniff(flow: Flow, first: &[u8]) -> Sniff {
             r.skip_tags(true)?;
             r.skip_string(true)?; // client_software_name
             r.skip_string(true)?; // client_software_version
-            r.skip_tags(true)?;
+            if ver >= 5 {
+                // KIP-1242 (franz-go 1.22 sends v5): the cluster and node the client
+                // believes it reaches (null and -1 while bootstrapping).
+                r.skip_string(true)?; // cluster_id
+                r.skip(4)?; // node_id
+            }
+            if ver <= API_VERSIONS_MAX {
+                r.skip_tags(true)?;
+            }
             Ok(())
         })();
-        if ok.is_err() || r.left() != 0 {
+        if ok.is_err() || (ver <= API_VERSIONS_MAX && r.left() != 0) {
             return Sniff::No;
         }
     }

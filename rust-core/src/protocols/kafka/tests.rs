@@ -1318,6 +1318,50 @@ fn sniff_first_requests() {
     );
 }
 
+/// franz-go 1.22 opens every connection with ApiVersions v5 (KIP-1242), which adds the
+/// cluster id and node id the client believes it reaches: captured from its writes to a
+/// Kafka 4.4 broker (bootstrap: null and -1; later connections: the cluster's id, node 1).
+#[test]
+fn sniff_api_versions_v5_of_franz_go() {
+    let mut boot = vec![0, 0, 0, 0x2c, 0, 18, 0, 5, 0, 0, 0, 0, 0, 15];
+    boot.extend_from_slice(b"e2e-go-producer");
+    boot.extend_from_slice(b"\x00\x04kgo\x08v1.22.3\x00\xff\xff\xff\xff\x00");
+    assert_eq!(boot.len(), 48);
+    assert_eq!(sniff(UP, &boot), Sniff::Yes);
+    let mut known = vec![0, 0, 0, 0x42, 0, 18, 0, 5, 0, 0, 0, 0, 0, 15];
+    known.extend_from_slice(b"e2e-go-producer");
+    known
+        .extend_from_slice(b"\x00\x04kgo\x08v1.22.3\x17fgSOOah5R_-mVLwmkfmW6w\x00\x00\x00\x01\x00");
+    assert_eq!(known.len(), 70);
+    assert_eq!(sniff(UP, &known), Sniff::Yes);
+    assert_eq!(sniff(UP, &known[..69]), Sniff::NeedMore);
+    // v5 without its new fields (a v4 body under a v5 header) is no ApiVersions request.
+    let mut e = Enc::new(true);
+    e.str(Some("kgo")).str(Some("v1.22.3")).tags();
+    assert_eq!(
+        sniff(UP, &request(API_VERSIONS, 5, 0, Some("c"), &e.b)),
+        Sniff::No
+    );
+    // A version above the known ones may carry more fields: its known prefix must parse.
+    let mut e = Enc::new(true);
+    e.str(Some("kgo"))
+        .str(Some("v9"))
+        .str(None)
+        .i32(-1)
+        .raw(&[7, 7])
+        .tags();
+    assert_eq!(
+        sniff(UP, &request(API_VERSIONS, 6, 0, Some("c"), &e.b)),
+        Sniff::Yes
+    );
+    let mut e = Enc::new(true);
+    e.str(Some("kgo")).raw(&[0x40]);
+    assert_eq!(
+        sniff(UP, &request(API_VERSIONS, 6, 0, Some("c"), &e.b)),
+        Sniff::No
+    );
+}
+
 #[test]
 fn sniff_claims_no_other_protocol() {
     let others: &[&[u8]] = &[
