@@ -78,11 +78,12 @@ if ! python3 -c 'import psycopg, psycopg2, redis, pymysql, mysql.connector' 2>/d
     mysql-connector-python==26.10.0
 fi
 # Java and Go clients of the e2e tests: the JDBC driver from Maven Central, the Go
-# modules of test/e2e/apps/godb (pgx, go-redis) and apps/goamqp (amqp091-go) into Go's module cache.
+# modules of test/e2e/apps/godb (pgx, go-redis), apps/goamqp (amqp091-go) and apps/gokafka (franz-go) into Go's module cache.
 command -v java >/dev/null && command -v mvn >/dev/null || { echo "[deps] java and mvn are needed (OpenJDK 17, Maven)" >&2; exit 1; }
 "$(dirname "$0")/jars.sh"
 (cd "$(dirname "$0")/../test/e2e/apps/godb" && go mod download)
 (cd "$(dirname "$0")/../test/e2e/apps/goamqp" && go mod download)
+(cd "$(dirname "$0")/../test/e2e/apps/gokafka" && go mod download)
 # pymongo, the MongoDB client of the e2e tests.
 if ! python3 -c 'import pymongo' 2>/dev/null; then
   say "installing pymongo (MongoDB client of the e2e tests)"
