@@ -41,6 +41,14 @@ pub fn read(raw: &[u8]) -> Result<Vec<Record>, String> {
     Ok(out)
 }
 
+/// The records of `test/golden/<file>` (for the parsers' tests: a bad file panics).
+#[cfg(test)]
+pub fn golden(file: &str) -> Vec<Record> {
+    let path = format!("{}/../test/golden/{file}", env!("CARGO_MANIFEST_DIR"));
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    read(&data).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

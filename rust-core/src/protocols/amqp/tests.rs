@@ -325,13 +325,8 @@ fn session_with(parts: &[(Flow, Vec<u8>)]) -> (Vec<MsgEvent>, AmqpSession) {
 // Golden captures
 
 fn golden(name: &str) -> Vec<Feed> {
-    let path = format!(
-        "{}/../test/golden/amqp_{name}.bin",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let recs = crate::protocols::capture::read(&data).unwrap_or_else(|e| panic!("{path}: {e}"));
-    recs.into_iter()
+    crate::protocols::capture::golden(&format!("amqp_{name}.bin"))
+        .into_iter()
         .enumerate()
         .map(|(i, r)| Feed {
             flow: r.flow,

@@ -1405,18 +1405,10 @@ fn midstream_plausibility() {
 // ---------------------------------------------------------------------------
 
 fn golden(name: &str) -> Vec<(Flow, u64, Vec<u8>)> {
-    let path = format!("{}/../test/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut recs = Vec::new();
-    let mut p = &raw[..];
-    while !p.is_empty() {
-        let flow = if p[0] == 0 { UP } else { DOWN };
-        let ts = u64::from_le_bytes(p[1..9].try_into().unwrap());
-        let len = u32::from_le_bytes(p[9..13].try_into().unwrap()) as usize;
-        recs.push((flow, ts, p[13..13 + len].to_vec()));
-        p = &p[13 + len..];
-    }
-    recs
+    crate::protocols::capture::golden(name)
+        .into_iter()
+        .map(|r| (r.flow, r.ts, r.data))
+        .collect()
 }
 
 /// Replays a capture whole, byte by byte (same events), and with every record cut to a

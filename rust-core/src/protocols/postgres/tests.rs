@@ -1712,10 +1712,7 @@ fn midstream_plausibility() {
 // ---------------------------------------------------------------------------
 
 fn golden(name: &str) -> Vec<(Flow, u64, Vec<u8>)> {
-    let path = format!("{}/../test/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    crate::protocols::capture::read(&raw)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
+    crate::protocols::capture::golden(name)
         .into_iter()
         .map(|r| (r.flow, r.ts, r.data))
         .collect()

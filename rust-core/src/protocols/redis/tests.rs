@@ -1389,13 +1389,8 @@ fn random_input_never_panics() {
 
 /// The records of test/golden/redis_{name}.bin.
 fn golden(name: &str) -> Vec<Feed> {
-    let path = format!(
-        "{}/../test/golden/redis_{name}.bin",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let recs = crate::protocols::capture::read(&data).unwrap_or_else(|e| panic!("{path}: {e}"));
-    recs.into_iter()
+    crate::protocols::capture::golden(&format!("redis_{name}.bin"))
+        .into_iter()
         .enumerate()
         .map(|(i, r)| Feed {
             flow: r.flow,
