@@ -12,7 +12,7 @@ LIB := build/lib/libotelcol_ebpf_core.a
 HEADER := include/otelcol_ebpf.h
 BIN := bin/otelcol-ebpf
 
-.PHONY: all deps build core header check-header collector run test test-rust test-fuzz test-go test-e2e bench clean
+.PHONY: all deps build core header check-header collector run demo demo-screenshot test test-rust test-fuzz test-go test-e2e bench clean
 
 all: build
 
@@ -47,6 +47,15 @@ collector: $(LIB)
 # as often (measured: 5.5 -> 4.9 us of collector CPU per span, RSS unchanged; docs/benchmarks.md).
 run: build
 	GOGC=$${GOGC:-200} $(BIN) --config $(CONFIG)
+
+# A shop of three services, PostgreSQL and Redis under light load, traced into Zipkin's web
+# UI (demo/run.py prints the URL); Ctrl-C stops everything.
+demo: build
+	python3 demo/run.py
+
+# Regenerates the README's picture of one trace's waterfall (headless Chromium).
+demo-screenshot: build
+	python3 demo/run.py --screenshot docs/images/demo-trace.png
 
 test: build test-rust test-fuzz test-go test-e2e
 

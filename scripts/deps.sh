@@ -9,9 +9,10 @@ mkdir -p "$CACHE_DIR/bin"
 
 say() { printf '[deps] %s\n' "$*"; }
 
-# Debian packages: compiler and BPF tooling for the build; servers and clients for the tests.
+# Debian packages: compiler and BPF tooling for the build; servers and clients for the tests;
+# headless Chromium, which drives Zipkin's web UI in test_38 and makes the README's screenshot.
 apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip openssl libssl3
-  postgresql redis-server mariadb-server rabbitmq-server)
+  postgresql redis-server mariadb-server rabbitmq-server chromium)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -77,7 +78,7 @@ if ! python3 -c 'import psycopg, psycopg2, redis, pymysql, mysql.connector' 2>/d
   python3 -m pip install -q "psycopg[binary]==3.3.9" psycopg2-binary==2.9.13 redis==8.1.0 PyMySQL==1.2.4 \
     mysql-connector-python==26.10.0
 fi
-# Java and Go clients of the e2e tests: the JDBC driver from Maven Central, the Go
+# Java and Go clients of the e2e tests: the JDBC driver and Zipkin's server (make demo) from Maven Central, the Go
 # modules of test/e2e/apps/godb (pgx, go-redis), apps/goamqp (amqp091-go) and apps/gokafka (franz-go) into Go's module cache.
 command -v java >/dev/null && command -v mvn >/dev/null || { echo "[deps] java and mvn are needed (OpenJDK 17, Maven)" >&2; exit 1; }
 "$(dirname "$0")/jars.sh"

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Fetches the Java parts of the e2e tests from Maven Central into $CACHE_DIR/jars (once;
-# a second run finds them and costs nothing). Each line: group:artifact:version.
+# a second run finds them and costs nothing). Each line: group:artifact:version, or
+# group:artifact:version:jar:classifier for a jar with a classifier (Maven names it
+# artifact-version-classifier.jar).
 set -euo pipefail
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/otelcol-ebpf}
 dir=$CACHE_DIR/jars
 mkdir -p "$dir"
 artifacts=(
   org.postgresql:postgresql:42.7.14   # the PostgreSQL JDBC driver (test_28_postgres.py)
+  io.zipkin:zipkin-server:3.5.1:jar:exec   # Zipkin's server with its web UI (make demo, test_38_demo_viewer.py; 131 MB)
 )
 for a in "${artifacts[@]}"; do
-  IFS=: read -r _ name version <<<"$a"
-  [ -s "$dir/$name-$version.jar" ] && continue
+  IFS=: read -r _ name version _ classifier <<<"$a"
+  jar=$dir/$name-$version${classifier:+-$classifier}.jar
+  [ -s "$jar" ] && continue
   printf '[deps] fetching %s from Maven Central\n' "$a"
   mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$a" -DoutputDirectory="$dir" >/dev/null
-  [ -s "$dir/$name-$version.jar" ] || { echo "[deps] $a: not fetched" >&2; exit 1; }
+  [ -s "$jar" ] || { echo "[deps] $a: not fetched" >&2; exit 1; }
 done
 
 # Apache Kafka 4.4.0 (the KRaft broker of test_33_kafka.py, test/e2e/kafka_server.py):
