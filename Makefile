@@ -2,7 +2,7 @@
 # missing first (scripts/deps.sh), then build.
 SHELL := /bin/bash
 CACHE_DIR ?= $(HOME)/.cache/otelcol-ebpf
-OCB_VERSION ?= v0.164.0
+OCB_VERSION ?= v0.158.0
 export CACHE_DIR OCB_VERSION
 # Cargo's target dir lives outside the clone so a fresh clone reuses the last build.
 export CARGO_TARGET_DIR ?= $(CACHE_DIR)/target

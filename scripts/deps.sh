@@ -3,7 +3,7 @@
 # run costs a few seconds. Tools we build go to $CACHE_DIR/bin (outside the clone).
 set -euo pipefail
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/otelcol-ebpf}
-OCB_VERSION=${OCB_VERSION:-v0.164.0}
+OCB_VERSION=${OCB_VERSION:-v0.158.0}
 CBINDGEN_VERSION=${CBINDGEN_VERSION:-0.29.4}
 mkdir -p "$CACHE_DIR/bin"
 
