@@ -216,9 +216,12 @@ class Demo:
         wait_for("zipkin", lambda: http_get(f"{self.zipkin_url}/zipkin/") is not None
                  and http_get(f"{self.zipkin_url}/health") is not None, self.zipkin, timeout, self.zipkin.log)
 
-    def traces(self, service: str = "frontend", limit: int = 100) -> list[list[dict]]:
+    def traces(self, service: str = "frontend", limit: int = 100, settled: float = 3) -> list[list[dict]]:
+        """Traces of `service` that began at least `settled` seconds ago (so every span of
+        them has been through the collector's 1 s batch), newest first."""
+        end_ms = int((time.time() - settled) * 1000)
         raw = http_get(f"{self.zipkin_url}/zipkin/api/v2/traces?serviceName={service}&limit={limit}"
-                       f"&lookback=3600000&endTs={int(time.time() * 1000) + 60000}")
+                       f"&lookback=3600000&endTs={end_ms}")
         return json.loads(raw) if raw else []
 
     # ------------------------------------------------------------------ the collector
@@ -294,10 +297,11 @@ def services_of(trace: list[dict]) -> set[str]:
 
 
 def complete_trace(demo: Demo, ok: bool = True) -> list[dict] | None:
-    """A trace in Zipkin holding every service of the shop and both databases; with ok,
-    a successful one (no error tag), else a failed one."""
+    """The newest trace in Zipkin holding every service of the shop and both databases;
+    with ok, a successful one (no error tag), else a failed one."""
     want = {*SERVICES, "postgres", "redis-server"}
-    for t in demo.traces():
+    newest_first = sorted(demo.traces(), key=lambda t: -min(s.get("timestamp", 0) for s in t))
+    for t in newest_first:
         if want <= services_of(t) and ok == all("error" not in s.get("tags", {}) for s in t):
             return t
     return None
@@ -342,7 +346,10 @@ def main() -> int:
     say = lambda msg: print(f"[demo] {msg}", flush=True)  # noqa: E731
     try:
         demo.start_all(args.rate, say)
-        say("waiting for the first trace through every service")
+        if args.screenshot:
+            # Not the first purchase: it also opens the database connections.
+            wait_for("20 requests", lambda: sum(demo.loadgen.counts.values()) >= 20, demo.zipkin, 60)
+        say("waiting for a trace through every service")
         trace = wait_for("a complete trace in Zipkin", lambda: complete_trace(demo), demo.zipkin, 60)
         trace_url = f"{demo.zipkin_url}/zipkin/traces/{trace[0]['traceId']}"
         if args.screenshot:

@@ -50,17 +50,24 @@ def demo(collectors):
         d.stop()
 
 
-def depth(span: dict, by_id: dict) -> int:
-    n = 0
-    while span.get("parentId") in by_id:
-        span, n = by_id[span["parentId"]], n + 1
-    return n
-
-
 def in_order(trace: list[dict]) -> list[dict]:
-    """Spans by start time (a callee after its caller when both start in one microsecond)."""
-    by_id = {s["id"]: s for s in trace}
-    return sorted(trace, key=lambda s: (s["timestamp"], depth(s, by_id)))
+    """Spans in tree order as Zipkin's waterfall lists them: depth first, siblings by start
+    time. (Not all by start time: a server span can start a few microseconds before its
+    client span, when the server's read returns before the client's write does.)"""
+    kids: dict[str | None, list[dict]] = {}
+    ids = {s["id"] for s in trace}
+    for s in sorted(trace, key=lambda s: s["timestamp"]):
+        kids.setdefault(s.get("parentId") if s.get("parentId") in ids else None, []).append(s)
+    out: list[dict] = []
+
+    def walk(s):
+        out.append(s)
+        for k in kids.get(s["id"], []):
+            walk(k)
+
+    for root in kids.get(None, []):
+        walk(root)
+    return out
 
 
 def shape(trace: list[dict]) -> list[tuple]:
@@ -163,23 +170,15 @@ def expected_rows(trace: list[dict]) -> list[tuple[int | None, str, bool]]:
     """The waterfall Zipkin draws: depth first, children by start time; a row with children
     shows how many descendants it has, a span tagged `error` an error icon."""
     spans = in_order(trace)
-    kids: dict[str | None, list[dict]] = {}
+    index = {s["id"]: i for i, s in enumerate(spans)}
+    below: dict[int, int] = {}  # descendants of each span
     for s in spans:
-        kids.setdefault(s.get("parentId"), []).append(s)
-
-    def descendants(s):
-        return sum(1 + descendants(k) for k in kids.get(s["id"], []))
-
-    rows = []
-
-    def walk(s):
-        n = descendants(s)
-        rows.append((n or None, f"{s['localEndpoint']['serviceName']}: {s['name']}", "error" in s.get("tags", {})))
-        for k in kids.get(s["id"], []):
-            walk(k)
-
-    walk(spans[0])
-    return rows
+        p = s.get("parentId")
+        while p in index:
+            below[index[p]] = below.get(index[p], 0) + 1
+            p = spans[index[p]].get("parentId")
+    return [(below.get(i), f"{s['localEndpoint']['serviceName']}: {s['name']}", "error" in s.get("tags", {}))
+            for i, s in enumerate(spans)]
 
 
 @pytest.mark.parametrize("ok", [True, False], ids=["purchase", "out-of-stock"])
