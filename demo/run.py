@@ -42,19 +42,32 @@ ITEMS = 20  # item ITEMS is out of stock: 1 request in 20 fails
 READY_MARK = "Everything is ready"
 
 
+_taken: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on, never the same twice, below the ephemeral range: the
+    receiver selects processes by these ports, and a client's local port must not be one."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(500):
+        port = random.randrange(21000, min(low, 32000))
+        if port not in _taken and port_free(port):
+            _taken.add(port)
+            return port
+    raise RuntimeError("no free port found")
 
 
 def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("0.0.0.0", port))
-            return True
-        except OSError:
-            return False
+    for family, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        with socket.socket(family) as s:
+            try:
+                s.bind((addr, port))
+            except OSError:
+                return False
+    return True
 
 
 def wait_for(what: str, cond, proc: subprocess.Popen | None, timeout: float, log: Path | None = None):
