@@ -223,6 +223,7 @@ class Demo:
             raise RuntimeError(f"{ZIPKIN_JAR} is missing (make deps fetches it: scripts/jars.sh)")
         self.zipkin = self.spawn("zipkin", ["java", "-Xmx256m", "-jar", ZIPKIN_JAR,
                                             f"--server.port={self.zipkin_port}"])
+        self.zipkin.started = time.monotonic()  # type: ignore[attr-defined]
         return self.zipkin
 
     def wait_zipkin(self, timeout: float = 120) -> None:
@@ -270,6 +271,7 @@ class Demo:
         self.start_shop()
         say("waiting for Zipkin (about 25 s)")
         self.wait_zipkin()
+        say(f"Zipkin is up, {time.monotonic() - self.zipkin.started:.0f} s after its start")
         say("starting the collector (config/demo.yaml)")
         self.start_collector()
         say(f"load: {rate:g} requests/s to the frontend")
