@@ -33,7 +33,7 @@ char LICENSE[] SEC("license") = "GPL";
 	BIT(NR_RECVFROM) | BIT(NR_SENDMSG) | BIT(NR_RECVMSG))
 
 /* Set by userspace before load. */
-const volatile __u8 watch_exec = 0; /* exe_path selectors exist: report execs */
+const volatile __u8 watch_exec = 0; /* selectors on processes (exe, cgroup) exist: report execs */
 
 static __always_inline void emit_simple(__u32 kind, __u32 pid, __u32 tid, __u32 fd, __u64 sock_id)
 {
