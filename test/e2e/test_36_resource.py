@@ -239,21 +239,38 @@ def test_collectors_are_excluded_by_default(collectors, procs, tagged_go, tmp_pa
     # The same Go server under a collector's name.
     imposter = tmp_path / "otelcol-imposter"
     shutil.copy(tagged_go, imposter)
+
+    def start(port):
+        p = procs.spawn([imposter, port], name="otelcol-imposter")
+        wait_listening(port, p, what="otelcol-imposter")
+        return p
+
+    # Decided at its exec by the default {}.
     c = collectors.get({})
     port = free_port()
-    p = procs.spawn([imposter, port], name="otelcol-imposter")
-    wait_listening(port, p, what="otelcol-imposter")
+    start(port)
     run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{port}/v")
     # curl's client span shows the exchange happened and was seen.
     assert len(c.spans.wait(client_to(port), 1)) == 1
     assert c.spans.wait(server_on(port), 1, timeout=0) == []
     procs.cleanup()
 
+    # Running before the collector starts (the default written out, so that a new
+    # collector starts): decided by the start-up scan.
+    early = free_port()
+    start(early)
+    c = collectors.get({"default_exclude": [{"exe_name": "*otelcol*"}]})
+    assert "and default_exclude (" in c.log(), c.log()[-3000:]
+    run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{early}/v")
+    assert len(c.spans.wait(client_to(early), 1)) == 1
+    assert c.spans.wait(server_on(early), 1, timeout=0) == []
+    procs.cleanup()
+
     # default_exclude: [] traces it.
     c = collectors.get({"default_exclude": []})
     port = free_port()
-    p = procs.spawn([imposter, port], name="otelcol-imposter")
-    wait_listening(port, p, what="otelcol-imposter")
+    start(port)
     run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{port}/v")
     got = c.spans.wait(server_on(port), 1)
     assert len(got) == 1 and got[0]["resource"]["service.name"] == "otelcol-imposter", brief(got)
+    assert got[0]["resource"]["service.version"] == TAG
