@@ -33,7 +33,7 @@ char LICENSE[] SEC("license") = "GPL";
 	BIT(NR_RECVFROM) | BIT(NR_SENDMSG) | BIT(NR_RECVMSG))
 
 /* Set by userspace before load. */
-const volatile __u8 watch_exec = 0; /* exe_path selectors exist: report execs */
+const volatile __u8 watch_exec = 0; /* selectors on processes (exe, cgroup) exist: report execs */
 
 static __always_inline void emit_simple(__u32 kind, __u32 pid, __u32 tid, __u32 fd, __u64 sock_id)
 {
@@ -234,9 +234,14 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	bpf_map_delete_elem(&port_hits, &pid);
 	/* PENDING even when it inherited EXCLUDED: an exe that an instrument selector names
 	 * is traced from its first call (a curl run by an excluded shell), and what it sends
-	 * before userspace decides is dropped there if it stays excluded. */
-	__u32 pending = PROC_PENDING;
-	bpf_map_update_elem(&proc_state, &pid, &pending, BPF_ANY);
+	 * before userspace decides is dropped there if it stays excluded. Without discovery
+	 * only default_exclude is asked: the process stays traced meanwhile, as PENDING
+	 * would keep its first connects from getting headers (a curl connects microseconds
+	 * after its exec). */
+	if (!trace_all) {
+		__u32 pending = PROC_PENDING;
+		bpf_map_update_elem(&proc_state, &pid, &pending, BPF_ANY);
+	}
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }

@@ -13,7 +13,7 @@ import (
 // Config is the configuration of the ebpf receiver.
 type Config struct {
 	// Discovery selects the processes to trace. Unset: every process except the
-	// collector itself.
+	// collector itself and DefaultExclude.
 	Discovery *DiscoveryConfig `mapstructure:"discovery"`
 	// ExcludePaths are request paths that produce no spans: exact paths, or prefixes
 	// written as "/prefix/*".
@@ -31,6 +31,10 @@ type Config struct {
 	Database DatabaseConfig `mapstructure:"database"`
 	// Sampling decides which traces are kept, at their head.
 	Sampling SamplingConfig `mapstructure:"sampling"`
+	// DefaultExclude lists processes never traced, with or without Discovery: other
+	// collectors by default (exe_name "*otelcol*"). Set it to [] to trace them too.
+	// Only selectors on the process (no open_ports).
+	DefaultExclude []Selector `mapstructure:"default_exclude"`
 }
 
 // SamplingConfig: a new trace is kept with probability Ratio, decided from its trace id
@@ -66,9 +70,24 @@ type Selector struct {
 	// OpenPorts is a list like "8080-8089,9090": the process listens on, or connects
 	// to, one of these ports.
 	OpenPorts *string `mapstructure:"open_ports"`
-	// ExePath is a glob ("*" and "?") on the executable path.
+	// ExePath is a glob ("*" and "?", both matching "/" too) on the executable path.
 	ExePath *string `mapstructure:"exe_path"`
+	// ExeName is a glob on the executable's file name.
+	ExeName *string `mapstructure:"exe_name"`
+	// CgroupPath is a glob on the process's cgroup v2 path, as /proc/<pid>/cgroup
+	// shows it ("/kubepods.slice/...").
+	CgroupPath *string `mapstructure:"cgroup_path"`
+	// ContainersOnly: only processes whose cgroup names a container (Docker,
+	// containerd, CRI-O, podman, Kubernetes pods). false selects nothing by itself.
+	ContainersOnly bool `mapstructure:"containers_only"`
 }
+
+// collectorFamily is DefaultExclude's default.
+func collectorFamily() []Selector {
+	return []Selector{{ExeName: ptr("*otelcol*")}}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 var _ component.Config = (*Config)(nil)
 
@@ -84,6 +103,13 @@ func (c *Config) Validate() error {
 		}
 		for i, s := range d.Exclude {
 			errs = append(errs, s.validate(fmt.Sprintf("discovery.exclude[%d]", i))...)
+		}
+	}
+	for i, s := range c.DefaultExclude {
+		key := fmt.Sprintf("default_exclude[%d]", i)
+		errs = append(errs, s.validate(key)...)
+		if s.OpenPorts != nil {
+			errs = append(errs, fmt.Errorf("%s.open_ports: not here: select by ports in discovery.exclude", key))
 		}
 	}
 	for i, p := range c.ExcludePaths {
@@ -111,8 +137,8 @@ func (c *Config) Validate() error {
 }
 
 func (s Selector) validate(key string) []error {
-	if s.OpenPorts == nil && s.ExePath == nil {
-		return []error{fmt.Errorf("%s: empty selector: set open_ports or exe_path", key)}
+	if s.OpenPorts == nil && s.ExePath == nil && s.ExeName == nil && s.CgroupPath == nil && !s.ContainersOnly {
+		return []error{fmt.Errorf("%s: empty selector: set open_ports, exe_path, exe_name, cgroup_path or containers_only", key)}
 	}
 	var errs []error
 	if s.OpenPorts != nil {
@@ -121,8 +147,16 @@ func (s Selector) validate(key string) []error {
 			errs = append(errs, fmt.Errorf("%s.open_ports: %w", key, err))
 		}
 	}
-	if s.ExePath != nil && *s.ExePath == "" {
-		errs = append(errs, fmt.Errorf("%s.exe_path: empty glob", key))
+	for _, g := range []struct {
+		field string
+		glob  *string
+	}{{"exe_path", s.ExePath}, {"exe_name", s.ExeName}, {"cgroup_path", s.CgroupPath}} {
+		if g.glob != nil && *g.glob == "" {
+			errs = append(errs, fmt.Errorf("%s.%s: empty glob", key, g.field))
+		}
+	}
+	if p := s.CgroupPath; p != nil && *p != "" && !strings.HasPrefix(*p, "/") && !strings.HasPrefix(*p, "*") {
+		errs = append(errs, fmt.Errorf("%s.cgroup_path: %q never matches: cgroup paths start with \"/\"", key, *p))
 	}
 	return errs
 }
@@ -184,6 +218,7 @@ type nativeConfig struct {
 	SkipSDK      bool             `json:"skip_sdk_instrumented"`
 	Database     nativeDatabase   `json:"database"`
 	Sampling     nativeSampling   `json:"sampling"`
+	Default      []nativeSelector `json:"default_exclude"`
 }
 
 type nativeSampling struct {
@@ -203,8 +238,11 @@ type nativeDiscovery struct {
 }
 
 type nativeSelector struct {
-	OpenPorts [][2]int `json:"open_ports,omitempty"`
-	ExePath   *string  `json:"exe_path,omitempty"`
+	OpenPorts      [][2]int `json:"open_ports,omitempty"`
+	ExePath        *string  `json:"exe_path,omitempty"`
+	ExeName        *string  `json:"exe_name,omitempty"`
+	CgroupPath     *string  `json:"cgroup_path,omitempty"`
+	ContainersOnly bool     `json:"containers_only,omitempty"`
 }
 
 // nativeJSON renders the config for the Rust core, with port lists already parsed.
@@ -223,6 +261,7 @@ func (c *Config) nativeJSON() ([]byte, error) {
 			MaxLength: c.Database.MaxQueryLength,
 		},
 		Sampling: nativeSampling{Ratio: c.Sampling.Ratio, ParentBased: c.Sampling.ParentBased},
+		Default:  nativeSelectors(c.DefaultExclude),
 	}
 	if d := c.Discovery; d != nil {
 		nc.Discovery = &nativeDiscovery{Instrument: nativeSelectors(d.Instrument), Exclude: nativeSelectors(d.Exclude)}
@@ -233,7 +272,7 @@ func (c *Config) nativeJSON() ([]byte, error) {
 func nativeSelectors(sels []Selector) []nativeSelector {
 	out := make([]nativeSelector, 0, len(sels))
 	for _, s := range sels {
-		ns := nativeSelector{ExePath: s.ExePath}
+		ns := nativeSelector{ExePath: s.ExePath, ExeName: s.ExeName, CgroupPath: s.CgroupPath, ContainersOnly: s.ContainersOnly}
 		if s.OpenPorts != nil {
 			ns.OpenPorts, _ = parsePortRanges(*s.OpenPorts) // validated by the caller
 		}

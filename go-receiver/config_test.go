@@ -14,8 +14,6 @@ import (
 	"github.com/otelcol-ebpf/otelcol-ebpf/go-receiver/internal/metadata"
 )
 
-func ptr(s string) *string { return &s }
-
 // loadConfig unmarshals the receiver with the given id from a testdata file onto the
 // factory's default config, as the collector does.
 func loadConfig(t *testing.T, file, id string) (*Config, error) {
@@ -55,8 +53,30 @@ func TestLoadConfig(t *testing.T) {
 		SkipSDKInstrumented: false,
 		Database:            DatabaseConfig{CaptureQueries: true, SanitizeQueries: false, MaxQueryLength: 256},
 		Sampling:            SamplingConfig{Ratio: 0.25, ParentBased: false},
+		DefaultExclude:      collectorFamily(),
 	}, cfg)
 	assert.NoError(t, confmap.Validate(cfg))
+
+	cfg, err = loadConfig(t, "config.yaml", component.NewIDWithName(metadata.Type, "containers").String())
+	require.NoError(t, err)
+	assert.Equal(t, &DiscoveryConfig{
+		Instrument: []Selector{
+			{ContainersOnly: true},
+			{CgroupPath: ptr("/kubepods.slice/*"), OpenPorts: ptr("8080")},
+		},
+		Exclude: []Selector{{ExeName: ptr("sshd")}, {ContainersOnly: true, CgroupPath: ptr("*/crio-*")}},
+	}, cfg.Discovery)
+	assert.Equal(t, []Selector{{ExeName: ptr("*otelcol*")}, {ExePath: ptr("/opt/agent/*")}}, cfg.DefaultExclude)
+	assert.NoError(t, confmap.Validate(cfg))
+
+	// default_exclude: [] traces collectors too.
+	cfg, err = loadConfig(t, "config.yaml", component.NewIDWithName(metadata.Type, "collectors").String())
+	require.NoError(t, err)
+	assert.Empty(t, cfg.DefaultExclude)
+	assert.NoError(t, confmap.Validate(cfg))
+	b, err := cfg.nativeJSON()
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"default_exclude":[]`)
 }
 
 func TestUnknownKeyRefused(t *testing.T) {
@@ -76,6 +96,15 @@ func TestValidate(t *testing.T) {
 		{"empty_ports.yaml", []string{`discovery.instrument[0].open_ports: invalid port range ""`}},
 		{"empty_selector.yaml", []string{`discovery.instrument[1]: empty selector`}},
 		{"empty_exe_path.yaml", []string{`discovery.exclude[0].exe_path: empty glob`}},
+		{"bad_cgroup_path.yaml", []string{
+			`discovery.instrument[0].cgroup_path: "kubepods*" never matches: cgroup paths start with "/"`,
+			`discovery.exclude[0].exe_name: empty glob`,
+		}},
+		{"containers_only_false.yaml", []string{`discovery.instrument[0]: empty selector`}},
+		{"bad_default_exclude.yaml", []string{
+			`default_exclude[0].open_ports: not here`,
+			`default_exclude[1]: empty selector`,
+		}},
 		{"empty_instrument.yaml", []string{`discovery.instrument: must list at least one selector`}},
 		{"path_no_slash.yaml", []string{`exclude_paths[1]: "metrics" must start with "/"`}},
 		{"bad_glob_path.yaml", []string{`exclude_paths[0]: "/api/*/users": "*" is only allowed as a trailing "/*"`}},
@@ -129,18 +158,18 @@ func TestNativeJSON(t *testing.T) {
 	}
 	b, err := cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22],"context_propagation":"off","skip_sdk_instrumented":false,"database":{"capture_queries":true,"sanitize_queries":false,"max_query_length":64},"sampling":{"ratio":0.1,"parent_based":false}}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[8080,8089],[9090,9090]],"exe_path":"*/python3*"}],"exclude":[{"exe_path":"*/sshd"}]},"exclude_paths":["/health"],"exclude_ports":[22],"context_propagation":"off","skip_sdk_instrumented":false,"database":{"capture_queries":true,"sanitize_queries":false,"max_query_length":64},"sampling":{"ratio":0.1,"parent_based":false},"default_exclude":[]}`, string(b))
 
 	// No discovery: the key is left out and lists are empty, never null.
 	b, err = createDefaultConfig().(*Config).nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024},"sampling":{"ratio":1,"parent_based":true}}`, string(b))
+	assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024},"sampling":{"ratio":1,"parent_based":true},"default_exclude":[{"exe_name":"*otelcol*"}]}`, string(b))
 
 	cfg = createDefaultConfig().(*Config)
 	cfg.Discovery = &DiscoveryConfig{Instrument: []Selector{{OpenPorts: ptr("443")}}}
 	b, err = cfg.nativeJSON()
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024},"sampling":{"ratio":1,"parent_based":true}}`, string(b))
+	assert.JSONEq(t, `{"discovery":{"instrument":[{"open_ports":[[443,443]]}],"exclude":[]},"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024},"sampling":{"ratio":1,"parent_based":true},"default_exclude":[{"exe_name":"*otelcol*"}]}`, string(b))
 
 	cfg.ExcludePorts = []int{0}
 	_, err = cfg.nativeJSON()

@@ -24,6 +24,7 @@ func createDefaultConfig() component.Config {
 		SkipSDKInstrumented: true,
 		Database:            DatabaseConfig{CaptureQueries: true, SanitizeQueries: true, MaxQueryLength: 1024},
 		Sampling:            SamplingConfig{Ratio: 1, ParentBased: true},
+		DefaultExclude:      collectorFamily(),
 	}
 }
 

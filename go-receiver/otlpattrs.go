@@ -20,7 +20,8 @@ var knownKeys = func() map[string]attrKey {
 	m := map[string]attrKey{}
 	for _, k := range []string{
 		"service.name", "process.pid", "process.executable.name", "process.executable.path",
-		"host.name", "telemetry.distro.name",
+		"host.name", "telemetry.distro.name", "service.namespace", "service.version",
+		"container.id", "k8s.pod.uid", "k8s.container.name",
 		"http.request.method", "http.request.method_original", "url.scheme", "http.route",
 		"http.response.status_code", "network.protocol.version", "network.protocol.name",
 		"server.address", "server.port", "network.peer.address", "network.peer.port",

@@ -84,6 +84,39 @@ func TestDecodeKeepsNothingOfInput(t *testing.T) {
 	require.Positive(t, d.fallbacks, "duplicate_key.pb goes to pdata")
 }
 
+// The resource of a process in a pod's container (otlp_samples' container_resource):
+// every attribute on the fast path, each once, in the core's order.
+func TestDecodeContainerResource(t *testing.T) {
+	d := newOTLPDecoder()
+	b := samples(t)["container.pb"]
+	require.True(t, sameAsPdata(t, d, b), "fast path taken")
+	td, err := d.unmarshal(b)
+	require.NoError(t, err)
+	res := td.ResourceSpans().At(0).Resource().Attributes()
+	var keys []string
+	for k := range res.All() {
+		keys = append(keys, k)
+	}
+	assert.Equal(t, []string{
+		"service.name", "service.namespace", "service.version", "k8s.container.name",
+		"process.pid", "process.executable.name", "process.executable.path",
+		"container.id", "k8s.pod.uid", "host.name", "telemetry.distro.name",
+	}, keys)
+	want := map[string]string{
+		"service.name":       "cart",
+		"service.namespace":  "shop",
+		"service.version":    "v1.4.2",
+		"k8s.container.name": "cart",
+		"container.id":       "3f4e2b1c0d9a8b7c6d5e4f30211203948576afbecd0123456789abcdef012345",
+		"k8s.pod.uid":        "8a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9",
+	}
+	for k, v := range want {
+		got, ok := res.Get(k)
+		require.True(t, ok, k)
+		assert.Equal(t, v, got.Str(), k)
+	}
+}
+
 func TestDecodeHandmadeValues(t *testing.T) {
 	td, err := newOTLPDecoder().unmarshal(samples(t)["handmade.pb"])
 	require.NoError(t, err)

@@ -182,7 +182,7 @@ func newTestReceiver(t *testing.T, fake *fakeNative, next consumer.Traces) testE
 	set.TelemetrySettings = tel.NewTelemetrySettings()
 	set.Logger = zap.New(core)
 	r, err := newReceiver(createDefaultConfig().(*Config), set, next, func(cfgJSON []byte) (native, error) {
-		assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024},"sampling":{"ratio":1,"parent_based":true}}`, string(cfgJSON))
+		assert.JSONEq(t, `{"exclude_paths":[],"exclude_ports":[],"context_propagation":"headers","skip_sdk_instrumented":true,"database":{"capture_queries":true,"sanitize_queries":true,"max_query_length":1024},"sampling":{"ratio":1,"parent_based":true},"default_exclude":[{"exe_name":"*otelcol*"}]}`, string(cfgJSON))
 		return fake, nil
 	})
 	require.NoError(t, err)

@@ -170,13 +170,46 @@ fn handmade() -> Vec<u8> {
     b.take().0
 }
 
-/// A resource attribute set twice (OTEL_RESOURCE_ATTRIBUTES names one the core sets too):
-/// OTLP keeps both, so the Go side's fast path must leave the batch to pdata.
+/// A resource attribute set twice. The core writes each key once (the environment's
+/// value wins), but OTLP allows repeats and keeps both, so the Go side's fast path must
+/// leave such a batch to pdata: the repeat is added here to the core's encoding.
 fn duplicate_key() -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
     let env = b"OTEL_RESOURCE_ATTRIBUTES=host.name=dup\0";
     let p = Arc::new(ProcessInfo::from_parts(13, "dup", "/bin/dup", env));
     let mut b = BatchBuilder::new();
     b.push(span(&p, 1, "GET", vec![]));
+    let mut req = ExportTraceServiceRequest::decode(b.take().0.as_slice()).unwrap();
+    let res = req.resource_spans[0].resource.as_mut().unwrap();
+    res.attributes.push(KeyValue {
+        key: "host.name".into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue("again".into())),
+        }),
+        ..Default::default()
+    });
+    req.encode_to_vec()
+}
+
+/// A process in a Kubernetes pod's container with service attributes from its
+/// environment and a version from its build info.
+fn container_resource() -> Vec<u8> {
+    use otelcol_ebpf_core::cgroup::CgroupInfo;
+    use otelcol_ebpf_core::process::Facts;
+    let id = "3f4e2b1c0d9a8b7c6d5e4f30211203948576afbecd0123456789abcdef012345";
+    let p = Arc::new(ProcessInfo::build(Facts {
+        pid: 14,
+        comm: "cart",
+        exe_path: "/app/cart",
+        environ: b"OTEL_RESOURCE_ATTRIBUTES=service.namespace=shop,k8s.container.name=cart\0",
+        cgroup: CgroupInfo::parse(&format!(
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod8a1b2c3d_4e5f_6071_8293_a4b5c6d7e8f9.slice/cri-containerd-{id}.scope\n"
+        )),
+        go_version: Some("v1.4.2".into()),
+        ..Default::default()
+    }));
+    let mut b = BatchBuilder::new();
+    b.push(span(&p, 1, "GET /cart", vec![]));
     b.take().0
 }
 
@@ -248,5 +281,6 @@ fn main() {
     }
     write("handmade.pb".into(), handmade());
     write("duplicate_key.pb".into(), duplicate_key());
+    write("container.pb".into(), container_resource());
     write("bench_nginx.pb".into(), bench_nginx(&golden));
 }

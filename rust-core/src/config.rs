@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// None: trace every process except the collector itself.
@@ -29,6 +29,35 @@ pub struct Config {
     /// Head sampling of traces.
     #[serde(default)]
     pub sampling: Sampling,
+    /// Processes never traced, with or without `discovery` (other collectors by
+    /// default); only selectors on the process (no `open_ports`).
+    #[serde(default = "collector_family")]
+    pub default_exclude: Vec<Selector>,
+}
+
+impl Default for Config {
+    /// What `{}` gives.
+    fn default() -> Self {
+        Config {
+            discovery: None,
+            exclude_paths: Vec::new(),
+            exclude_ports: Vec::new(),
+            context_propagation: Propagation::default(),
+            skip_sdk_instrumented: true,
+            database: Database::default(),
+            sampling: Sampling::default(),
+            default_exclude: collector_family(),
+        }
+    }
+}
+
+/// The default of `default_exclude`: collectors, whose exports would be traced as
+/// requests of their own (this collector never traces itself).
+pub fn collector_family() -> Vec<Selector> {
+    vec![Selector {
+        exe_name: Some("*otelcol*".into()),
+        ..Default::default()
+    }]
 }
 
 /// `sampling`: the share of root traces kept (decided from the trace id as
@@ -113,8 +142,37 @@ pub struct Selector {
     /// Inclusive port ranges.
     #[serde(default)]
     pub open_ports: Vec<(u16, u16)>,
+    /// Glob on the executable's path.
     #[serde(default)]
     pub exe_path: Option<String>,
+    /// Glob on the executable's file name.
+    #[serde(default)]
+    pub exe_name: Option<String>,
+    /// Glob on the cgroup v2 path (`/kubepods.slice/...`).
+    #[serde(default)]
+    pub cgroup_path: Option<String>,
+    /// Only processes whose cgroup names a container.
+    #[serde(default)]
+    pub containers_only: bool,
+}
+
+/// What selectors ask of a process, read when it execs (and at start-up).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProcFacts {
+    pub exe: String,
+    pub cgroup: crate::cgroup::CgroupInfo,
+}
+
+impl ProcFacts {
+    /// Reads the cgroup only when a selector asks for it.
+    pub fn read(cfg: &Config, pid: u32, exe: String) -> ProcFacts {
+        let cgroup = if cfg.uses_cgroup() {
+            crate::cgroup::CgroupInfo::read(pid)
+        } else {
+            Default::default()
+        };
+        ProcFacts { exe, cgroup }
+    }
 }
 
 impl Config {
@@ -127,32 +185,19 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut lists = vec![("default_exclude".to_string(), &self.default_exclude)];
         if let Some(d) = &self.discovery {
-            for (list, sels) in [("instrument", &d.instrument), ("exclude", &d.exclude)] {
-                for (i, s) in sels.iter().enumerate() {
-                    let key = format!("discovery.{list}[{i}]");
-                    if s.open_ports.is_empty() && s.exe_path.is_none() {
-                        return Err(ConfigError::Invalid {
-                            key,
-                            message: "empty selector: set open_ports or exe_path".into(),
-                        });
-                    }
-                    for &(lo, hi) in &s.open_ports {
-                        if lo == 0 || lo > hi {
-                            return Err(ConfigError::Invalid {
-                                key: format!("{key}.open_ports"),
-                                message: format!("invalid port range {lo}-{hi}"),
-                            });
-                        }
-                    }
-                    if let Some(p) = &s.exe_path {
-                        if p.is_empty() {
-                            return Err(ConfigError::Invalid {
-                                key: format!("{key}.exe_path"),
-                                message: "empty glob".into(),
-                            });
-                        }
-                    }
+            lists.push(("discovery.instrument".into(), &d.instrument));
+            lists.push(("discovery.exclude".into(), &d.exclude));
+        }
+        for (list, sels) in lists {
+            for (i, s) in sels.iter().enumerate() {
+                s.validate(&format!("{list}[{i}]"))?;
+                if list == "default_exclude" && !s.open_ports.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        key: format!("{list}[{i}].open_ports"),
+                        message: "not here: select by ports in discovery.exclude".into(),
+                    });
                 }
             }
         }
@@ -188,6 +233,30 @@ impl Config {
         Ok(())
     }
 
+    /// Every selector that excludes: discovery's, then the default ones.
+    pub fn excludes(&self) -> impl Iterator<Item = &Selector> {
+        let d = self.discovery.as_ref().map(|d| d.exclude.as_slice());
+        d.unwrap_or_default().iter().chain(&self.default_exclude)
+    }
+
+    /// Whether some selector asks about processes (then every exec is decided).
+    pub fn selects_processes(&self) -> bool {
+        let d = self.discovery.as_ref().map(|d| d.instrument.as_slice());
+        d.unwrap_or_default()
+            .iter()
+            .chain(self.excludes())
+            .any(Selector::by_process)
+    }
+
+    /// Whether some selector asks about cgroups.
+    pub fn uses_cgroup(&self) -> bool {
+        let d = self.discovery.as_ref().map(|d| d.instrument.as_slice());
+        d.unwrap_or_default()
+            .iter()
+            .chain(self.excludes())
+            .any(|s| s.containers_only || s.cgroup_path.is_some())
+    }
+
     /// True when the path must not produce spans.
     pub fn path_excluded(&self, path: &str) -> bool {
         self.exclude_paths
@@ -202,6 +271,66 @@ impl Config {
 }
 
 impl Selector {
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let bad = |field: &str, message: String| ConfigError::Invalid {
+            key: format!("{key}{field}"),
+            message,
+        };
+        if self.open_ports.is_empty() && !self.by_process() {
+            return Err(bad(
+                "",
+                "empty selector: set open_ports, exe_path, exe_name, cgroup_path or containers_only".into(),
+            ));
+        }
+        for &(lo, hi) in &self.open_ports {
+            if lo == 0 || lo > hi {
+                return Err(bad(".open_ports", format!("invalid port range {lo}-{hi}")));
+            }
+        }
+        for (field, glob) in [
+            (".exe_path", &self.exe_path),
+            (".exe_name", &self.exe_name),
+            (".cgroup_path", &self.cgroup_path),
+        ] {
+            if glob.as_deref() == Some("") {
+                return Err(bad(field, "empty glob".into()));
+            }
+        }
+        if let Some(g) = &self.cgroup_path {
+            if !g.starts_with(['/', '*']) {
+                return Err(bad(
+                    ".cgroup_path",
+                    format!("{g:?} never matches: cgroup paths start with \"/\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether it asks anything of the process itself (decided at exec, in userspace).
+    pub fn by_process(&self) -> bool {
+        self.exe_path.is_some()
+            || self.exe_name.is_some()
+            || self.cgroup_path.is_some()
+            || self.containers_only
+    }
+
+    /// Whether every process field that is set matches (ports are the kernel's).
+    pub fn process_matches(&self, p: &ProcFacts) -> bool {
+        let name = p.exe.rsplit('/').next().unwrap_or_default();
+        let glob =
+            |g: &Option<String>, text: &str| g.as_deref().is_none_or(|g| glob_match(g, text));
+        glob(&self.exe_path, &p.exe)
+            && glob(&self.exe_name, name)
+            && (!self.containers_only || p.cgroup.container_id.is_some())
+            && self.cgroup_path.as_deref().is_none_or(|g| {
+                p.cgroup
+                    .path
+                    .as_deref()
+                    .is_some_and(|path| glob_match(g, path))
+            })
+    }
+
     pub fn port_matches(&self, port: u16) -> bool {
         self.open_ports
             .iter()
@@ -274,6 +403,31 @@ mod tests {
     }
 
     #[test]
+    fn default_exclusion() {
+        assert_eq!(Config::from_json(b"{}").unwrap(), Config::default());
+        assert_eq!(Config::default().default_exclude, collector_family());
+        let none = Config::from_json(br#"{"default_exclude":[]}"#).unwrap();
+        assert!(none.default_exclude.is_empty() && !none.selects_processes());
+        assert!(Config::default().selects_processes());
+        assert!(!Config::default().uses_cgroup());
+        let collector = |exe: &str| ProcFacts {
+            exe: exe.into(),
+            ..Default::default()
+        };
+        let family = &collector_family()[0];
+        for exe in [
+            "/usr/bin/otelcol",
+            "/opt/x/otelcol-contrib",
+            "/bin/my-otelcol-k8s",
+        ] {
+            assert!(family.process_matches(&collector(exe)), "{exe}");
+        }
+        for exe in ["/root/otelcol/bin/python3", "/usr/bin/curl"] {
+            assert!(!family.process_matches(&collector(exe)), "{exe}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_values() {
         for (json, key) in [
             (
@@ -298,6 +452,24 @@ mod tests {
                 r#"{"database":{"sanitise_queries":false}}"#,
                 "sanitise_queries",
             ),
+            (
+                r#"{"discovery":{"instrument":[{"containers_only":false}]}}"#,
+                "discovery.instrument[0]",
+            ),
+            (
+                r#"{"discovery":{"instrument":[{"exe_name":""}]}}"#,
+                "discovery.instrument[0].exe_name",
+            ),
+            (
+                r#"{"discovery":{"instrument":[{"open_ports":[[80,80]]}],"exclude":[{"cgroup_path":"kubepods*"}]}}"#,
+                "discovery.exclude[0].cgroup_path",
+            ),
+            (r#"{"default_exclude":[{}]}"#, "default_exclude[0]"),
+            (
+                r#"{"default_exclude":[{"exe_name":"x"},{"open_ports":[[80,80]]}]}"#,
+                "default_exclude[1].open_ports",
+            ),
+            (r#"{"default_exclude":[{"exe_nam":"x"}]}"#, "exe_nam"),
         ] {
             let err = Config::from_json(json.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(key), "{json}: {err}");

@@ -5,31 +5,33 @@
 
 use std::collections::HashMap;
 
-use crate::config::{glob_match, Config, Selector};
+use crate::config::{Config, ProcFacts, Selector};
 use crate::events::{
     PORT_DISCOVERY_EXCLUDE, PORT_INSTRUMENT, PORT_INSTRUMENT_WITH_EXE, PROC_ELIGIBLE,
     PROC_EXCLUDED, PROC_PENDING, PROC_TRACED,
 };
 
-/// exe_path selectors for an executable. Exclude wins; a process matching neither keeps
-/// what it had (`prev_state`, 0 for none). None: no entry (the kernel's default).
-pub fn decide_exec(cfg: &Config, exe: &str, prev_state: u32) -> Option<u32> {
+/// The selectors on the process (executable, cgroup) for a process that just exec'd.
+/// Exclude wins; a process matching neither keeps what it had (`prev_state`, 0 for
+/// none). None: no entry (the kernel's default: traced without discovery, else not).
+pub fn decide_exec(cfg: &Config, p: &ProcFacts, prev_state: u32) -> Option<u32> {
+    let matches = |s: &Selector| s.by_process() && s.process_matches(p);
+    if cfg.excludes().any(matches) {
+        return Some(PROC_EXCLUDED);
+    }
     let Some(d) = &cfg.discovery else {
-        return Some(PROC_TRACED);
+        // Every process is traced; one forked by an excluded one stays excluded.
+        return (prev_state == PROC_EXCLUDED).then_some(PROC_EXCLUDED);
     };
-    let exe_match = |s: &Selector| s.exe_path.as_deref().is_some_and(|g| glob_match(g, exe));
-    if d.exclude.iter().any(exe_match) {
-        Some(PROC_EXCLUDED)
-    } else if d
-        .instrument
+    if d.instrument
         .iter()
-        .any(|s| exe_match(s) && s.open_ports.is_empty())
+        .any(|s| matches(s) && s.open_ports.is_empty())
     {
         Some(PROC_TRACED)
     } else if prev_state == PROC_TRACED || prev_state == PROC_EXCLUDED {
         Some(prev_state)
-    } else if d.instrument.iter().any(exe_match) {
-        // exe_path and open_ports: traced from its first accept/connect on those ports.
+    } else if d.instrument.iter().any(matches) {
+        // Process fields and open_ports: traced from its first accept/connect on those ports.
         Some(PROC_ELIGIBLE)
     } else {
         None
@@ -48,7 +50,7 @@ pub fn port_flags(cfg: &Config) -> Vec<(u16, u8)> {
         // A selector that also names an exe selects only processes userspace marked
         // ELIGIBLE at exec.
         for s in &d.instrument {
-            let flag = if s.exe_path.is_some() {
+            let flag = if s.by_process() {
                 PORT_INSTRUMENT_WITH_EXE
             } else {
                 PORT_INSTRUMENT
@@ -57,7 +59,7 @@ pub fn port_flags(cfg: &Config) -> Vec<(u16, u8)> {
                 mark(lo, hi, flag);
             }
         }
-        for s in d.exclude.iter().filter(|s| s.exe_path.is_none()) {
+        for s in d.exclude.iter().filter(|s| !s.by_process()) {
             for &(lo, hi) in &s.open_ports {
                 mark(lo, hi, PORT_DISCOVERY_EXCLUDE);
             }
@@ -111,14 +113,10 @@ pub trait StateStore {
 pub fn scan_running(cfg: &Config, store: &mut impl StateStore) -> ScanReport {
     let started = std::time::Instant::now();
     let mut report = ScanReport::default();
-    let Some(d) = &cfg.discovery else {
+    let by_exe = cfg.selects_processes();
+    if cfg.discovery.is_none() && !by_exe {
         return report; // every process is traced already
-    };
-    let by_exe = d
-        .instrument
-        .iter()
-        .chain(&d.exclude)
-        .any(|s| s.exe_path.is_some());
+    }
     let flags: HashMap<u16, u8> = port_flags(cfg).into_iter().collect();
     let by_port = flags
         .values()
@@ -188,7 +186,8 @@ fn decide(
     // What the kernel gave it at fork, had it been watching; what it holds now wins.
     let mut state = if before != 0 { before } else { inherited };
     if by_exe {
-        state = decide_exec(cfg, &exe, state).unwrap_or(0);
+        let facts = ProcFacts::read(cfg, pid, exe);
+        state = decide_exec(cfg, &facts, state).unwrap_or(0);
     }
     if by_port && state != PROC_EXCLUDED && state != PROC_TRACED {
         let ports = sockets.ports_of(pid);
@@ -351,6 +350,39 @@ mod tests {
         assert_eq!(m.len(), 3);
     }
 
+    #[test]
+    fn cgroup_selectors() {
+        let id = "ab".repeat(32);
+        let cfg = Config::from_json(
+            br#"{"discovery":{"instrument":[{"containers_only":true},{"cgroup_path":"/batch.slice/*","open_ports":[[80,80]]}],
+                 "exclude":[{"cgroup_path":"*/kubepods-besteffort*"}]}}"#,
+        )
+        .unwrap();
+        let at = |path: String| ProcFacts {
+            exe: "/usr/bin/python3.11".into(),
+            cgroup: crate::cgroup::CgroupInfo::parse(&format!("0::{path}\n")),
+        };
+        let docker = at(format!("/system.slice/docker-{id}.scope"));
+        assert_eq!(decide_exec(&cfg, &docker, 0), Some(PROC_TRACED));
+        let host = at("/user.slice/user-0.slice/session-1.scope".into());
+        assert_eq!(decide_exec(&cfg, &host, 0), None);
+        // A cgroup_path with ports: eligible, traced from its first use of port 80.
+        let batch = at("/batch.slice/job-1.scope".into());
+        assert_eq!(decide_exec(&cfg, &batch, 0), Some(PROC_ELIGIBLE));
+        assert_eq!(port_flags(&cfg), vec![(80, PORT_INSTRUMENT_WITH_EXE)]);
+        // Exclude wins over containers_only.
+        let pod = at(format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod8a1b2c3d_4e5f_6071_8293_a4b5c6d7e8f9.slice/cri-containerd-{id}.scope"
+        ));
+        assert_eq!(decide_exec(&cfg, &pod, 0), Some(PROC_EXCLUDED));
+        // No cgroup read (the process was gone): no cgroup selector matches.
+        assert_eq!(decide_exec(&cfg, &ProcFacts::default(), 0), None);
+        assert!(cfg.uses_cgroup() && cfg.selects_processes());
+        let plain =
+            Config::from_json(br#"{"discovery":{"instrument":[{"exe_path":"*"}]}}"#).unwrap();
+        assert!(!plain.uses_cgroup());
+    }
+
     struct Fake(HashMap<u32, u32>);
     impl StateStore for Fake {
         fn state(&self, pid: u32) -> u32 {
@@ -365,7 +397,7 @@ mod tests {
     fn by_exe(instrument: &str, exclude: &str) -> Config {
         let sel = |g: &str| Selector {
             exe_path: Some(g.into()),
-            open_ports: vec![],
+            ..Default::default()
         };
         Config {
             discovery: Some(Discovery {

@@ -1,6 +1,8 @@
 //! The core of otelcol-ebpf: loads the eBPF programs, turns captured syscalls into spans
 //! and hands them to the Go receiver as OTLP bytes through the C ABI in `ffi`.
 
+pub mod buildinfo;
+pub mod cgroup;
 pub mod config;
 pub mod conn;
 pub mod discovery;

@@ -187,20 +187,21 @@ impl Default for BatchBuilder {
 }
 
 fn encode_resource(buf: &mut Vec<u8>, p: &ProcessInfo, host: &str) {
-    let s = |v: &str| AttrValue::Str(v.to_string());
-    attr(buf, 1, "service.name", &s(&p.service_name));
-    for (k, v) in &p.resource_attrs {
-        if k != "service.name" {
-            attr(buf, 1, k, &s(v));
+    attr(
+        buf,
+        1,
+        "service.name",
+        &AttrValue::Str(p.service_name.clone()),
+    );
+    for (k, v) in &p.resource {
+        attr(buf, 1, k, v);
+    }
+    // The environment may have named these already (each key goes out once).
+    for (k, v) in [("host.name", host), ("telemetry.distro.name", SCOPE_NAME)] {
+        if p.attr(k).is_none() {
+            attr(buf, 1, k, &AttrValue::Str(v.to_string()));
         }
     }
-    attr(buf, 1, "process.pid", &AttrValue::Int(p.pid as i64));
-    attr(buf, 1, "process.executable.name", &s(&p.exe_name));
-    if !p.exe_path.is_empty() {
-        attr(buf, 1, "process.executable.path", &s(&p.exe_path));
-    }
-    attr(buf, 1, "host.name", &s(host));
-    attr(buf, 1, "telemetry.distro.name", &s(SCOPE_NAME));
 }
 
 fn host_name() -> String {

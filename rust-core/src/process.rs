@@ -3,17 +3,37 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::cgroup::CgroupInfo;
+use crate::record::AttrValue;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessInfo {
     pub pid: u32,
     pub exe_path: String,
     pub exe_name: String,
     pub service_name: String,
-    /// Every pair of OTEL_RESOURCE_ATTRIBUTES, in order.
-    pub resource_attrs: Vec<(String, String)>,
+    /// The resource attributes after `service.name`, in the order they are exported,
+    /// each key once (see [`ProcessInfo::build`]).
+    pub resource: Vec<(String, AttrValue)>,
     /// A Go program: its goroutines move between threads, so what a thread serves says
     /// nothing about the goroutine making a call on it.
     pub goroutines: bool,
+}
+
+/// What is known of a process before its resource is made.
+#[derive(Debug, Default, Clone)]
+pub struct Facts<'a> {
+    pub pid: u32,
+    /// The kernel's name for it: the executable's name when there is no path.
+    pub comm: &'a str,
+    pub exe_path: &'a str,
+    /// Its environment (NUL-separated `K=V`).
+    pub environ: &'a [u8],
+    /// The name it was started under when not its file's (see [`invoked_name`]).
+    pub invoked: Option<&'a str>,
+    pub cgroup: CgroupInfo,
+    /// The main module's version from a Go program's build info.
+    pub go_version: Option<String>,
 }
 
 impl ProcessInfo {
@@ -33,13 +53,33 @@ impl ProcessInfo {
         let main_comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let invoked = invoked_name(main_comm.trim_end_matches('\n'), &cmdline);
-        let mut info = Self::with_invoked(pid, comm, &exe_path, &environ, invoked.as_deref());
-        info.goroutines = is_go_binary(&format!("/proc/{pid}/exe"));
+        // Through /proc: the file as the process sees it, even in another mount
+        // namespace (a container) or deleted since.
+        let go = crate::buildinfo::read_go_elf(&format!("/proc/{pid}/exe"));
+        let mut info = Self::build(Facts {
+            pid,
+            comm,
+            exe_path: &exe_path,
+            environ: &environ,
+            invoked: invoked.as_deref(),
+            cgroup: CgroupInfo::read(pid),
+            go_version: go
+                .buildinfo
+                .as_deref()
+                .and_then(crate::buildinfo::main_module_version),
+        });
+        info.goroutines = go.is_go;
         info
     }
 
     pub fn from_parts(pid: u32, comm: &str, exe_path: &str, environ: &[u8]) -> ProcessInfo {
-        Self::with_invoked(pid, comm, exe_path, environ, None)
+        Self::build(Facts {
+            pid,
+            comm,
+            exe_path,
+            environ,
+            ..Default::default()
+        })
     }
 
     /// `invoked`: the name the program was started under when it is not its file's
@@ -51,39 +91,117 @@ impl ProcessInfo {
         environ: &[u8],
         invoked: Option<&str>,
     ) -> ProcessInfo {
-        let exe_name = match exe_path.rsplit('/').next() {
+        Self::build(Facts {
+            pid,
+            comm,
+            exe_path,
+            environ,
+            invoked,
+            ..Default::default()
+        })
+    }
+
+    /// The resource, as an SDK in the process would make it: the `OTEL_*` variables
+    /// first, then what the receiver finds itself.
+    ///
+    /// - `service.name`: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, the invoked name,
+    ///   the executable's name.
+    /// - `service.namespace`, `service.version`: OTEL_SERVICE_NAMESPACE /
+    ///   OTEL_SERVICE_VERSION, OTEL_RESOURCE_ATTRIBUTES; for the version, a Go program's
+    ///   main module version.
+    /// - every other OTEL_RESOURCE_ATTRIBUTES pair (`k8s.container.name` comes only from
+    ///   there: no cgroup path carries it).
+    /// - `process.*`, and `container.id` / `k8s.pod.uid` from the cgroup, unless the
+    ///   environment set that key already.
+    pub fn build(f: Facts<'_>) -> ProcessInfo {
+        let exe_name = match f.exe_path.rsplit('/').next() {
             Some(n) if !n.is_empty() => n.to_string(),
-            _ => comm.to_string(),
+            _ => f.comm.to_string(),
         };
-        let mut service_env = None;
+        let mut own = [None::<String>, None, None]; // OTEL_SERVICE_{NAME,NAMESPACE,VERSION}
         let mut attrs = Vec::new();
-        for var in environ.split(|&b| b == 0) {
+        for var in f.environ.split(|&b| b == 0) {
             let var = String::from_utf8_lossy(var);
-            if let Some(v) = var.strip_prefix("OTEL_SERVICE_NAME=") {
-                if !v.is_empty() {
-                    service_env = Some(v.to_string());
+            let Some((k, v)) = var.split_once('=') else {
+                continue;
+            };
+            let slot = match k {
+                "OTEL_SERVICE_NAME" => 0,
+                "OTEL_SERVICE_NAMESPACE" => 1,
+                "OTEL_SERVICE_VERSION" => 2,
+                "OTEL_RESOURCE_ATTRIBUTES" => {
+                    attrs = parse_resource_attributes(v);
+                    continue;
                 }
-            } else if let Some(v) = var.strip_prefix("OTEL_RESOURCE_ATTRIBUTES=") {
-                attrs = parse_resource_attributes(v);
+                _ => continue,
+            };
+            if !v.is_empty() {
+                own[slot] = Some(v.to_string());
             }
         }
-        let service_name = service_env
-            .or_else(|| {
-                attrs
-                    .iter()
-                    .find(|(k, _)| k == "service.name")
-                    .map(|(_, v)| v.clone())
-            })
-            .or_else(|| invoked.map(str::to_string))
+        // The last of a key repeated in OTEL_RESOURCE_ATTRIBUTES wins.
+        let from_attrs = |key: &str| {
+            attrs
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let [name, namespace, version] = own;
+        let service_name = name
+            .or_else(|| from_attrs("service.name"))
+            .or_else(|| f.invoked.map(str::to_string))
             .unwrap_or_else(|| exe_name.clone());
+        let mut resource: Vec<(String, AttrValue)> = Vec::new();
+        let mut put = |k: &str, v: AttrValue| {
+            if k != "service.name" && !resource.iter().any(|(have, _)| have == k) {
+                resource.push((k.to_string(), v));
+            }
+        };
+        if let Some(ns) = namespace.or_else(|| from_attrs("service.namespace")) {
+            put("service.namespace", AttrValue::Str(ns));
+        }
+        if let Some(v) = version
+            .or_else(|| from_attrs("service.version"))
+            .or(f.go_version)
+        {
+            put("service.version", AttrValue::Str(v));
+        }
+        for (k, _) in &attrs {
+            if let Some(v) = from_attrs(k) {
+                put(k, AttrValue::Str(v));
+            }
+        }
+        put("process.pid", AttrValue::Int(f.pid as i64));
+        put("process.executable.name", AttrValue::Str(exe_name.clone()));
+        if !f.exe_path.is_empty() {
+            put(
+                "process.executable.path",
+                AttrValue::Str(f.exe_path.to_string()),
+            );
+        }
+        if let Some(id) = f.cgroup.container_id {
+            put("container.id", AttrValue::Str(id));
+        }
+        if let Some(uid) = f.cgroup.pod_uid {
+            put("k8s.pod.uid", AttrValue::Str(uid));
+        }
         ProcessInfo {
-            pid,
-            exe_path: exe_path.to_string(),
+            pid: f.pid,
+            exe_path: f.exe_path.to_string(),
             exe_name,
             service_name,
-            resource_attrs: attrs,
+            resource,
             goroutines: false,
         }
+    }
+
+    /// A resource attribute's string value (tests, log lines).
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.resource
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_str())
     }
 }
 
@@ -106,45 +224,9 @@ pub fn invoked_name(comm: &str, cmdline: &[u8]) -> Option<String> {
 }
 
 /// Whether the ELF file at `path` is a Go program (it has a `.go.buildinfo` or
-/// `.note.go.buildid` section). Reads only the ELF header, the section headers and the
-/// section-name table.
+/// `.note.go.buildid` section).
 pub fn is_go_binary(path: &str) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let go = || -> std::io::Result<bool> {
-        let mut f = std::fs::File::open(path)?;
-        let mut eh = [0u8; 64];
-        f.read_exact(&mut eh)?;
-        // ELF64, little-endian (x86_64 only, like the rest of the receiver).
-        if &eh[..4] != b"\x7fELF" || eh[4] != 2 || eh[5] != 1 {
-            return Ok(false);
-        }
-        let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-        let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
-        let (shoff, shentsize, shnum, shstrndx) = (
-            u64_at(&eh, 0x28),
-            u16_at(&eh, 0x3a),
-            u16_at(&eh, 0x3c),
-            u16_at(&eh, 0x3e),
-        );
-        if shentsize < 64 || shnum == 0 || shnum > 4096 || shstrndx >= shnum {
-            return Ok(false);
-        }
-        let mut sh = vec![0u8; shentsize * shnum];
-        f.seek(SeekFrom::Start(shoff))?;
-        f.read_exact(&mut sh)?;
-        let strtab = &sh[shstrndx * shentsize..];
-        let (str_off, str_size) = (u64_at(strtab, 0x18), u64_at(strtab, 0x20).min(1 << 20));
-        let mut names = vec![0u8; str_size as usize];
-        f.seek(SeekFrom::Start(str_off))?;
-        f.read_exact(&mut names)?;
-        Ok((0..shnum).any(|i| {
-            let n = u32::from_le_bytes(sh[i * shentsize..i * shentsize + 4].try_into().unwrap())
-                as usize;
-            let name = names.get(n..).unwrap_or_default();
-            name.starts_with(b".go.buildinfo\0") || name.starts_with(b".note.go.buildid\0")
-        }))
-    };
-    go().unwrap_or(false)
+    crate::buildinfo::read_go_elf(path).is_go
 }
 
 /// The pids of the processes running now (the numeric entries of /proc).
@@ -440,22 +522,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_programs_are_recognised() {
-        // The Go toolchain that builds the collector is a Go program; this test binary
-        // and the shell are not.
-        let go = std::process::Command::new("go")
-            .args(["env", "GOROOT"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        assert!(!go.is_empty(), "go is needed to build the collector");
-        assert!(is_go_binary(&format!("{go}/bin/go")));
-        assert!(!is_go_binary("/proc/self/exe"));
-        assert!(!is_go_binary("/bin/sh"));
-        assert!(!is_go_binary("/nonexistent"));
-    }
-
-    #[test]
     fn own_endpoints() {
         let me = OwnEndpoints::read();
         assert!(me.addrs.contains(&"127.0.0.1".parse().unwrap()));
@@ -490,10 +556,8 @@ mod tests {
             b"A=1\0OTEL_RESOURCE_ATTRIBUTES=service.name=svc,deployment.environment=prod%20eu\0",
         );
         assert_eq!(p.service_name, "svc");
-        assert_eq!(
-            p.resource_attrs[1],
-            ("deployment.environment".into(), "prod eu".into())
-        );
+        assert_eq!(p.attr("deployment.environment"), Some("prod eu"));
+        assert_eq!(p.resource[0].0, "deployment.environment");
         let p = ProcessInfo::from_parts(
             1,
             "python3",
@@ -525,6 +589,87 @@ mod tests {
             Some("redis-server"),
         );
         assert_eq!(p.service_name, "cache");
+    }
+
+    fn keys(p: &ProcessInfo) -> Vec<&str> {
+        p.resource.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    #[test]
+    fn resource_from_environment_cgroup_and_build_info() {
+        let id = "ab".repeat(32);
+        let uid = "8a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";
+        let cgroup = CgroupInfo::parse(&format!("0::/kubepods/burstable/pod{uid}/{id}\n"));
+        let facts = |environ: &'static [u8]| Facts {
+            pid: 7,
+            comm: "cart",
+            exe_path: "/app/cart",
+            environ,
+            cgroup: cgroup.clone(),
+            go_version: Some("v1.4.2".into()),
+            ..Default::default()
+        };
+        // Found by the receiver only.
+        let p = ProcessInfo::build(facts(b""));
+        assert_eq!(p.service_name, "cart");
+        assert_eq!(
+            keys(&p),
+            [
+                "service.version",
+                "process.pid",
+                "process.executable.name",
+                "process.executable.path",
+                "container.id",
+                "k8s.pod.uid"
+            ]
+        );
+        assert_eq!(p.attr("service.version"), Some("v1.4.2"));
+        assert_eq!(p.attr("container.id"), Some(id.as_str()));
+        assert_eq!(p.attr("k8s.pod.uid"), Some(uid));
+        // OTEL_RESOURCE_ATTRIBUTES wins over the build info and the cgroup; each key once.
+        let p = ProcessInfo::build(facts(
+            b"OTEL_RESOURCE_ATTRIBUTES=service.namespace=shop,service.version=2.0.1,k8s.container.name=cart,container.id=given,service.version=2.0.2\0",
+        ));
+        assert_eq!(
+            keys(&p),
+            [
+                "service.namespace",
+                "service.version",
+                "k8s.container.name",
+                "container.id",
+                "process.pid",
+                "process.executable.name",
+                "process.executable.path",
+                "k8s.pod.uid"
+            ]
+        );
+        assert_eq!(p.attr("service.namespace"), Some("shop"));
+        assert_eq!(p.attr("service.version"), Some("2.0.2"), "the last one");
+        assert_eq!(p.attr("container.id"), Some("given"));
+        assert_eq!(p.attr("k8s.container.name"), Some("cart"));
+        // OTEL_SERVICE_* win over OTEL_RESOURCE_ATTRIBUTES; empty ones say nothing.
+        let p = ProcessInfo::build(facts(
+            b"OTEL_SERVICE_VERSION=3\0OTEL_SERVICE_NAMESPACE=\0OTEL_RESOURCE_ATTRIBUTES=service.namespace=shop,service.version=2\0",
+        ));
+        assert_eq!(p.attr("service.version"), Some("3"));
+        assert_eq!(p.attr("service.namespace"), Some("shop"));
+        let p = ProcessInfo::build(facts(b"OTEL_SERVICE_NAMESPACE=ops\0"));
+        assert_eq!(p.attr("service.namespace"), Some("ops"));
+        // Nothing known: no attribute at all, never an empty one.
+        let p = ProcessInfo::from_parts(1, "curl", "", b"");
+        assert_eq!(keys(&p), ["process.pid", "process.executable.name"]);
+    }
+
+    #[test]
+    fn resource_of_this_process() {
+        // This test binary: a Rust program, in no container here.
+        let me = ProcessInfo::read(std::process::id(), "x", None);
+        assert!(!me.goroutines);
+        assert_eq!(me.attr("service.version"), None);
+        assert_eq!(
+            me.exe_path,
+            std::env::current_exe().unwrap().to_string_lossy()
+        );
     }
 
     #[test]

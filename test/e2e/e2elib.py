@@ -405,6 +405,9 @@ class Collector:
         self.spans = SpanFile(self.traces_path)
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
+        # Files merged over config_path in order (the collector merges maps, replaces lists).
+        self.overlays: list[Path] = []
+        self.env: dict[str, str] = {}
 
     def write_config(self, raw: str | None = None) -> None:
         text = raw if raw is not None else json.dumps(
@@ -423,9 +426,10 @@ class Collector:
             self.write_config()
         log = open(self.log_path, "wb")
         try:
-            self.proc = subprocess.Popen([str(COLLECTOR_BIN), "--config", str(self.config_path)], stdout=log,
+            configs = [a for c in [self.config_path, *self.overlays] for a in ("--config", str(c))]
+            self.proc = subprocess.Popen([str(COLLECTOR_BIN), *configs], stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
-                                         start_new_session=True)
+                                         env={**os.environ, **self.env}, start_new_session=True)
         finally:
             log.close()
         return self.proc

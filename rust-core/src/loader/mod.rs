@@ -204,12 +204,7 @@ impl Kernel {
             Propagation::Off => Err("off in the configuration"),
         };
         let propagate: u8 = cgroup.is_ok() as u8;
-        let watch_exec: u8 = cfg.discovery.as_ref().is_some_and(|d| {
-            d.instrument
-                .iter()
-                .chain(&d.exclude)
-                .any(|s| s.exe_path.is_some())
-        }) as u8;
+        let watch_exec: u8 = cfg.selects_processes() as u8;
         let sample_bound = crate::spans::ids::Sampler::new(&cfg.sampling).bound();
         let parent_based = cfg.sampling.parent_based as u8;
         let mut bpf = EbpfLoader::new()
@@ -301,6 +296,15 @@ impl Kernel {
                 "discovery selectors"
             }
         );
+        if trace_all == 1 && !cfg.default_exclude.is_empty() {
+            let _ = write!(
+                info,
+                " and default_exclude ({} running processes decided in {} ms: {} excluded)",
+                scan.processes,
+                scan.micros / 1000,
+                scan.excluded
+            );
+        }
         if cfg.discovery.is_some() {
             let _ = write!(
                 info,

@@ -452,7 +452,8 @@ impl Assembler {
                     .unwrap_or(filename.clone());
                 self.procs.exec(hdr.pid, &exe);
                 let _ = comm;
-                let state = self.decide_exec(&exe, prev_state);
+                let facts = crate::config::ProcFacts::read(&self.cfg, hdr.pid, exe);
+                let state = self.decide_exec(&facts, prev_state);
                 self.decided(hdr.pid, state);
                 Some(Decision {
                     pid: hdr.pid,
@@ -465,16 +466,18 @@ impl Assembler {
     /// The state now in force for `pid` after an exec decision: records it sent while
     /// PENDING are kept only if it ended up traced.
     pub fn decided(&mut self, pid: u32, state: Option<u32>) {
-        if state == Some(PROC_TRACED) {
+        // Without discovery a process without an entry is traced.
+        let trace_all = self.cfg.discovery.is_none();
+        if state == Some(PROC_TRACED) || (state.is_none() && trace_all) {
             self.untraced.remove(&pid);
         } else {
             self.untraced.insert(pid);
         }
     }
 
-    /// exe_path selectors, decided at exec (see `discovery::decide_exec`).
-    pub fn decide_exec(&self, exe: &str, prev_state: u32) -> Option<u32> {
-        crate::discovery::decide_exec(&self.cfg, exe, prev_state)
+    /// Selectors on the process, decided at exec (see `discovery::decide_exec`).
+    pub fn decide_exec(&self, p: &crate::config::ProcFacts, prev_state: u32) -> Option<u32> {
+        crate::discovery::decide_exec(&self.cfg, p, prev_state)
     }
 
     fn close(&mut self, mut conn: Conn, ts: u64, key: u64) {
@@ -648,19 +651,49 @@ mod tests {
             r#"{"discovery":{"instrument":[{"exe_path":"*/python3*"},{"exe_path":"*/nginx","open_ports":[[8080,8080]]}],
                        "exclude":[{"exe_path":"*/python3-admin"}]}}"#,
         );
-        assert_eq!(a.decide_exec("/usr/bin/python3.11", 0), Some(PROC_TRACED));
+        let exe = |p: &str| crate::config::ProcFacts {
+            exe: p.into(),
+            ..Default::default()
+        };
         assert_eq!(
-            a.decide_exec("/usr/bin/python3-admin", PROC_TRACED),
-            Some(PROC_EXCLUDED)
-        );
-        assert_eq!(a.decide_exec("/usr/sbin/nginx", 0), Some(PROC_ELIGIBLE));
-        assert_eq!(a.decide_exec("/usr/bin/curl", 0), None);
-        // Inherited state survives an exec that matches nothing.
-        assert_eq!(
-            a.decide_exec("/usr/bin/curl", PROC_TRACED),
+            a.decide_exec(&exe("/usr/bin/python3.11"), 0),
             Some(PROC_TRACED)
         );
-        assert_eq!(asm("{}").decide_exec("/usr/bin/curl", 0), Some(PROC_TRACED));
+        assert_eq!(
+            a.decide_exec(&exe("/usr/bin/python3-admin"), PROC_TRACED),
+            Some(PROC_EXCLUDED)
+        );
+        assert_eq!(
+            a.decide_exec(&exe("/usr/sbin/nginx"), 0),
+            Some(PROC_ELIGIBLE)
+        );
+        assert_eq!(a.decide_exec(&exe("/usr/bin/curl"), 0), None);
+        // Inherited state survives an exec that matches nothing.
+        assert_eq!(
+            a.decide_exec(&exe("/usr/bin/curl"), PROC_TRACED),
+            Some(PROC_TRACED)
+        );
+        // Without discovery: no entry (traced), but collectors are excluded by default.
+        let all = asm("{}");
+        assert_eq!(all.decide_exec(&exe("/usr/bin/curl"), 0), None);
+        assert_eq!(
+            all.decide_exec(&exe("/opt/otelcol-contrib/otelcol-contrib"), 0),
+            Some(PROC_EXCLUDED)
+        );
+        assert_eq!(
+            all.decide_exec(&exe("/usr/bin/curl"), PROC_EXCLUDED),
+            Some(PROC_EXCLUDED),
+            "a child of an excluded process"
+        );
+        // A directory named like a collector does not exclude what is in it.
+        assert_eq!(
+            all.decide_exec(&exe("/root/.cache/otelcol-ebpf/go/bin/go"), 0),
+            None
+        );
+        assert_eq!(
+            asm(r#"{"default_exclude":[]}"#).decide_exec(&exe("/usr/bin/otelcol"), 0),
+            None
+        );
     }
 
     fn fake_proc(pid: u32, comm: &str, _: Option<&str>) -> ProcessInfo {

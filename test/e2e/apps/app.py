@@ -4,6 +4,7 @@ Routes (query strings are ignored):
   GET /users/<id>     200 JSON with Content-Length
   GET /status/<code>  that status, small body
   GET /slow           200 after 0.2 s
+  GET /sleep/<ms>     200 after <ms> milliseconds
   POST /echo          200 JSON {"received": <request body length>}
   GET /chunked        200, Transfer-Encoding: chunked, several small chunks in several writes
   GET /chunked-big    the same with chunks of 5000 and 70000 bytes
@@ -63,6 +64,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/slow":
             time.sleep(0.2)
             return self._send(200, b"slow\n")
+        if path.startswith("/sleep/"):
+            time.sleep(int(path[len("/sleep/"):]) / 1000)
+            return self._send(200, b"slept\n")
         if path == "/big":
             return self._send(200, BIG, "application/octet-stream")
         if path in ("/chunked", "/chunked-big"):
