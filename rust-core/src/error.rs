@@ -12,7 +12,7 @@ pub enum ConfigError {
 
 #[derive(Debug, Error)]
 pub enum LoadError {
-    #[error("permission denied: {what} (run the collector as root or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE)")]
+    #[error("permission denied: {what} (the collector needs CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and, for TLS uprobes on Linux 6.16+, CAP_SYS_ADMIN; see the README, Deployment)")]
     Permission { what: String },
     #[error("kernel lacks {feature}: {detail}")]
     Unsupported { feature: String, detail: String },

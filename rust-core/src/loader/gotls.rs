@@ -30,6 +30,8 @@ pub struct GoTls {
     pub failures: u64,
     /// The first few of them, with the reason, for the start-up line.
     pub failed: Vec<String>,
+    /// Programs whose probes the kernel refused for lack of privilege.
+    pub refused: u64,
 }
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
@@ -220,13 +222,18 @@ impl GoTls {
             let at = UProbeAttachLocation::AbsoluteOffset(offset);
             match p.attach(at, path, UProbeScope::AllProcesses) {
                 Ok(link) => links.push((name, link)),
-                Err(_) => {
+                Err(e) => {
+                    let denied = super::refused(&e);
                     // Half the probes would drop a direction's ciphertext and never
                     // send its plaintext: none at all.
                     for (name, link) in links {
                         if let Ok(p) = program::<UProbe>(bpf, name) {
                             let _ = p.detach(link);
                         }
+                    }
+                    if denied {
+                        self.refused += 1;
+                        return Err("uprobe attach refused: permission denied");
                     }
                     return Err("uprobe attach refused");
                 }

@@ -1,6 +1,7 @@
 //! Every aya call: probing the kernel, loading the embedded object, attaching, and the
 //! maps userspace reads and writes. Dropping `Kernel` detaches everything.
 
+mod caps;
 mod gopclntab;
 mod gotls;
 mod tls;
@@ -54,6 +55,7 @@ pub(crate) fn aya_err(
     e: impl std::error::Error + Send + Sync + 'static,
 ) -> LoadError {
     let what = what.into();
+    // EPERM only: the verifier rejects a program with EACCES.
     let text = format!("{e} {:?}", e.source().map(|s| s.to_string()));
     if text.contains("Operation not permitted")
         || text.contains("EPERM")
@@ -66,6 +68,30 @@ pub(crate) fn aya_err(
             source: Box::new(Short(e.to_string())),
         }
     }
+}
+
+/// The kernel said EPERM or EACCES somewhere in an attach error's chain (perf_event_open
+/// answers EACCES for a missing capability).
+pub(crate) fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        let t = e.to_string();
+        if [
+            "Operation not permitted",
+            "Permission denied",
+            "EPERM",
+            "EACCES",
+            "os error 1)",
+            "os error 13)",
+        ]
+        .iter()
+        .any(|n| t.contains(n))
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 fn take_map(bpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, LoadError> {
@@ -128,10 +154,11 @@ pub fn preflight() -> Result<(), LoadError> {
                     .into(),
         });
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 && !has_bpf_caps() {
+    // Checked for root too: a root in a container may hold few capabilities.
+    let missing = caps::missing(caps::effective(), caps::REQUIRED, true);
+    if !missing.is_empty() {
         return Err(LoadError::Permission {
-            what: "loading eBPF programs needs root or CAP_BPF+CAP_PERFMON".into(),
+            what: format!("missing {}", missing.join(", ")),
         });
     }
     // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones ignore it.
@@ -176,17 +203,6 @@ fn attach_propagation(bpf: &mut Ebpf, cgroup: &str) -> Result<SockHash<MapData, 
     msg.attach(&fd)
         .map_err(|e| aya_err(format!("attaching sk_msg for {why}"), e))?;
     Ok(socks)
-}
-
-fn has_bpf_caps() -> bool {
-    // CapEff bits: CAP_SYS_ADMIN 21, CAP_PERFMON 38, CAP_BPF 39.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    eff & (1 << 21) != 0 || (eff & (1 << 38) != 0 && eff & (1 << 39) != 0)
 }
 
 impl Kernel {
@@ -350,6 +366,7 @@ impl Kernel {
                 String::new()
             }
         );
+        let _ = write!(info, "{}", caps_note(&tls, &go_tls));
         Ok(Kernel {
             bpf,
             tls,
@@ -359,6 +376,24 @@ impl Kernel {
             maps,
             info,
         })
+    }
+}
+
+/// What the collector runs without for lack of a capability ("" when nothing).
+fn caps_note(tls: &tls::Tls, go_tls: &gotls::GoTls) -> String {
+    let eff = caps::effective();
+    let mut lost = caps::missing(eff, caps::DEGRADED, false);
+    if !caps::has(eff, caps::SYS_ADMIN) && tls.refused + go_tls.refused > 0 {
+        // Linux 6.16 (and the 2025 stable updates) moved perf uprobes back to CAP_SYS_ADMIN.
+        lost.push(format!(
+            "CAP_SYS_ADMIN (this kernel refused {} uprobe attach(es) without it: no TLS plaintext)",
+            tls.refused + go_tls.refused
+        ));
+    }
+    if lost.is_empty() {
+        String::new()
+    } else {
+        format!("; running without {}", lost.join(", "))
     }
 }
 

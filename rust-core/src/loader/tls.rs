@@ -30,6 +30,8 @@ pub struct Tls {
     pub libs: Vec<String>,
     /// Attach failures (a library without those symbols, e.g. BoringSSL).
     pub failures: u64,
+    /// Of those, refused by the kernel for lack of privilege.
+    pub refused: u64,
 }
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
@@ -105,7 +107,10 @@ impl Tls {
                 };
                 match p.attach(sym, path, UProbeScope::AllProcesses) {
                     Ok(_) => any = true,
-                    Err(_) => self.failures += 1,
+                    Err(e) => {
+                        self.failures += 1;
+                        self.refused += super::refused(&e) as u64;
+                    }
                 }
             }
         }
