@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need, skipping what is already there, so a second
 # run costs a few seconds. Tools we build go to $CACHE_DIR/bin (outside the clone).
+# --build-only: just what `make core check-header collector` needs (the Dockerfile's builder).
 set -euo pipefail
+BUILD_ONLY=0
+[ "${1:-}" = "--build-only" ] && BUILD_ONLY=1
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/otelcol-ebpf}
 OCB_VERSION=${OCB_VERSION:-v0.158.0}
 CBINDGEN_VERSION=${CBINDGEN_VERSION:-0.29.4}
@@ -11,7 +14,8 @@ say() { printf '[deps] %s\n' "$*"; }
 
 # Debian packages: compiler and BPF tooling for the build; servers and clients for the tests;
 # headless Chromium, which drives Zipkin's web UI in test_38 and makes the README's screenshot.
-apt_pkgs=(clang llvm libbpf-dev bpftool curl nginx-light wrk iproute2 procps python3-pip openssl libssl3
+apt_pkgs=(clang llvm libbpf-dev bpftool)
+[ "$BUILD_ONLY" = 1 ] || apt_pkgs+=(curl nginx-light wrk iproute2 procps python3-pip openssl libssl3
   postgresql redis-server mariadb-server rabbitmq-server chromium)
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -52,6 +56,11 @@ if [ ! -x "$CACHE_DIR/bin/builder-$OCB_VERSION" ]; then
   say "installing ocb $OCB_VERSION"
   GOBIN="$CACHE_DIR/bin" go install "go.opentelemetry.io/collector/cmd/builder@$OCB_VERSION"
   mv "$CACHE_DIR/bin/builder" "$CACHE_DIR/bin/builder-$OCB_VERSION"
+fi
+
+if [ "$BUILD_ONLY" = 1 ]; then
+  say "ok (build only)"
+  exit 0
 fi
 
 # Python test dependencies.
