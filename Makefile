@@ -12,7 +12,7 @@ LIB := build/lib/libotelcol_ebpf_core.a
 HEADER := include/otelcol_ebpf.h
 BIN := bin/otelcol-ebpf
 
-.PHONY: all deps build core header check-header collector run demo demo-screenshot test test-rust test-fuzz test-go test-e2e bench clean
+.PHONY: all deps build core header check-header collector run demo demo-screenshot test test-rust test-fuzz test-go test-deploy test-e2e bench clean
 
 all: build
 
@@ -57,7 +57,7 @@ demo: build
 demo-screenshot: build
 	python3 demo/run.py --screenshot docs/images/demo-trace.png
 
-test: build test-rust test-fuzz test-go test-e2e
+test: build test-rust test-fuzz test-go test-deploy test-e2e
 
 test-rust:
 	cargo clippy --release -p otelcol-ebpf-core --all-targets -- -D warnings
@@ -68,6 +68,14 @@ test-fuzz:
 
 test-go:
 	cd go-receiver && go vet ./... && go test ./... && CGO_ENABLED=0 go build ./... && CGO_ENABLED=0 go test ./...
+
+# deploy/ checked offline: the Kubernetes objects and Helm values against the real
+# k8s.io/api types and our rules (test/deploy), the unit by systemd-analyze, the configs by
+# the built collector; deps.sh --build-only is what the Dockerfile's builder runs.
+test-deploy:
+	scripts/deps.sh --build-only
+	cd test/deploy && go vet ./... && go test -count=1 ./...
+	scripts/verify-unit.sh
 
 test-e2e:
 	python3 -m pytest -v test/e2e

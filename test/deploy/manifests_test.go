@@ -38,7 +38,7 @@ func unitCaps(t *testing.T) []string {
 	t.Helper()
 	unit := string(read(t, "deploy/systemd/otelcol-ebpf.service"))
 	get := func(key string) []string {
-		m := regexp.MustCompile(`(?m)^` + key + `=(.*)$`).FindAllStringSubmatch(unit, -1)
+		m := regexp.MustCompile(`(?m)^`+key+`=(.*)$`).FindAllStringSubmatch(unit, -1)
 		if len(m) != 1 {
 			t.Fatalf("unit: %d %s= lines, want 1", len(m), key)
 		}
@@ -294,7 +294,7 @@ type collectorConfig struct {
 
 // checkPipeline: ebpf → k8sattributes (association by container.id and k8s.pod.uid),
 // resourcedetection (env, system, a cloud) → loadbalancing.
-func checkPipeline(t *testing.T, where string, cfg collectorConfig, wantProcs []string) {
+func checkPipeline(t *testing.T, where string, cfg collectorConfig, wantProcs []string, k8sAttrs, resDet, lb string) {
 	t.Helper()
 	if _, ok := cfg.Receivers["ebpf"]; !ok {
 		t.Errorf("%s: no ebpf receiver", where)
@@ -303,22 +303,22 @@ func checkPipeline(t *testing.T, where string, cfg collectorConfig, wantProcs []
 	if tr == nil {
 		t.Fatalf("%s: no traces pipeline", where)
 	}
-	if !slices.Equal(tr.Receivers, []string{"ebpf"}) || !slices.Equal(tr.Exporters, []string{"loadbalancing"}) {
-		t.Errorf("%s: traces pipeline %v → %v, want [ebpf] → [loadbalancing]", where, tr.Receivers, tr.Exporters)
+	if !slices.Equal(tr.Receivers, []string{"ebpf"}) || !slices.Equal(tr.Exporters, []string{lb}) {
+		t.Errorf("%s: traces pipeline %v → %v, want [ebpf] → [%s]", where, tr.Receivers, tr.Exporters, lb)
 	}
 	if !slices.Equal(tr.Processors, wantProcs) {
 		t.Errorf("%s: traces processors %v, want %v", where, tr.Processors, wantProcs)
 	}
-	if _, ok := cfg.Exporters["loadbalancing"]; !ok {
-		t.Errorf("%s: no loadbalancing exporter", where)
+	if _, ok := cfg.Exporters[lb]; !ok {
+		t.Errorf("%s: no %s exporter", where, lb)
 	}
-	k8s := fmt.Sprint(cfg.Processors["k8sattributes"]["pod_association"])
+	k8s := fmt.Sprint(cfg.Processors[k8sAttrs]["pod_association"])
 	for _, a := range []string{"container.id", "k8s.pod.uid"} {
 		if !strings.Contains(k8s, "name:"+a) {
 			t.Errorf("%s: k8sattributes pod_association lacks %s: %s", where, a, k8s)
 		}
 	}
-	det := fmt.Sprint(cfg.Processors["resourcedetection"]["detectors"])
+	det := fmt.Sprint(cfg.Processors[resDet]["detectors"])
 	for _, d := range []string{"env", "system", "ec2", "gcp", "azure"} {
 		if !regexp.MustCompile(`[\[ ]` + d + `[\] ]`).MatchString(det) {
 			t.Errorf("%s: resourcedetection detectors %s lack %s", where, det, d)
@@ -337,8 +337,9 @@ func TestConfigMapPipeline(t *testing.T) {
 		t.Fatalf("ConfigMap config.yaml: %v", err)
 	}
 	checkPipeline(t, "ConfigMap", cfg,
-		[]string{"memory_limiter", "resource", "k8sattributes", "resourcedetection", "batch"})
-	if f := fmt.Sprint(cfg.Processors["k8sattributes"]["filter"]); f != "map[node_from_env_var:K8S_NODE_NAME]" {
+		[]string{"memory_limiter", "resource", "k8s_attributes", "resource_detection", "batch"},
+		"k8s_attributes", "resource_detection", "load_balancing")
+	if f := fmt.Sprint(cfg.Processors["k8s_attributes"]["filter"]); f != "map[node_from_env_var:K8S_NODE_NAME]" {
 		t.Errorf("ConfigMap: k8sattributes filter %s, want the node from K8S_NODE_NAME", f)
 	}
 }
@@ -409,7 +410,8 @@ func TestHelmValues(t *testing.T) {
 	}
 	// memory_limiter and batch come from the chart's default config.
 	checkPipeline(t, "helm config", cfg,
-		[]string{"memory_limiter", "resource", "k8sattributes", "resourcedetection", "batch"})
+		[]string{"memory_limiter", "resource", "k8sattributes", "resourcedetection", "batch"},
+		"k8sattributes", "resourcedetection", "loadbalancing")
 	for _, r := range []string{"otlp", "jaeger", "zipkin", "prometheus"} {
 		if x, ok := cfg.Receivers[r]; !ok || x != nil {
 			t.Errorf("helm config: the chart's default receiver %s is not switched off (null)", r)
