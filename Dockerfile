@@ -15,7 +15,12 @@ WORKDIR /src
 COPY scripts/deps.sh scripts/
 RUN scripts/deps.sh --build-only
 COPY . .
-RUN make core check-header collector && ldd bin/otelcol-ebpf
+# vmlinux.h comes from the build host's /sys/kernel/btf/vmlinux (visible in the build
+# container); CO-RE relocates the programs on each node, so any kernel's BTF will do. On a
+# builder without BTF, put a vmlinux.h in the context and pass --build-arg VMLINUX_H=/src/<it>.
+ARG VMLINUX_H=""
+RUN if [ -z "$VMLINUX_H" ]; then unset VMLINUX_H; fi; \
+    make core check-header collector && ldd bin/otelcol-ebpf
 
 # bin/otelcol-ebpf links only libc and libgcc_s dynamically: distroless/cc has both.
 FROM gcr.io/distroless/cc-debian12:nonroot
