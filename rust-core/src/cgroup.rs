@@ -2,6 +2,8 @@
 //! container and Kubernetes pod it belongs to when the path has the shape a container
 //! runtime gives it. Pure parsing of /proc/<pid>/cgroup text.
 
+
+use crate::spans::route::is_uuid;
 /// What /proc/<pid>/cgroup told.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CgroupInfo {
@@ -98,15 +100,6 @@ fn pod_uid(component: &str) -> Option<String> {
     };
     let uid = raw.replace('_', "-");
     is_uuid(&uid).then_some(uid)
-}
-
-fn is_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, &c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
 }
 
 #[cfg(test)]

@@ -117,29 +117,17 @@ func loadObjects(t *testing.T) objects {
 			var err2 error
 			switch meta.APIVersion + " " + meta.Kind {
 			case "v1 Namespace":
-				var x corev1.Namespace
-				err2 = strict([]byte(doc), &x)
-				o.ns = append(o.ns, x)
+				err2 = decodeInto(doc, &o.ns)
 			case "v1 ServiceAccount":
-				var x corev1.ServiceAccount
-				err2 = strict([]byte(doc), &x)
-				o.sa = append(o.sa, x)
+				err2 = decodeInto(doc, &o.sa)
 			case "v1 ConfigMap":
-				var x corev1.ConfigMap
-				err2 = strict([]byte(doc), &x)
-				o.cm = append(o.cm, x)
+				err2 = decodeInto(doc, &o.cm)
 			case "apps/v1 DaemonSet":
-				var x appsv1.DaemonSet
-				err2 = strict([]byte(doc), &x)
-				o.ds = append(o.ds, x)
+				err2 = decodeInto(doc, &o.ds)
 			case "rbac.authorization.k8s.io/v1 ClusterRole":
-				var x rbacv1.ClusterRole
-				err2 = strict([]byte(doc), &x)
-				o.roles = append(o.roles, x)
+				err2 = decodeInto(doc, &o.roles)
 			case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
-				var x rbacv1.ClusterRoleBinding
-				err2 = strict([]byte(doc), &x)
-				o.bindings = append(o.bindings, x)
+				err2 = decodeInto(doc, &o.bindings)
 			default:
 				t.Fatalf("%s: a kind this check does not know", where)
 			}
@@ -420,4 +408,12 @@ func TestHelmValues(t *testing.T) {
 	if !bytes.Contains(read(t, "deploy/helm/values.yaml"), []byte("appArmorProfile")) {
 		t.Error("helm: appArmorProfile missing")
 	}
+}
+
+// decodeInto decodes one document strictly and appends it to list.
+func decodeInto[T any](doc string, list *[]T) error {
+	var x T
+	err := strict([]byte(doc), &x)
+	*list = append(*list, x)
+	return err
 }
