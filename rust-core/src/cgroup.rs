@@ -2,7 +2,6 @@
 //! container and Kubernetes pod it belongs to when the path has the shape a container
 //! runtime gives it. Pure parsing of /proc/<pid>/cgroup text.
 
-
 use crate::spans::route::is_uuid;
 /// What /proc/<pid>/cgroup told.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
