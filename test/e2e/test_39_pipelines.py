@@ -53,6 +53,10 @@ def traced_ports(*ports: int) -> dict:
     return {"discovery": {"instrument": [{"open_ports": ",".join(map(str, ports))}]}}
 
 
+def not_curl(span: dict) -> bool:
+    return span["resource"].get("service.name") != "curl"
+
+
 def shipped(config: str, workdir) -> Collector:
     c = Collector(None, workdir)
     c.config_path = REPO / "config" / config
@@ -116,9 +120,11 @@ def test_example_config_red_metrics_carry_exemplars_and_a_service_graph(collecto
         n = 12
         for i in range(n):
             run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{front}/proxy/{back}/users/{i}")
-        # curl's CLIENT (a local client of a traced server), front SERVER+CLIENT, back SERVER
-        spans = c.spans.wait(lambda s: True, 4 * n, timeout=20)
-        assert len(spans) == 4 * n, brief(spans)
+        # front SERVER+CLIENT, back SERVER (curl, a local client of a traced server, may
+        # have CLIENT spans too: not what this test is about)
+        spans = c.spans.wait(not_curl, 3 * n, timeout=20)
+        assert len(spans) == 3 * n, brief(spans)
+        spans = c.spans.refresh()
         by_id = {(s["trace_id"], s["span_id"]): s for s in spans}
 
         def exemplars():
@@ -141,7 +147,7 @@ def test_example_config_red_metrics_carry_exemplars_and_a_service_graph(collecto
             assert span["name"] == lbl["span_name"], (lbl, ex)
             pointing += 1
         assert pointing >= 2, found
-        assert {x["service_name"] for x, _ in found} == {"curl", "shopfront", "stock"}, found
+        assert {x["service_name"] for x, _ in found} >= {"shopfront", "stock"}, found
         edge = [g for g in graph if g.get("client") == "shopfront" and g.get("server") == "stock"]
         assert edge and float(edge[0]["value"]) == n, graph
     finally:
@@ -217,13 +223,14 @@ def test_agent_to_gateway_tier_samples_whole_traces(collectors, procs, tmp_path)
         for i in range(ok + failing):
             leaf = f"users/{i}" if i < ok else "status/500"
             run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{front}/proxy/{orders}/proxy/{payments}/{leaf}")
-        # Every trace: curl's CLIENT, frontend SERVER+CLIENT, orders SERVER+CLIENT, payments SERVER.
-        seen = agent.spans.wait(lambda s: True, 6 * (ok + failing), timeout=30)
+        # Every trace: frontend SERVER+CLIENT, orders SERVER+CLIENT, payments SERVER (and
+        # curl's CLIENT as a local client of a traced server, left out here).
+        seen = agent.spans.wait(not_curl, 5 * (ok + failing), timeout=30)
         traces = defaultdict(list)
         for s in seen:
             traces[s["trace_id"]].append(s)
-        assert len(traces) == ok + failing and all(len(v) == 6 for v in traces.values()), brief(seen)
-        assert all({x["resource"]["service.name"] for x in v} == {"curl", "frontend", "orders", "payments"}
+        assert len(traces) == ok + failing and all(len(v) == 5 for v in traces.values()), brief(seen)
+        assert all({x["resource"]["service.name"] for x in v} == {"frontend", "orders", "payments"}
                    for v in traces.values())
         errored = {t for t, v in traces.items() if any(x["status_code"] == STATUS_ERROR for x in v)}
         assert len(errored) == failing
@@ -236,7 +243,7 @@ def test_agent_to_gateway_tier_samples_whole_traces(collectors, procs, tmp_path)
             g.spans.wait(lambda s: True, 1, timeout=10, settle=5)
         where = defaultdict(lambda: defaultdict(list))
         for i, g in enumerate(gateways):
-            for s in g.spans.refresh():
+            for s in filter(not_curl, g.spans.refresh()):
                 where[s["trace_id"]][i].append(s)
         assert set(where) <= set(traces)
         for trace_id, parts in where.items():
