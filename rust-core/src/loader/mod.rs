@@ -2,6 +2,7 @@
 //! maps userspace reads and writes. Dropping `Kernel` detaches everything.
 
 mod gopclntab;
+mod goruntime;
 mod gotls;
 mod tls;
 
