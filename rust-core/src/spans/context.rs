@@ -26,7 +26,7 @@ use std::net::IpAddr;
 
 use super::ids::{IdGen, Sampler, SpanCtx, TraceParent, HAS_IS_REMOTE, IS_REMOTE};
 use crate::conn::{Exchange, LinkKey, Peer, Side};
-use crate::events::{CtxEvent, CTX_FLAG_AMBIGUOUS, CTX_INJECTED, CTX_SERVER};
+use crate::events::{CtxEvent, CTX_FLAG_AMBIGUOUS, CTX_FLAG_GOROUTINE, CTX_INJECTED, CTX_SERVER};
 use crate::stats::{self, Stats};
 
 /// Requests remembered per connection for linking; more means the other end is not
@@ -334,9 +334,12 @@ impl Contexts {
             stats::inc(&stats.parents_ambiguous);
         }
         // A Go process's thread may have served another request than the goroutine
-        // making this call (the kernel only learns it is Go shortly after it starts).
-        let parent = (k.parent_span_id != [0; 8] && !self.goroutines.contains(&pid))
-            .then_some(k.parent_span_id);
+        // making this call (the kernel only learns it is Go shortly after it starts),
+        // unless the kernel took the parent from the sending goroutine itself.
+        let by_goroutine = k.ctx_flags & CTX_FLAG_GOROUTINE != 0;
+        let parent = (k.parent_span_id != [0; 8]
+            && (by_goroutine || !self.goroutines.contains(&pid)))
+        .then_some(k.parent_span_id);
         let trace_state = parent
             .and_then(|p| {
                 self.serving
