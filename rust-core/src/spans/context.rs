@@ -785,6 +785,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_go_call_keeps_the_parent_only_its_goroutine_gave() {
+        let stats = Stats::default();
+        let mut c = Contexts::default();
+        c.goroutines.insert(20);
+        let by_thread = kctx(CTX_INJECTED, 10, 3, 5, 6, 7);
+        assert_eq!(c.injected(20, 3, &by_thread, &stats).parent_span_id, None);
+        let by_goroutine = CtxEvent {
+            ctx_flags: CTX_FLAG_GOROUTINE,
+            ..by_thread
+        };
+        let ctx = c.injected(20, 3, &by_goroutine, &stats);
+        assert_eq!(ctx.parent_span_id, Some([7; 8]));
+        assert_eq!((ctx.trace_id, ctx.span_id), ([5; 16], [6; 8]));
+        // A process not known as Go: the thread's parent as before.
+        assert_eq!(
+            c.injected(21, 3, &by_thread, &stats).parent_span_id,
+            Some([7; 8])
+        );
+    }
+
     fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
         c.load(std::sync::atomic::Ordering::Relaxed)
     }
