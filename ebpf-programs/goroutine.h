@@ -52,6 +52,16 @@ struct {
 	__type(value, struct thread_ctx);
 } go_reqs SEC(".maps");
 
+/* (pid, *http.Request) -> the goroutine that handed it over: the writer checks that this
+ * goroutine still serves that request, so a hand-off left behind (a dial that failed after
+ * roundTrip) never parents a later request at the same address. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct go_key);
+	__type(value, __u64);
+} go_req_callers SEC(".maps");
+
 /* Thread running runtime.newproc1 -> the creating goroutine's id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -120,7 +130,26 @@ int on_go_round_trip(struct pt_regs *ctx)
 		return 0;
 	}
 	bpf_map_update_elem(&go_reqs, &r, tc, BPF_ANY);
+	bpf_map_update_elem(&go_req_callers, &r, &g.id, BPF_ANY);
 	return 0;
+}
+
+/* Whether the goroutine that handed `tc` over still works for that request. */
+static __always_inline int go_handoff_live(struct go_key *r, struct thread_ctx *tc)
+{
+	__u64 *caller = bpf_map_lookup_elem(&go_req_callers, r);
+	if (!caller)
+		return 0;
+	struct go_key c = {.pid = r->pid, .id = *caller};
+	struct thread_ctx *now = bpf_map_lookup_elem(&go_ctxs, &c);
+	if (!now)
+		return 0;
+	__u64 a[3], b[3];
+	__builtin_memcpy(a, now->trace_id, 16);
+	__builtin_memcpy(&a[2], now->span_id, 8);
+	__builtin_memcpy(b, tc->trace_id, 16);
+	__builtin_memcpy(&b[2], tc->span_id, 8);
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2];
 }
 
 /* net/http.(*Request).write(r, ...), in the connection's writeLoop goroutine: the writer
@@ -137,8 +166,14 @@ int on_go_request_write(struct pt_regs *ctx)
 		bpf_map_delete_elem(&go_ctxs, &g);
 		return 0;
 	}
-	bpf_map_update_elem(&go_ctxs, &g, tc, BPF_ANY);
+	if (go_handoff_live(&r, tc)) {
+		bpf_map_update_elem(&go_ctxs, &g, tc, BPF_ANY);
+	} else {
+		count(COUNTER_GO_CTX_STALE, 1);
+		bpf_map_delete_elem(&go_ctxs, &g);
+	}
 	bpf_map_delete_elem(&go_reqs, &r);
+	bpf_map_delete_elem(&go_req_callers, &r);
 	return 0;
 }
 

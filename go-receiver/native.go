@@ -107,6 +107,7 @@ var contextCounters = []string{
 	"h2_inject_lost",
 	"go_context_unknown_no_goid",
 	"go_context_unknown_no_request",
+	"go_context_unknown_stale",
 }
 
 // gaugeCounters are core values that go up and down; all others are monotonic.

@@ -71,7 +71,9 @@ enum counter {
 					* headers inserted from then on */
 	COUNTER_GO_CTX_NO_GOID = 16, /* a Go request whose goroutine could not be read: its calls get no parent */
 	COUNTER_GO_CTX_NONE = 17, /* net/http calls from a goroutine with no known request: no parent */
-	COUNTER_MAX = 18,
+	COUNTER_GO_CTX_STALE = 18, /* a net/http request written after the request that made it
+				    * ended (a failed dial's leftover): no parent */
+	COUNTER_MAX = 19,
 };
 
 struct event_header {

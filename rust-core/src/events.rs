@@ -57,7 +57,8 @@ pub const COUNTER_AMQP_INJECT_SKIPPED: u32 = 14;
 pub const COUNTER_AMQP_INJECT_LOST: u32 = 15;
 pub const COUNTER_GO_CTX_NO_GOID: u32 = 16;
 pub const COUNTER_GO_CTX_NONE: u32 = 17;
-pub const COUNTER_MAX: u32 = 18;
+pub const COUNTER_GO_CTX_STALE: u32 = 18;
+pub const COUNTER_MAX: u32 = 19;
 
 const AF_INET: u16 = 2;
 

@@ -262,6 +262,10 @@ fn pump(
                     events::COUNTER_GO_CTX_NONE,
                     &stats.go_context_unknown_no_request,
                 ),
+                (
+                    events::COUNTER_GO_CTX_STALE,
+                    &stats.go_context_unknown_stale,
+                ),
             ] {
                 stats::set(c, kernel.maps.counter(idx));
             }

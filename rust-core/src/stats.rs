@@ -168,6 +168,9 @@ counters! {
     /// net/http calls from a goroutine serving no request known to the kernel (started
     /// before the collector, or by a hand-off not followed): they start a trace.
     go_context_unknown_no_request,
+    /// net/http requests written after the request their caller served had ended (a
+    /// hand-off left by a failed dial whose address came back): written without a parent.
+    go_context_unknown_stale,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

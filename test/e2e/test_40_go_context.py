@@ -40,7 +40,7 @@ def test_go_calls_are_children_of_their_request(collector, procs, gofanout_bin):
         assert time.time() < deadline, "the Go program's calls never got a parent"
         k += 1
 
-    unknown = ("go_context_unknown_no_goid", "go_context_unknown_no_request")
+    unknown = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale")
     before = {c: collector.ebpf_counter(c) for c in unknown}
     assert None not in before.values(), before
     ids = [f"m{i}" for i in range(IN_FLIGHT)]
