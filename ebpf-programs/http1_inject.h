@@ -6,6 +6,7 @@
 #include "common.h"
 #include "context.h"
 #include "insert.h"
+#include "goroutine.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -132,10 +133,15 @@ static __always_inline int http1_msg(struct sk_msg_md *msg)
 	if (!cnt)
 		return SK_PASS;
 
-	struct thread_ctx *tc = thread_ctx_of(pid_tgid);
+	__u32 pid = pid_tgid >> 32;
+	int go = bpf_map_lookup_elem(&no_thread_ctx, &pid) != NULL;
+	struct thread_ctx *tc = go ? go_ctx_of(pid) : thread_ctx_of(pid_tgid);
 	__u64 now = bpf_ktime_get_ns();
-	for (__u32 i = 0; i < MAX_REQS && i < cnt; i++)
+	for (__u32 i = 0; i < MAX_REQS && i < cnt; i++) {
 		fill_ids(&plan->ev[i], tc, pid_tgid, now, (__u64)msg->sk);
+		if (go && tc)
+			plan->ev[i].ctx_flags |= CTX_FLAG_GOROUTINE;
+	}
 	__u32 ts_len = tc && !tc->ambiguous ? tc->ts_len : 0;
 	/* Last request first: earlier offsets stay valid. */
 	for (int i = MAX_REQS - 1; i >= 0; i--) {

@@ -259,6 +259,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	if (state)
 		bpf_map_delete_elem(&proc_state, &pid);
 	bpf_map_delete_elem(&no_thread_ctx, &pid);
+	bpf_map_delete_elem(&go_goid_off, &pid);
 	if (report)
 		emit_simple(EVENT_EXIT, pid, BPF_CORE_READ(p, pid), 0, 0);
 	return 0;

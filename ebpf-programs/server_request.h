@@ -6,6 +6,7 @@
 #include "common.h"
 #include "context.h"
 #include "amqp_deliver.h"
+#include "goroutine.h"
 
 /* The read's client end is a process traced here (or that may yet be): its request will
  * name the trace, so the decision is not final at the read. A process noted as a client
@@ -97,8 +98,11 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 	__u64 sid = e->hdr.sock_id;
 	__u32 pid = pid_tgid >> 32;
 	int verdict = REQ_KEEP;
-	if (bpf_map_lookup_elem(&no_thread_ctx, &pid))
-		goto report; /* the request still gets its ids; the thread does not keep them */
+	if (bpf_map_lookup_elem(&no_thread_ctx, &pid)) {
+		/* Go: the goroutine keeps them, the thread does not. */
+		go_serving(pid, tc);
+		goto report;
+	}
 	struct thread_ctx *old = bpf_map_lookup_elem(&thread_ctxs, &pid_tgid);
 	__u32 inflight = old ? old->inflight : 0;
 	tc->ambiguous = old ? old->ambiguous : 0;

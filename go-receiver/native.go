@@ -105,6 +105,9 @@ var contextCounters = []string{
 	"tracestate_dropped",
 	"h2_requests_not_injected",
 	"h2_inject_lost",
+	"go_context_unknown_no_goid",
+	"go_context_unknown_no_request",
+	"go_context_unknown_stale",
 }
 
 // gaugeCounters are core values that go up and down; all others are monotonic.

@@ -69,7 +69,11 @@ enum counter {
 					   * grow, more than AMQP_REQS in one send */
 	COUNTER_AMQP_INJECT_LOST = 15, /* AMQP connections whose frames sk_msg lost: no
 					* headers inserted from then on */
-	COUNTER_MAX = 16,
+	COUNTER_GO_CTX_NO_GOID = 16, /* a Go request whose goroutine could not be read: its calls get no parent */
+	COUNTER_GO_CTX_NONE = 17, /* net/http calls from a goroutine with no known request: no parent */
+	COUNTER_GO_CTX_STALE = 18, /* a net/http request written after the request that made it
+				    * ended (a failed dial's leftover): no parent */
+	COUNTER_MAX = 19,
 };
 
 struct event_header {
@@ -158,6 +162,7 @@ enum ctx_kind {
 #define CTX_FLAG_HEADER 1 /* CTX_SERVER: trace id and flags came from the request's traceparent */
 #define CTX_FLAG_AMBIGUOUS 2 /* the thread served several requests at once: no parent */
 #define CTX_FLAG_TRACESTATE 4 /* CTX_INJECTED: tracestate was inserted too */
+#define CTX_FLAG_GOROUTINE 8 /* CTX_INJECTED: the parent is the sending goroutine's request */
 
 struct ctx_event {
 	struct event_header hdr;

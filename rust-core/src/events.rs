@@ -18,6 +18,8 @@ pub const CTX_INJECTED: u8 = 2;
 pub const CTX_FLAG_HEADER: u8 = 1;
 pub const CTX_FLAG_AMBIGUOUS: u8 = 2;
 pub const CTX_FLAG_TRACESTATE: u8 = 4;
+/// CTX_INJECTED: the parent is the request the sending goroutine works for (Go).
+pub const CTX_FLAG_GOROUTINE: u8 = 8;
 
 pub const DATA_FLAG_PENDING: u8 = 1;
 pub const DATA_FLAG_TLS: u8 = 2;
@@ -53,7 +55,10 @@ pub const COUNTER_H2_INJECT_LOST: u32 = 12;
 pub const COUNTER_UNSAMPLED_SKIPPED: u32 = 13;
 pub const COUNTER_AMQP_INJECT_SKIPPED: u32 = 14;
 pub const COUNTER_AMQP_INJECT_LOST: u32 = 15;
-pub const COUNTER_MAX: u32 = 16;
+pub const COUNTER_GO_CTX_NO_GOID: u32 = 16;
+pub const COUNTER_GO_CTX_NONE: u32 = 17;
+pub const COUNTER_GO_CTX_STALE: u32 = 18;
+pub const COUNTER_MAX: u32 = 19;
 
 const AF_INET: u16 = 2;
 

@@ -254,6 +254,18 @@ fn pump(
                     &stats.amqp_publishes_not_injected,
                 ),
                 (events::COUNTER_AMQP_INJECT_LOST, &stats.amqp_inject_lost),
+                (
+                    events::COUNTER_GO_CTX_NO_GOID,
+                    &stats.go_context_unknown_no_goid,
+                ),
+                (
+                    events::COUNTER_GO_CTX_NONE,
+                    &stats.go_context_unknown_no_request,
+                ),
+                (
+                    events::COUNTER_GO_CTX_STALE,
+                    &stats.go_context_unknown_stale,
+                ),
             ] {
                 stats::set(c, kernel.maps.counter(idx));
             }

@@ -162,6 +162,15 @@ counters! {
     /// Kafka topic ids (Fetch v13+) that no Metadata response seen on this host named:
     /// their spans carry no destination name.
     kafka_topic_unknown,
+    /// Go requests whose goroutine could not be read (a Go release without a known
+    /// runtime layout): the calls made for them go without a parent.
+    go_context_unknown_no_goid,
+    /// net/http calls from a goroutine serving no request known to the kernel (started
+    /// before the collector, or by a hand-off not followed): they start a trace.
+    go_context_unknown_no_request,
+    /// net/http requests written after the request their caller served had ended (a
+    /// hand-off left by a failed dial whose address came back): written without a parent.
+    go_context_unknown_stale,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

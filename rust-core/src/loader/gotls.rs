@@ -108,6 +108,28 @@ fn func_range(
     Ok(gopclntab::lookup(tab, name, text))
 }
 
+/// File offset and code of a function of a Go program; None: it has no such function.
+pub(super) fn find_func<'a>(
+    file: &object::File<'a>,
+    name: &str,
+) -> Result<Option<(u64, &'a [u8])>, &'static str> {
+    let text = file.section_by_name(".text").ok_or("no .text section")?;
+    let (addr, (off, _)) = (
+        text.address(),
+        text.file_range().ok_or("no .text in the file")?,
+    );
+    let code = text.data().map_err(|_| "unreadable .text")?;
+    let Some((start, size)) = func_range(file, addr, name)? else {
+        return Ok(None);
+    };
+    let outside = "function outside .text";
+    let rel = start.checked_sub(addr).ok_or(outside)?;
+    let end = rel.checked_add(size).ok_or(outside)?;
+    let (from, to) = (usize::try_from(rel), usize::try_from(end));
+    let bytes = code.get(from.map_err(|_| outside)?..to.map_err(|_| outside)?);
+    Ok(Some((off + rel, bytes.ok_or(outside)?)))
+}
+
 /// The probe sites of a Go program, or None if it does not use crypto/tls.
 fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
@@ -124,24 +146,7 @@ fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
     if info.len() < 16 || &info[..14] != b"\xff Go buildinf:" || info[15] & 2 == 0 {
         return Err("Go older than 1.18");
     }
-    let text = file.section_by_name(".text").ok_or("no .text section")?;
-    let (addr, (off, _)) = (
-        text.address(),
-        text.file_range().ok_or("no .text in the file")?,
-    );
-    let code = text.data().map_err(|_| "unreadable .text")?;
-    // File offset and code of a function.
-    let find = |name: &str| -> Result<Option<(u64, &[u8])>, &'static str> {
-        let Some((start, size)) = func_range(&file, addr, name)? else {
-            return Ok(None);
-        };
-        let outside = "function outside .text";
-        let rel = start.checked_sub(addr).ok_or(outside)?;
-        let end = rel.checked_add(size).ok_or(outside)?;
-        let (from, to) = (usize::try_from(rel), usize::try_from(end));
-        let bytes = code.get(from.map_err(|_| outside)?..to.map_err(|_| outside)?);
-        Ok(Some((off + rel, bytes.ok_or(outside)?)))
-    };
+    let find = |name: &str| find_func(&file, name);
     let (Some((write, write_code)), Some((read, read_code))) = (find(WRITE)?, find(READ)?) else {
         return Ok(None);
     };
@@ -193,6 +198,9 @@ impl GoTls {
             let shown = std::fs::read_link(&path)
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| path.clone());
+            // Goroutine context (net/http hand-offs, goroutine creation); a program
+            // that cannot be followed keeps its calls parentless.
+            let _ = super::goctx::attach(bpf, &path);
             let probed = sites(&path).and_then(|found| match found {
                 Some(sites) => self.attach(bpf, &path, &sites).map(|()| true),
                 None => Ok(false), // no crypto/tls in it

@@ -2,7 +2,9 @@
 //! maps userspace reads and writes. Dropping `Kernel` detaches everything.
 
 mod caps;
+mod goctx;
 mod gopclntab;
+mod goruntime;
 mod gotls;
 mod tls;
 
@@ -48,6 +50,8 @@ pub struct Maps {
     /// The sockets on_msg may rewrite; None when propagation is off.
     inject_socks: Option<SockHash<MapData, u64>>,
     no_thread_ctx: HashMap<MapData, u32, u8>,
+    /// Go processes whose goroutine ids the kernel reads: pid -> goid offset in runtime.g.
+    go_goid_off: HashMap<MapData, u32, u64>,
 }
 
 pub(crate) fn aya_err(
@@ -252,6 +256,7 @@ impl Kernel {
         let mut tls = tls::Tls::default();
         tls.scan(&mut bpf);
         gotls::load(&mut bpf)?;
+        goctx::load(&mut bpf)?;
         let mut go_tls = gotls::GoTls::default();
         go_tls.scan(&mut bpf);
 
@@ -279,6 +284,8 @@ impl Kernel {
             .map_err(|e| aya_err("port_hits map", e))?;
         let no_thread_ctx = HashMap::try_from(take_map(&mut bpf, "no_thread_ctx")?)
             .map_err(|e| aya_err("no_thread_ctx map", e))?;
+        let go_goid_off = HashMap::try_from(take_map(&mut bpf, "go_goid_off")?)
+            .map_err(|e| aya_err("go_goid_off map", e))?;
         let counters = PerCpuArray::try_from(take_map(&mut bpf, "counters")?)
             .map_err(|e| aya_err("counters map", e))?;
         let ring = RingBuf::try_from(take_map(&mut bpf, "events")?)
@@ -290,6 +297,7 @@ impl Kernel {
             counters,
             inject_socks,
             no_thread_ctx,
+            go_goid_off,
         };
         // Every hook is attached: processes exec'd or forked from here on are seen by the
         // kernel, so deciding the running ones now leaves no gap.
@@ -417,9 +425,13 @@ impl Maps {
             .unwrap_or(0)
     }
 
-    /// The kernel keeps no per-thread request context for `pid` (a Go program); its
-    /// exit removes the entry.
+    /// The kernel keeps no per-thread request context for `pid` (a Go program) but one
+    /// per goroutine, when its Go release's runtime layout is known; its exit removes the
+    /// entries.
     pub fn no_thread_context(&mut self, pid: u32) {
+        if let Ok(off) = goruntime::goid_offset_of(&format!("/proc/{pid}/exe")) {
+            let _ = self.go_goid_off.insert(pid, off, 0);
+        }
         let _ = self.no_thread_ctx.insert(pid, 1, 0);
     }
 

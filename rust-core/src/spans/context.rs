@@ -26,7 +26,7 @@ use std::net::IpAddr;
 
 use super::ids::{IdGen, Sampler, SpanCtx, TraceParent, HAS_IS_REMOTE, IS_REMOTE};
 use crate::conn::{Exchange, LinkKey, Peer, Side};
-use crate::events::{CtxEvent, CTX_FLAG_AMBIGUOUS, CTX_INJECTED, CTX_SERVER};
+use crate::events::{CtxEvent, CTX_FLAG_AMBIGUOUS, CTX_FLAG_GOROUTINE, CTX_INJECTED, CTX_SERVER};
 use crate::stats::{self, Stats};
 
 /// Requests remembered per connection for linking; more means the other end is not
@@ -334,9 +334,12 @@ impl Contexts {
             stats::inc(&stats.parents_ambiguous);
         }
         // A Go process's thread may have served another request than the goroutine
-        // making this call (the kernel only learns it is Go shortly after it starts).
-        let parent = (k.parent_span_id != [0; 8] && !self.goroutines.contains(&pid))
-            .then_some(k.parent_span_id);
+        // making this call (the kernel only learns it is Go shortly after it starts),
+        // unless the kernel took the parent from the sending goroutine itself.
+        let by_goroutine = k.ctx_flags & CTX_FLAG_GOROUTINE != 0;
+        let parent = (k.parent_span_id != [0; 8]
+            && (by_goroutine || !self.goroutines.contains(&pid)))
+        .then_some(k.parent_span_id);
         let trace_state = parent
             .and_then(|p| {
                 self.serving
@@ -780,6 +783,27 @@ mod tests {
             trace_flags: 1,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_go_call_keeps_the_parent_only_its_goroutine_gave() {
+        let stats = Stats::default();
+        let mut c = Contexts::default();
+        c.goroutines.insert(20);
+        let by_thread = kctx(CTX_INJECTED, 10, 3, 5, 6, 7);
+        assert_eq!(c.injected(20, 3, &by_thread, &stats).parent_span_id, None);
+        let by_goroutine = CtxEvent {
+            ctx_flags: CTX_FLAG_GOROUTINE,
+            ..by_thread
+        };
+        let ctx = c.injected(20, 3, &by_goroutine, &stats);
+        assert_eq!(ctx.parent_span_id, Some([7; 8]));
+        assert_eq!((ctx.trace_id, ctx.span_id), ([5; 16], [6; 8]));
+        // A process not known as Go: the thread's parent as before.
+        assert_eq!(
+            c.injected(21, 3, &by_thread, &stats).parent_span_id,
+            Some([7; 8])
+        );
     }
 
     fn count(c: &std::sync::atomic::AtomicU64) -> u64 {

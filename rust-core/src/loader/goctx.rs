@@ -1,0 +1,76 @@
+//! uprobes that follow a request's trace context between goroutines of a Go program
+//! (ebpf-programs/goroutine.h): net/http's hand-off from the calling goroutine to the
+//! connection's writer, and goroutine creation. Attached per Go executable, with the
+//! Go TLS probes' scan.
+
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
+use aya::programs::UProbe;
+use aya::Ebpf;
+
+use super::gotls::{after_stack_check, find_func, go_returns};
+use super::program;
+use crate::error::LoadError;
+
+const ROUND_TRIP: &str = "net/http.(*persistConn).roundTrip";
+const REQUEST_WRITE: &str = "net/http.(*Request).write";
+const REQUEST_DONE: &str = "net/http.(*response).finishRequest";
+const NEWPROC: &str = "runtime.newproc1";
+const PROGRAMS: &[&str] = &[
+    "on_go_round_trip",
+    "on_go_request_write",
+    "on_go_request_done",
+    "on_go_newproc",
+    "on_go_newproc_ret",
+];
+
+pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
+    super::tls::load_uprobes(bpf, PROGRAMS)
+}
+
+/// (program, file offset) pairs for a Go program using net/http's client; empty when it
+/// does not. The server's end of a request is followed when the program has net/http's
+/// server too, runtime.newproc1 when its returns are found (Go 1.21+ epilogue).
+fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str> {
+    use object::Object;
+    let data = std::fs::read(path).map_err(|_| "unreadable")?;
+    let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err("not an x86-64 program");
+    }
+    let entry = |name: &str| -> Result<Option<(u64, Vec<u64>)>, &'static str> {
+        let Some((at, code)) = find_func(&file, name)? else {
+            return Ok(None);
+        };
+        let start = after_stack_check(code).ok_or("no Go function prologue")?;
+        Ok(Some((
+            at + start,
+            go_returns(code).iter().map(|r| at + r).collect(),
+        )))
+    };
+    let (Some((rt, _)), Some((wr, _))) = (entry(ROUND_TRIP)?, entry(REQUEST_WRITE)?) else {
+        return Ok(Vec::new());
+    };
+    let mut out = vec![("on_go_round_trip", rt), ("on_go_request_write", wr)];
+    if let Some((done, _)) = entry(REQUEST_DONE)? {
+        out.push(("on_go_request_done", done));
+    }
+    if let Ok(Some((np, rets))) = entry(NEWPROC) {
+        if !rets.is_empty() {
+            out.push(("on_go_newproc", np));
+            out.extend(rets.into_iter().map(|r| ("on_go_newproc_ret", r)));
+        }
+    }
+    Ok(out)
+}
+
+/// Attaches the probes to the Go program at `path`: true when it uses net/http's client.
+pub fn attach(bpf: &mut Ebpf, path: &str) -> Result<bool, &'static str> {
+    let points = sites(path)?;
+    for &(name, offset) in &points {
+        let p: &mut UProbe = program(bpf, name).map_err(|_| "program missing")?;
+        let at = UProbeAttachLocation::AbsoluteOffset(offset);
+        p.attach(at, path, UProbeScope::AllProcesses)
+            .map_err(|_| "uprobe attach refused")?;
+    }
+    Ok(!points.is_empty())
+}

@@ -1,0 +1,145 @@
+//! What the kernel needs to know about a Go program's runtime to tell goroutines apart
+//! (issue 14): the Go release, read from the build info every Go 1.18+ program carries
+//! (stripped or not), and from it where `runtime.g` keeps the goroutine id.
+//!
+//! The current goroutine's `g` is in R14 in Go's register ABI (Go 1.17+ on amd64): at
+//! a uprobe placed after a function's stack check (which itself reads `16(R14)`), and at
+//! a syscall's exit, because the function that executes SYSCALL
+//! (`internal/runtime/syscall.Syscall6`, `runtime/internal/syscall.Syscall6` in 1.21,
+//! `syscall.Syscall.abi0` in 1.18) never writes R14 and the kernel restores it.
+
+/// The Go release (major, minor) written in `.go.buildinfo` (`go1.26.8`, `go1.23rc1`,
+/// `go1.22.1 X:loopvar`). None: not the inline layout of Go 1.18+, or a development build
+/// whose runtime layout no release table describes.
+pub fn go_release(info: &[u8]) -> Option<(u32, u32)> {
+    if info.len() < 32 || &info[..14] != b"\xff Go buildinf:" || info[15] & 2 == 0 {
+        return None;
+    }
+    let (len, n) = uvarint(&info[32..])?;
+    let start = 32 + n;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    let version = std::str::from_utf8(info.get(start..end)?).ok()?;
+    parse_release(version)
+}
+
+/// ("go1.26.8" ...) -> (1, 26).
+pub fn parse_release(version: &str) -> Option<(u32, u32)> {
+    let rest = version.strip_prefix("go")?;
+    let (major, rest) = rest.split_once('.')?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Offset of `goid` in `runtime.g` on amd64, per release. Read from the DWARF of real
+/// builds (go1.18.10, 1.21.13, 1.22.12: 152; 1.23.12, 1.24.13: 160, `syscallbp` added;
+/// 1.25.9, 1.26.8: 152, `gobuf.ret` removed); 1.19 and 1.20 lie between two releases
+/// with the same layout. A release after the last one measured is not guessed.
+pub fn goid_offset(release: (u32, u32)) -> Option<u64> {
+    match release {
+        (1, 18..=22) => Some(152),
+        (1, 23..=24) => Some(160),
+        (1, 25..=26) => Some(152),
+        _ => None,
+    }
+}
+
+/// Go's unsigned varint (encoding/binary.Uvarint): value and bytes used.
+fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut x = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        x |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((x, i + 1));
+        }
+    }
+    None
+}
+
+/// The goroutine id offset for the Go program at `path`: Err says why there is none.
+pub fn goid_offset_of(path: &str) -> Result<u64, &'static str> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(path).map_err(|_| "unreadable")?;
+    let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err("not an x86-64 program");
+    }
+    let info = file
+        .section_by_name(".go.buildinfo")
+        .and_then(|s| s.data().ok())
+        .ok_or("no Go build info")?;
+    let release = go_release(info).ok_or("Go older than 1.18 or a development build")?;
+    goid_offset(release).ok_or("a Go release without a known runtime.g layout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(version: &str) -> Vec<u8> {
+        let mut b = b"\xff Go buildinf:".to_vec();
+        b.extend([8, 2]);
+        b.resize(32, 0);
+        b.push(version.len() as u8);
+        b.extend(version.as_bytes());
+        b.extend([3, b'm', b'o', b'd']);
+        b
+    }
+
+    #[test]
+    fn reads_the_release_from_build_info() {
+        assert_eq!(go_release(&info("go1.26.8")), Some((1, 26)));
+        assert_eq!(go_release(&info("go1.23rc1")), Some((1, 23)));
+        assert_eq!(go_release(&info("go1.22.1 X:loopvar")), Some((1, 22)));
+        assert_eq!(go_release(&info("devel go1.27-abcdef")), None);
+        // Pre-1.18 layout (pointers to the strings, flag 2 clear).
+        let mut old = info("go1.17.13");
+        old[15] = 0;
+        assert_eq!(go_release(&old), None);
+        assert_eq!(go_release(b"\xff Go buildinf:"), None);
+        let mut cut = info("go1.26.8");
+        cut.truncate(36);
+        assert_eq!(go_release(&cut), None);
+    }
+
+    #[test]
+    fn varint_lengths_past_one_byte() {
+        assert_eq!(uvarint(&[0x96, 0x01]), Some((150, 2)));
+        assert_eq!(uvarint(&[0x80]), None);
+    }
+
+    #[test]
+    fn goid_offsets_per_release() {
+        assert_eq!(goid_offset((1, 18)), Some(152));
+        assert_eq!(goid_offset((1, 22)), Some(152));
+        assert_eq!(goid_offset((1, 23)), Some(160));
+        assert_eq!(goid_offset((1, 24)), Some(160));
+        assert_eq!(goid_offset((1, 25)), Some(152));
+        assert_eq!(goid_offset((1, 26)), Some(152));
+        assert_eq!(goid_offset((1, 17)), None);
+        assert_eq!(goid_offset((1, 27)), None);
+    }
+
+    #[test]
+    fn reads_the_go_toolchain_itself() {
+        // The `go` command on PATH is a Go program built by its own release.
+        let out = std::process::Command::new("go")
+            .args(["env", "GOROOT", "GOVERSION"])
+            .output()
+            .expect("go on PATH");
+        let out = String::from_utf8(out.stdout).unwrap();
+        let mut lines = out.lines();
+        let (root, version) = (lines.next().unwrap(), lines.next().unwrap());
+        let want = goid_offset(parse_release(version).unwrap());
+        use object::{Object, ObjectSection};
+        let data = std::fs::read(format!("{root}/bin/go")).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let sec = file.section_by_name(".go.buildinfo").unwrap();
+        let got = go_release(sec.data().unwrap());
+        assert_eq!(got, parse_release(version));
+        assert_eq!(
+            goid_offset_of(&format!("{root}/bin/go")).ok(),
+            want,
+            "{version}"
+        );
+    }
+}
