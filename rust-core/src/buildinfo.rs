@@ -9,18 +9,27 @@ const INLINE_STRINGS: u8 = 0x2;
 /// The module info is framed by 16 bytes on each side.
 const SENTINEL: usize = 16;
 
+/// The two strings of a Go 1.18+ section: the Go version and the module info. None for
+/// an older layout (pointers into the data segment) or a malformed section.
+fn strings(section: &[u8]) -> Option<(&[u8], &[u8])> {
+    if !section.starts_with(MAGIC) || section.len() < HEADER || section[15] & INLINE_STRINGS == 0 {
+        return None;
+    }
+    let (go_version, rest) = varint_string(&section[HEADER..])?;
+    let (modinfo, _) = varint_string(rest)?;
+    Some((go_version, modinfo))
+}
+
+/// The Go version that built the program (`go1.26.8`, `go1.22.1 X:loopvar`).
+pub fn go_version(section: &[u8]) -> Option<&str> {
+    std::str::from_utf8(strings(section)?.0).ok()
+}
+
 /// The main module's version (`v1.4.2`) from the section's bytes. None for an older
 /// layout, a malformed section, or "(devel)" (built outside a tagged VCS checkout: no
 /// version is known).
 pub fn main_module_version(section: &[u8]) -> Option<String> {
-    if !section.starts_with(MAGIC) || section.len() < HEADER {
-        return None;
-    }
-    if section[15] & INLINE_STRINGS == 0 {
-        return None; // pointers into the data segment (Go before 1.18)
-    }
-    let (_go_version, rest) = varint_string(&section[HEADER..])?;
-    let (modinfo, _) = varint_string(rest)?;
+    let (_, modinfo) = strings(section)?;
     // Framed by sentinels when present; "" for a program built without modules.
     let modinfo = if modinfo.len() > 2 * SENTINEL && modinfo[modinfo.len() - SENTINEL - 1] == b'\n'
     {
@@ -128,6 +137,11 @@ mod tests {
     fn real_sections() {
         assert_eq!(main_module_version(TAGGED).as_deref(), Some("v1.4.2"));
         assert_eq!(main_module_version(DEVEL), None, "(devel) is no version");
+        for section in [TAGGED, DEVEL] {
+            let v = go_version(section).unwrap();
+            assert!(v.starts_with("go1.26"), "{v}");
+        }
+        assert_eq!(go_version(&TAGGED[..HEADER]), None);
     }
 
     #[test]

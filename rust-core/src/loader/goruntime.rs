@@ -12,14 +12,7 @@
 /// `go1.22.1 X:loopvar`). None: not the inline layout of Go 1.18+, or a development build
 /// whose runtime layout no release table describes.
 pub fn go_release(info: &[u8]) -> Option<(u32, u32)> {
-    if info.len() < 32 || &info[..14] != b"\xff Go buildinf:" || info[15] & 2 == 0 {
-        return None;
-    }
-    let (len, n) = uvarint(&info[32..])?;
-    let start = 32 + n;
-    let end = start.checked_add(usize::try_from(len).ok()?)?;
-    let version = std::str::from_utf8(info.get(start..end)?).ok()?;
-    parse_release(version)
+    parse_release(crate::buildinfo::go_version(info)?)
 }
 
 /// ("go1.26.8" ...) -> (1, 26).
@@ -41,18 +34,6 @@ pub fn goid_offset(release: (u32, u32)) -> Option<u64> {
         (1, 25..=26) => Some(152),
         _ => None,
     }
-}
-
-/// Go's unsigned varint (encoding/binary.Uvarint): value and bytes used.
-fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut x = 0u64;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        x |= u64::from(byte & 0x7f) << (7 * i);
-        if byte < 0x80 {
-            return Some((x, i + 1));
-        }
-    }
-    None
 }
 
 /// The goroutine id offset for the Go program at `path`: Err says why there is none.
@@ -99,12 +80,6 @@ mod tests {
         let mut cut = info("go1.26.8");
         cut.truncate(36);
         assert_eq!(go_release(&cut), None);
-    }
-
-    #[test]
-    fn varint_lengths_past_one_byte() {
-        assert_eq!(uvarint(&[0x96, 0x01]), Some((150, 2)));
-        assert_eq!(uvarint(&[0x80]), None);
     }
 
     #[test]
