@@ -91,6 +91,7 @@ var lossCounters = []string{
 	"h2_headers_undecodable",
 	"h2_walk_lost",
 	"go_tls_unprobed",
+	"go_context_unprobed",
 	"db_messages_malformed",
 	"db_statement_unknown",
 }

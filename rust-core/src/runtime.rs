@@ -273,9 +273,10 @@ fn pump(
             // Receivers start after us and may open ports later.
             asm.set_own_endpoints(OwnEndpoints::read(), monotonic_ns());
             if last_tls_scan.elapsed() >= TLS_SCAN {
-                let (probed, unprobed) = kernel.rescan_tls();
+                let (probed, unprobed, ctx_unprobed) = kernel.rescan_tls();
                 stats::set(&stats.go_tls_programs, probed);
                 stats::set(&stats.go_tls_unprobed, unprobed);
+                stats::set(&stats.go_context_unprobed, ctx_unprobed);
                 last_tls_scan = Instant::now();
             }
             if last_trim.elapsed() >= TRIM {

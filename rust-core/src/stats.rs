@@ -133,6 +133,9 @@ counters! {
     /// Go programs whose crypto/tls could not be probed (Go before 1.18 without symbols, no
     /// RET found, attach refused): their HTTPS traffic is not traced.
     go_tls_unprobed,
+    /// Go programs using net/http whose goroutine-context probes could not be attached:
+    /// their outgoing calls go without a parent.
+    go_context_unprobed,
     /// Spans not made of this collector's own traffic: its exports read by a traced
     /// server, and requests to its own listening ports (receivers, telemetry).
     spans_collector_traffic,

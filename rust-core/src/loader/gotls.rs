@@ -32,6 +32,9 @@ pub struct GoTls {
     pub failed: Vec<String>,
     /// Programs whose probes the kernel refused for lack of privilege.
     pub refused: u64,
+    /// Go programs using net/http whose goroutine-context probes could not be attached
+    /// (loader/goctx.rs): their calls go without a parent.
+    pub ctx_failures: u64,
 }
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
@@ -200,7 +203,13 @@ impl GoTls {
                 .unwrap_or_else(|_| path.clone());
             // Goroutine context (net/http hand-offs, goroutine creation); a program
             // that cannot be followed keeps its calls parentless.
-            let _ = super::goctx::attach(bpf, &path);
+            if let Err(why) = super::goctx::attach(bpf, &path) {
+                self.ctx_failures += 1;
+                if self.failed.len() < 8 {
+                    self.failed
+                        .push(format!("{shown}: goroutine context: {why}"));
+                }
+            }
             let probed = sites(&path).and_then(|found| match found {
                 Some(sites) => self.attach(bpf, &path, &sites).map(|()| true),
                 None => Ok(false), // no crypto/tls in it

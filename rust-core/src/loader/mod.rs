@@ -364,10 +364,10 @@ impl Kernel {
             info,
             ", Go crypto/tls in {} program(s){}",
             go_tls.exes.len(),
-            if go_tls.failures > 0 {
+            if go_tls.failures + go_tls.ctx_failures > 0 {
                 format!(
                     " ({} Go program(s) could not be probed: {})",
-                    go_tls.failures,
+                    go_tls.failures + go_tls.ctx_failures,
                     go_tls.failed.join("; ")
                 )
             } else {
@@ -407,12 +407,13 @@ fn caps_note(tls: &tls::Tls, go_tls: &gotls::GoTls) -> String {
 
 impl Kernel {
     /// Probes libssl files mapped and Go programs started since the last call (new
-    /// processes, new containers). Returns the Go programs probed and those that could
-    /// not be, so far.
-    pub fn rescan_tls(&mut self) -> (u64, u64) {
+    /// processes, new containers). Returns the Go programs probed for TLS, those that
+    /// could not be, and those whose goroutine context could not be followed, so far.
+    pub fn rescan_tls(&mut self) -> (u64, u64, u64) {
         self.tls.scan(&mut self.bpf);
         self.go_tls.scan(&mut self.bpf);
-        (self.go_tls.exes.len() as u64, self.go_tls.failures)
+        let g = &self.go_tls;
+        (g.exes.len() as u64, g.failures, g.ctx_failures)
     }
 }
 
