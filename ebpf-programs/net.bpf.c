@@ -59,9 +59,14 @@ static __always_inline void select_by_port(__u32 pid, __u32 *state, __u32 fd, in
 	__u8 f = port_flag(port);
 	__u32 next;
 	if (state && *state == PROC_PENDING) {
-		if (f & (PORT_INSTRUMENT | PORT_INSTRUMENT_WITH_EXE)) {
-			__u8 one = 1;
-			bpf_map_update_elem(&port_hits, &pid, &one, BPF_ANY);
+		/* The selector flags it used, for userspace's exec decision: a process no
+		 * process selector names is still selected by a port selector's port. */
+		__u8 hit = f & (PORT_INSTRUMENT | PORT_INSTRUMENT_WITH_EXE);
+		if (hit) {
+			__u8 *old = bpf_map_lookup_elem(&port_hits, &pid);
+			if (old)
+				hit |= *old;
+			bpf_map_update_elem(&port_hits, &pid, &hit, BPF_ANY);
 		}
 		return;
 	}

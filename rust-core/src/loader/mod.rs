@@ -481,7 +481,8 @@ impl Maps {
     }
 
     /// Writes userspace's exec decision. Returns the state in force afterwards: an
-    /// ELIGIBLE process that already used a selected port while PENDING becomes TRACED.
+    /// ELIGIBLE process that already used a selected port while PENDING becomes TRACED, and
+    /// so does one left without an entry that used a port selector's port.
     pub fn set_proc_state(&mut self, pid: u32, state: Option<u32>) -> Option<u32> {
         match state {
             Some(PROC_ELIGIBLE) => {
@@ -499,6 +500,13 @@ impl Maps {
             }
             None => {
                 let _ = self.proc_state.remove(&pid);
+                // A port selector's port used while PENDING selects it, as the kernel
+                // would have done had the process not waited for its exec decision.
+                let hits = self.port_hits.get(&pid, 0).unwrap_or(0);
+                if hits & crate::events::PORT_INSTRUMENT != 0 {
+                    let _ = self.proc_state.insert(pid, PROC_TRACED, 0);
+                    return Some(PROC_TRACED);
+                }
                 None
             }
         }
