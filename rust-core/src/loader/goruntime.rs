@@ -38,16 +38,9 @@ pub fn goid_offset(release: (u32, u32)) -> Option<u64> {
 
 /// The goroutine id offset for the Go program at `path`: Err says why there is none.
 pub fn goid_offset_of(path: &str) -> Result<u64, &'static str> {
-    use object::{Object, ObjectSection};
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
     let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
-    if file.architecture() != object::Architecture::X86_64 {
-        return Err("not an x86-64 program");
-    }
-    let info = file
-        .section_by_name(".go.buildinfo")
-        .and_then(|s| s.data().ok())
-        .ok_or("no Go build info")?;
+    let info = super::gotls::go_buildinfo(&file)?;
     let release = go_release(info).ok_or("Go older than 1.18 or a development build")?;
     goid_offset(release).ok_or("a Go release without a known runtime.g layout")
 }

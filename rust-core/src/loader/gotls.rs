@@ -133,19 +133,23 @@ pub(super) fn find_func<'a>(
     Ok(Some((off + rel, bytes.ok_or(outside)?)))
 }
 
+/// An x86-64 Go program's `.go.buildinfo` section: Err says why there is none.
+pub fn go_buildinfo<'a>(file: &object::File<'a>) -> Result<&'a [u8], &'static str> {
+    if file.architecture() != object::Architecture::X86_64 {
+        return Err("not an x86-64 program");
+    }
+    file.section_by_name(".go.buildinfo")
+        .and_then(|s| s.data().ok())
+        .ok_or("no Go build info")
+}
+
 /// The probe sites of a Go program, or None if it does not use crypto/tls.
 fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
     let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
-    if file.architecture() != object::Architecture::X86_64 {
-        return Err("not an x86-64 program");
-    }
     // Go 1.18 and later write the build info inline (flag 2): older ones may predate the
     // register ABI the probes read.
-    let info = file
-        .section_by_name(".go.buildinfo")
-        .and_then(|s| s.data().ok())
-        .ok_or("no Go build info")?;
+    let info = go_buildinfo(&file)?;
     if info.len() < 16 || &info[..14] != b"\xff Go buildinf:" || info[15] & 2 == 0 {
         return Err("Go older than 1.18");
     }
