@@ -187,6 +187,7 @@ fn pump(
             for pid in asm.take_goroutine_pids() {
                 kernel.maps.no_thread_context(pid);
             }
+
             for a in asm.take_adoptions() {
                 // Fails when the process or its descriptor is gone: its requests stay
                 // counted in requests_not_injected.
@@ -206,6 +207,10 @@ fn pump(
             if n >= 65_536 {
                 break;
             }
+        }
+        // (The ring's records borrow the kernel until the loop ends.)
+        for pid in asm.take_go_execs() {
+            kernel.probe_go_exec(pid);
         }
         stats::add(&stats.events_read, n as u64);
         asm.flush_waiting(if stopping { u64::MAX } else { monotonic_ns() });

@@ -190,42 +190,62 @@ fn go_exes(own: (u64, u64), seen: &HashSet<(u64, u64)>) -> Vec<(String, (u64, u6
     out
 }
 
+/// The collector's own executable, never probed.
+fn own_exe() -> (u64, u64) {
+    std::fs::metadata("/proc/self/exe")
+        .map(|m| (m.dev(), m.ino()))
+        .unwrap_or_default()
+}
+
 impl GoTls {
     /// Probes every Go executable not looked at yet.
     pub fn scan(&mut self, bpf: &mut Ebpf) {
-        let own = std::fs::metadata("/proc/self/exe")
-            .map(|m| (m.dev(), m.ino()))
-            .unwrap_or_default();
-        for (path, id) in go_exes(own, &self.seen) {
-            self.seen.insert(id);
-            if !is_go_binary(&path) {
-                continue;
+        for (path, id) in go_exes(own_exe(), &self.seen) {
+            self.probe(bpf, &path, id);
+        }
+    }
+
+    /// Probes the executable of `pid` now (it just started), unless looked at before.
+    pub fn probe_pid(&mut self, bpf: &mut Ebpf, pid: u32) {
+        let path = format!("/proc/{pid}/exe");
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return;
+        };
+        let id = (meta.dev(), meta.ino());
+        if id != own_exe() && !self.seen.contains(&id) {
+            self.probe(bpf, &path, id);
+        }
+    }
+
+    fn probe(&mut self, bpf: &mut Ebpf, path: &str, id: (u64, u64)) {
+        self.seen.insert(id);
+        if !is_go_binary(path) {
+            return;
+        }
+        // The link names the file, not /proc/<pid>/exe (that pid may go).
+        let shown = std::fs::read_link(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.to_string());
+        // Goroutine context (net/http hand-offs, goroutine creation); a program
+        // that cannot be followed keeps its calls parentless.
+        if let Err(why) = super::goctx::attach(bpf, path) {
+            self.ctx_failures += 1;
+            if self.failed.len() < 8 {
+                self.failed
+                    .push(format!("{shown}: goroutine context: {why}"));
             }
-            // The link names the file, not /proc/<pid>/exe (that pid may go).
-            let shown = std::fs::read_link(&path)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| path.clone());
-            // Goroutine context (net/http hand-offs, goroutine creation); a program
-            // that cannot be followed keeps its calls parentless.
-            if let Err(why) = super::goctx::attach(bpf, &path) {
-                self.ctx_failures += 1;
+        }
+        let probed = sites(path).and_then(|found| match found {
+            Some(sites) => self.attach(bpf, path, &sites).map(|()| true),
+            None => Ok(false), // no crypto/tls in it
+        });
+        match probed {
+            Ok(true) => self.exes.push(shown),
+            Ok(false) => {}
+            Err(why) => {
+                self.failures += 1;
                 if self.failed.len() < 8 {
-                    self.failed
-                        .push(format!("{shown}: goroutine context: {why}"));
-                }
-            }
-            let probed = sites(&path).and_then(|found| match found {
-                Some(sites) => self.attach(bpf, &path, &sites).map(|()| true),
-                None => Ok(false), // no crypto/tls in it
-            });
-            match probed {
-                Ok(true) => self.exes.push(shown),
-                Ok(false) => {}
-                Err(why) => {
-                    self.failures += 1;
-                    if self.failed.len() < 8 {
-                        self.failed.push(format!("{shown}: {why}"));
-                    }
+                    self.failed.push(format!("{shown}: {why}"));
                 }
             }
         }

@@ -415,6 +415,12 @@ impl Kernel {
         let g = &self.go_tls;
         (g.exes.len() as u64, g.failures, g.ctx_failures)
     }
+
+    /// Probes the Go program `pid` just started, rather than at the next scan: the
+    /// requests it serves first would go unfollowed.
+    pub fn probe_go_exec(&mut self, pid: u32) {
+        self.go_tls.probe_pid(&mut self.bpf, pid);
+    }
 }
 
 impl Maps {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::conn::{Conn, Done, Side};
-use crate::events::{cstr, CtxEvent, Event, PeerEnd, PROC_TRACED};
+use crate::events::{cstr, CtxEvent, Event, PeerEnd, PROC_EXCLUDED, PROC_TRACED};
 use crate::otlp::BatchBuilder;
 use crate::process::{
     listens_on, ListenProbe, OwnEndpoints, ProcReader, ProcessInfo, ProcessTable,
@@ -129,6 +129,8 @@ pub struct Assembler {
     adopt: Vec<Adopt>,
     /// Go processes found since the last `take_goroutine_pids`.
     goroutine_pids: Vec<u32>,
+    /// Go programs started since the last `take_go_execs`, to probe at once.
+    go_execs: Vec<u32>,
     /// Processes seen exporting OTLP themselves (an OpenTelemetry SDK).
     sdk_pids: HashSet<u32>,
     /// Where this collector listens: requests to it never become spans.
@@ -162,6 +164,7 @@ impl Assembler {
             done: Vec::new(),
             adopt: Vec::new(),
             goroutine_pids: Vec::new(),
+            go_execs: Vec::new(),
             sdk_pids: HashSet::new(),
             own: OwnEndpoints::default(),
             own_read_ns: 0,
@@ -242,6 +245,11 @@ impl Assembler {
     /// contexts for them (a goroutine's call may run on a thread serving another request).
     pub fn take_goroutine_pids(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.goroutine_pids)
+    }
+
+    /// Go programs started since the last call, to probe before they serve.
+    pub fn take_go_execs(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.go_execs)
     }
 
     /// Sockets to hand to the kernel for header injection (see `Adopt`).
@@ -455,12 +463,27 @@ impl Assembler {
                 let facts = crate::config::ProcFacts::read(&self.cfg, hdr.pid, exe);
                 let state = self.decide_exec(&facts, prev_state);
                 self.decided(hdr.pid, state);
+                if state != Some(PROC_EXCLUDED) {
+                    self.go_exec(hdr.pid);
+                }
                 Some(Decision {
                     pid: hdr.pid,
                     state,
                 })
             }
         }
+    }
+
+    /// A Go program is known from its exec, not from its first connection: the kernel
+    /// keeps its contexts per goroutine, and its probes attach before it serves.
+    fn go_exec(&mut self, pid: u32) {
+        if !crate::buildinfo::read_go_elf(&format!("/proc/{pid}/exe")).is_go {
+            return;
+        }
+        if self.contexts.goroutines.insert(pid) {
+            self.goroutine_pids.push(pid);
+        }
+        self.go_execs.push(pid);
     }
 
     /// The state now in force for `pid` after an exec decision: records it sent while
