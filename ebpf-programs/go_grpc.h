@@ -10,8 +10,9 @@
  *   goroutine: the list's address finds the caller's context, which is kept under
  *   (pid, writer goroutine, stream id) for h2_inject.h; the writer's sends carry their
  *   goroutine in R14, and a stream id is never reused on a connection.
- * Both signatures, and `hf` at offset 8 after `streamID uint32`, are the same in
- * grpc-go v1.72.1 and v1.84.0 (read from the sources; the e2e test runs v1.84.0). The
+ * Both signatures (f's own type aside), and `hf` at offset 8 after `streamID uint32`, are
+ * the same in grpc-go v1.54.0, v1.72.1 and v1.84.0 (read from the sources; the e2e test
+ * runs v1.84.0). The
  * offset is checked: the writer's hf length must equal the one read at the caller, and
  * what the caller side read must look like a slice. */
 #ifndef OTELCOL_EBPF_GO_GRPC_H

@@ -1,7 +1,7 @@
 //! uprobes that carry a grpc-go call's context from the calling goroutine to the
 //! connection's writer goroutine (ebpf-programs/go_grpc.h): the stream's headers queued
-//! (`executeAndPut`) and encoded (`writeHeader`). Both exist under these names and
-//! signatures in grpc-go v1.72.1 and v1.84.0.
+//! (`executeAndPut`) and encoded (`writeHeader`). Both exist under these names, with the
+//! same register layout, in grpc-go v1.54.0, v1.72.1 and v1.84.0.
 
 use aya::Ebpf;
 
