@@ -22,6 +22,7 @@
 #include "h2_wire.h"
 #include "context.h"
 #include "insert.h"
+#include "go_grpc.h"
 
 #define H2TX_STEPS 1024 /* frames (and pieces of frames) walked per send */
 #define H2TX_REQS 16 /* requests given a header per send; a power of two */
@@ -394,11 +395,26 @@ static __always_inline int h2_msg(struct sk_msg_md *msg, struct h2_sock *hs, str
 		cnt = 0;
 	}
 	if (cnt) {
-		struct thread_ctx *tc = thread_ctx_of(pid_tgid);
+		/* A Go program's streams take the context their caller gave each (go_grpc.h),
+		 * none when unknown. */
+		__u32 pid = pid_tgid >> 32;
+		__u64 goid = 0;
+		int go = bpf_map_lookup_elem(&no_thread_ctx, &pid) != NULL;
+		int have_goid = go && !current_goid(pid, &goid);
+		struct thread_ctx *tc = go ? NULL : thread_ctx_of(pid_tgid);
 		__u64 now = bpf_ktime_get_ns();
 		for (__u32 i = 0; i < H2TX_REQS && i < cnt; i++) {
-			fill_ids(&p->ev[i], tc, pid_tgid, now, (__u64)sk);
+			struct thread_ctx *t = tc;
+			if (have_goid)
+				t = go_stream_ctx(pid, goid, p->stream[i]);
+			fill_ids(&p->ev[i], t, pid_tgid, now, (__u64)sk);
 			p->ev[i].stream_id = p->stream[i];
+			if (go && t) {
+				p->ev[i].ctx_flags |= CTX_FLAG_GOROUTINE;
+				go_stream_done(pid, goid, p->stream[i]);
+			} else if (go) {
+				count(COUNTER_GO_CTX_GRPC_NONE, 1);
+			}
 		}
 		/* Last request first: earlier offsets stay valid. A failure keeps what was
 		 * done (each insertion is whole) and stops following the connection. */

@@ -109,6 +109,7 @@ var contextCounters = []string{
 	"go_context_unknown_no_goid",
 	"go_context_unknown_no_request",
 	"go_context_unknown_stale",
+	"go_context_unknown_grpc",
 }
 
 // gaugeCounters are core values that go up and down; all others are monotonic.

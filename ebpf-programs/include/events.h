@@ -73,7 +73,9 @@ enum counter {
 	COUNTER_GO_CTX_NONE = 17, /* net/http calls from a goroutine with no known request: no parent */
 	COUNTER_GO_CTX_STALE = 18, /* a net/http request written after the request that made it
 				    * ended (a failed dial's leftover): no parent */
-	COUNTER_MAX = 19,
+	COUNTER_GO_CTX_GRPC_NONE = 19, /* an HTTP/2 stream a Go program opened (grpc-go) whose
+					* caller's context is unknown: no parent */
+	COUNTER_MAX = 20,
 };
 
 struct event_header {

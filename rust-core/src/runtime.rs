@@ -271,6 +271,10 @@ fn pump(
                     events::COUNTER_GO_CTX_STALE,
                     &stats.go_context_unknown_stale,
                 ),
+                (
+                    events::COUNTER_GO_CTX_GRPC_NONE,
+                    &stats.go_context_unknown_grpc,
+                ),
             ] {
                 stats::set(c, kernel.maps.counter(idx));
             }

@@ -174,6 +174,9 @@ counters! {
     /// net/http requests written after the request their caller served had ended (a
     /// hand-off left by a failed dial whose address came back): written without a parent.
     go_context_unknown_stale,
+    /// HTTP/2 streams a Go program opened (grpc-go calls) whose caller's context the
+    /// kernel did not know: sent without a parent.
+    go_context_unknown_grpc,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

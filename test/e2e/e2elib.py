@@ -739,11 +739,11 @@ def go_build(out_dir: Path, app: str, *flags: str) -> Path:
     return out
 
 
-def go_build_module(out_dir: Path, app: str) -> Path:
+def go_build_module(out_dir: Path, app: str, *flags: str) -> Path:
     """Builds the Go module test/e2e/apps/<app> (its go.mod names versions from the module
     proxy; the Go build cache makes a second build fast) into out_dir/<app>."""
     out = out_dir / app
-    subprocess.run(["go", "build", "-o", out, "."], check=True, capture_output=True, cwd=APPS / app,
+    subprocess.run(["go", "build", *flags, "-o", out, "."], check=True, capture_output=True, cwd=APPS / app,
                    env=dict(os.environ, CGO_ENABLED="0"), timeout=600)
     return out
 

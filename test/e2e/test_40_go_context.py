@@ -1,55 +1,71 @@
 """Goroutine-aware context (issue 14): a Go net/http server under concurrency whose handler
-makes a call on a pooled http.Client (written by the connection's writeLoop goroutine) and
-a fan-out of two calls from new goroutines. Every call is the child of the request that
-caused it, and every callee request the child of that call, exactly."""
+makes a call on a pooled http.Client (written by the connection's writeLoop goroutine), a
+fan-out of two calls from new goroutines, and a grpc-go unary call on a ClientConn all
+requests share (one HTTP/2 connection; its writer goroutine sends several requests' HEADERS
+at once). Every call is the child of the request that caused it, and every callee request
+the child of that call, exactly; with net/http's mux and with Gin as the router."""
 
 import concurrent.futures
 import time
 
 import pytest
 
-from e2elib import and_, brief, client_to, counters_settled, free_port, go_build, run_curl, server_on, start_app, wait_listening
+from e2elib import and_, brief, client_to, counters_settled, free_port, go_build_module, run_curl, server_on, \
+    start_app, wait_listening
 
 IN_FLIGHT = 16
 LEGS = ("a", "b1", "b2")
+UNKNOWN = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale",
+           "go_context_unknown_grpc")
 
 
-@pytest.fixture(scope="module", params=["symbols", "stripped"])
-def gofanout_bin(request, tmp_path_factory):
-    flags = ["-ldflags=-s -w"] if request.param == "stripped" else []
-    return go_build(tmp_path_factory.mktemp("gofanout"), "gofanout", *flags)
+@pytest.fixture(scope="module")
+def gogrpc_bin(tmp_path_factory):
+    return go_build_module(tmp_path_factory.mktemp("gogrpc"), "gogrpc")
+
+
+# Gin with the unstripped build only: the router changes nothing the kernel follows.
+@pytest.fixture(scope="module", params=[("symbols", "mux"), ("stripped", "mux"), ("symbols", "gin")],
+                ids=lambda p: "-".join(p))
+def gofanout(request, tmp_path_factory):
+    build, router = request.param
+    flags = ["-ldflags=-s -w"] if build == "stripped" else []
+    return go_build_module(tmp_path_factory.mktemp("gofanout"), "gofanout", *flags), router
 
 
 def path_startswith(prefix):
     return lambda s: s["attrs"].get("url.path", "").startswith(prefix)
 
 
-def test_go_calls_are_children_of_their_request(collector, procs, gofanout_bin):
-    front, back = free_port(), free_port()
+def test_go_calls_are_children_of_their_request(collector, procs, gofanout, gogrpc_bin):
+    binary, router = gofanout
+    front, back, rpc = free_port(), free_port(), free_port()
     start_app(procs, back, env_extra={"OTEL_SERVICE_NAME": "backend"})
-    p = procs.spawn([gofanout_bin, front], env_extra={"OTEL_SERVICE_NAME": "gofanout"}, name="gofanout")
+    shop = procs.spawn([gogrpc_bin, "server", rpc], env_extra={"OTEL_SERVICE_NAME": "goshop"}, name="gogrpc-server")
+    wait_listening(rpc, shop, what="gogrpc server")
+    p = procs.spawn([binary, front, router], env_extra={"OTEL_SERVICE_NAME": "gofanout"}, name="gofanout")
     wait_listening(front, p, what="gofanout")
     # The receiver probes new Go executables every 3 s and learns the process is Go at its
     # first connection: until then its calls have no parent (never a wrong one).
     deadline, k = time.time() + 20, 0
     while True:
-        run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{front}/work/{back}/w{k}")
+        run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{front}/work/{back}/{rpc}/w{k}")
         leg = collector.spans.wait(and_(client_to(back), path_startswith(f"/users/w{k}-b2")), 1, timeout=3, settle=0)
-        if leg and leg[0]["parent_span_id"]:
+        rpcs = collector.spans.wait(and_(client_to(rpc), lambda s: s["parent_span_id"]), 1, timeout=1, settle=0)
+        if leg and leg[0]["parent_span_id"] and rpcs:
             break
         assert time.time() < deadline, "the Go program's calls never got a parent"
         k += 1
 
-    unknown = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale")
-    before = {c: collector.ebpf_counter(c) for c in unknown}
+    before = {c: collector.ebpf_counter(c) for c in UNKNOWN}
     assert None not in before.values(), before
     ids = [f"m{i}" for i in range(IN_FLIGHT)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=IN_FLIGHT) as pool:
         list(pool.map(lambda i: run_curl(procs, "-o", "/dev/null", "--fail",
-                                         f"http://127.0.0.1:{front}/work/{back}/{i}"), ids))
+                                         f"http://127.0.0.1:{front}/work/{back}/{rpc}/{i}"), ids))
 
     mine = path_startswith("/users/m")
-    servers = collector.spans.wait(and_(server_on(front), path_startswith(f"/work/{back}/m")), IN_FLIGHT)
+    servers = collector.spans.wait(and_(server_on(front), path_startswith(f"/work/{back}/{rpc}/m")), IN_FLIGHT)
     calls = collector.spans.wait(and_(client_to(back), mine), 3 * IN_FLIGHT)
     backs = collector.spans.wait(and_(server_on(back), mine), 3 * IN_FLIGHT)
     assert len(servers) == IN_FLIGHT and len(calls) == len(backs) == 3 * IN_FLIGHT, brief(servers + calls)
@@ -66,5 +82,21 @@ def test_go_calls_are_children_of_their_request(collector, procs, gofanout_bin):
             assert call["trace_id"] == server["trace_id"], brief([server, call])
             assert callee["parent_span_id"] == call["span_id"], brief([call, callee])
             assert callee["trace_id"] == server["trace_id"], brief([call, callee])
+
+    # The gRPC calls: one per request, its child, and the server's call its child. (The
+    # request id travels in the message, not in the span: the parents say which is whose.)
+    by_span = {s["span_id"]: s for s in servers}
+    rpc_calls = collector.spans.wait(and_(client_to(rpc), lambda s: s["parent_span_id"] in by_span), IN_FLIGHT)
+    rpc_span = {c["span_id"]: c for c in rpc_calls}
+    rpc_backs = collector.spans.wait(and_(server_on(rpc), lambda s: s["parent_span_id"] in rpc_span), IN_FLIGHT)
+    assert sorted(c["parent_span_id"] for c in rpc_calls) == sorted(by_span), \
+        brief(servers + collector.spans.wait(client_to(rpc), 0, timeout=0, settle=0))
+    assert len(rpc_backs) == IN_FLIGHT, brief(rpc_calls + rpc_backs)
+    for c in rpc_calls:
+        assert c["name"] == "demo.Shop/Get" and c["attrs"]["rpc.grpc.status_code"] == 0, brief([c])
+        assert c["trace_id"] == by_span[c["parent_span_id"]]["trace_id"], brief([by_span[c["parent_span_id"]], c])
+    for b in rpc_backs:
+        assert b["name"] == "demo.Shop/Get" and b["resource"]["service.name"] == "goshop", brief([b])
+        assert b["trace_id"] == rpc_span[b["parent_span_id"]]["trace_id"], brief([rpc_span[b["parent_span_id"]], b])
     # Every context was known: none counted as unknown.
     assert counters_settled(collector, before) == before

@@ -24,7 +24,8 @@ const PROGRAMS: &[&str] = &[
 ];
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
-    super::tls::load_uprobes(bpf, PROGRAMS)
+    super::tls::load_uprobes(bpf, PROGRAMS)?;
+    super::gogrpc::load(bpf)
 }
 
 /// (program, file offset) pairs for a Go program using net/http's client; empty when it
@@ -47,10 +48,11 @@ fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str> {
             go_returns(code).iter().map(|r| at + r).collect(),
         )))
     };
+    let mut out = super::gogrpc::sites(&file)?;
     let (Some((rt, _)), Some((wr, _))) = (entry(ROUND_TRIP)?, entry(REQUEST_WRITE)?) else {
-        return Ok(Vec::new());
+        return Ok(out);
     };
-    let mut out = vec![("on_go_round_trip", rt), ("on_go_request_write", wr)];
+    out.extend([("on_go_round_trip", rt), ("on_go_request_write", wr)]);
     if let Some((done, _)) = entry(REQUEST_DONE)? {
         out.push(("on_go_request_done", done));
     }

@@ -3,6 +3,7 @@
 
 mod caps;
 mod goctx;
+mod gogrpc;
 mod gopclntab;
 mod goruntime;
 mod gotls;
