@@ -94,6 +94,9 @@ command -v java >/dev/null && command -v mvn >/dev/null || { echo "[deps] java a
 (cd "$(dirname "$0")/../test/e2e/apps/godb" && go mod download)
 (cd "$(dirname "$0")/../test/e2e/apps/goamqp" && go mod download)
 (cd "$(dirname "$0")/../test/e2e/apps/gokafka" && go mod download)
+# Other Go releases, from the module proxy into Go's module cache (~70 MB each): the goroutine probes are
+# checked against each (rust-core loader/goruntime.rs tests, test/e2e/test_40b_go_releases.py).
+for v in go1.18.10 go1.20.14 go1.23.12 go1.27.3; do GOTOOLCHAIN=$v go version >/dev/null; done
 # pymongo, the MongoDB client of the e2e tests.
 if ! python3 -c 'import pymongo' 2>/dev/null; then
   say "installing pymongo (MongoDB client of the e2e tests)"

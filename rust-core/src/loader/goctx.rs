@@ -29,8 +29,8 @@ pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
 
 /// (program, file offset) pairs for a Go program using net/http's client; empty when it
 /// does not. The server's end of a request is followed when the program has net/http's
-/// server too, runtime.newproc1 when its returns are found (Go 1.21+ epilogue).
-fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str> {
+/// server too, runtime.newproc1 when its returns are found.
+pub(super) fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str> {
     use object::Object;
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
     let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
