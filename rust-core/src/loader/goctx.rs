@@ -21,6 +21,7 @@ const PROGRAMS: &[&str] = &[
     "on_go_request_done",
     "on_go_newproc",
     "on_go_newproc_ret",
+    "on_go_newproc_queued",
 ];
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
@@ -55,7 +56,11 @@ pub(super) fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str
         out.push(("on_go_request_done", done));
     }
     if let Ok(Some((np, rets))) = entry(NEWPROC) {
-        if !rets.is_empty() {
+        // The new g where runtime.newproc queues it (one trap), else at newproc1's RETs.
+        if let Some(at) = super::gonewproc::queued_site(&file) {
+            out.push(("on_go_newproc", np));
+            out.push(("on_go_newproc_queued", at));
+        } else if !rets.is_empty() {
             out.push(("on_go_newproc", np));
             out.extend(rets.into_iter().map(|r| ("on_go_newproc_ret", r)));
         }

@@ -186,9 +186,17 @@ mod tests {
                 ] {
                     assert_eq!(count(once), 1, "{release} {flags:?} {once}");
                 }
-                // newproc1 has one return in every release (one code path to its end).
+                // The new g where runtime.newproc queues it, in every release.
                 assert_eq!(count("on_go_newproc"), 1, "{release} {flags:?}");
-                assert_eq!(count("on_go_newproc_ret"), 1, "{release} {flags:?}");
+                assert_eq!(count("on_go_newproc_queued"), 1, "{release} {flags:?}");
+                assert_eq!(count("on_go_newproc_ret"), 0, "{release} {flags:?}");
+                // The fallback: newproc1 has one return in every release.
+                let data = std::fs::read(&exe).unwrap();
+                let file = object::File::parse(&*data).unwrap();
+                let (_, code) = super::super::gotls::find_func(&file, "runtime.newproc1")
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(super::super::gotls::go_returns(code).len(), 1, "{release}");
                 let exe = build(release, &dir, "test/e2e/apps/gotls/main.go", flags);
                 let tls = super::super::gotls::sites(&exe)
                     .unwrap()

@@ -3,6 +3,7 @@
 
 mod caps;
 mod goctx;
+mod gonewproc;
 mod gopclntab;
 mod goruntime;
 mod gotls;
