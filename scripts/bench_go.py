@@ -5,7 +5,8 @@ of docs/benchmarks.md). test/e2e/apps/gofanout: each request makes one call on a
 http.Client and two from new goroutines, to a Go backend (apps/goback); both built by the
 local Go, not stripped. The collector selects the two Go programs (wrk is not traced).
 Reports req/s, the apps' CPU per request, the collector's, the eBPF programs' run time,
-and how many calls got the right parent under that load (from the exported spans)."""
+and how many calls got the right parent under that load (from the exported spans).
+`python3 scripts/bench_go.py --profile`: where the traced app's CPU goes (perf)."""
 
 import json
 import os
@@ -102,7 +103,7 @@ def warm(traces, front, back):
     raise SystemExit("gofanout's calls never got a parent: not probed?")
 
 
-def traced(d, tag, front, back, pids, stats=False):
+def traced(d, tag, front, back, pids, stats=False, load=None):
     mport = bench.free_port()
     traces = f"{d}/{tag}.jsonl"
     bench.write_config(f"{d}/{tag}.yaml", f"file: {{path: {traces}, flush_interval: 100ms}}", mport, receiver=SELECT)
@@ -116,7 +117,7 @@ def traced(d, tag, front, back, pids, stats=False):
         m0 = {k: bench.metric(mport, f"otelcol_ebpf_{k}") for k in UNKNOWN}
         s0 = bench.bpf_prog_stats(col.pid) if stats else {}
         a0, c0 = sum(bench.cpu_us(p) for p in pids), bench.cpu_us(col.pid)
-        reqs, rps, bad = wrk(d, front, back, tag)
+        reqs, rps, bad = (load or wrk)(d, front, back, tag)
         a1 = sum(bench.cpu_us(p) for p in pids)
         s1 = bench.bpf_prog_stats(col.pid) if stats else {}
         time.sleep(2)  # the last spans out
@@ -170,6 +171,58 @@ def measure_go_fanout(d):
     return dict(rows=rows, hooks=hooks)
 
 
+def profile(d):
+    """Where gofanout's CPU goes when traced: `perf record -a -g` over one traced wrk run,
+    gofanout's samples split into uprobe traps (the int3 of a probe, the debug exception
+    of a single-stepped instruction; by the Go function hit), syscalls and the rest.
+    Returns (share of all samples that are gofanout's, [(share of gofanout's, what)])."""
+    fanout, goback = build(d, "gofanout"), build(d, "goback")
+    front, back = bench.free_port(), bench.free_port()
+    apps = [subprocess.Popen([goback, str(back)]), subprocess.Popen([fanout, str(front)])]
+    def recorded(*args):
+        perf = subprocess.Popen(["perf", "record", "-q", "-a", "-g", "-F", "499", "-o", f"{d}/perf.data", "--",
+                                 "sleep", str(bench.SECS)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out = wrk(*args)
+        perf.wait()
+        return out
+
+    try:
+        bench.wait_port(back)
+        bench.wait_port(front)
+        traced(d, "profile", front, back, [p.pid for p in apps], load=recorded)
+    finally:
+        for p in apps:
+            p.terminate()
+            p.wait()
+    return split_samples(f"{d}/perf.data")
+
+
+def split_samples(data):
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,ip,sym"], capture_output=True,
+                            text=True, check=True).stdout
+    total, mine, kinds = 0, 0, {}
+    for block in script.split("\n\n"):
+        lines = block.strip().splitlines()
+        if not lines:
+            continue
+        total += 1
+        if not lines[0].strip().startswith("gofanout"):
+            continue
+        mine += 1
+        syms = [(ln.split(None, 1) + ["?"])[1] for ln in lines[1:]]  # "ip symbol"
+        what = "user space and the rest"
+        for trap, name in (("asm_exc_debug", "single-step trap (debug exception)"), ("asm_exc_int3", "uprobe int3")):
+            if trap in syms:
+                i = syms.index(trap)
+                what = f"{name} at {syms[i + 1] if i + 1 < len(syms) else '?'}"
+                break
+        else:
+            if any("entry_SYSCALL" in x for x in syms):
+                what = "syscalls (eBPF programs at syscalls and sk_msg included)"
+        kinds[what] = kinds.get(what, 0) + 1
+    return mine / max(total, 1), sorted(((n / max(mine, 1), w) for w, n in kinds.items()), reverse=True)
+
+
 def report(res) -> str:
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     rows, hooks = res["rows"], res["hooks"]
@@ -206,7 +259,7 @@ Median ratio traced/untraced: **{med([r['rate'] / r['base'] for r in rows]):.2f}
 
 The eBPF programs' own run time (`kernel.bpf_stats_enabled=1`, one more traced run of
 {hooks['reqs']} requests, {hooks['rate']:.0f} req/s): runs per request and mean time. A uprobe's trap
-itself (breakpoint, single-step) is not in these figures; it is in the app CPU above.
+itself (the int3, and the single-step where the kernel cannot emulate the instruction) is not in these figures; it is in the app CPU above.
 
 | program | runs per request | ns per run | µs per request |
 |---|---|---|---|""")
@@ -241,6 +294,11 @@ if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("needs root (the collector loads eBPF programs)")
     os.environ.setdefault("GOGC", "200")
+    if sys.argv[1:] == ["--profile"]:  # not part of make bench: printed only
+        share, rows = profile(tempfile.mkdtemp())
+        print(f"gofanout: {share:.0%} of all samples; of its own:")
+        print("\n".join(f"{pct:6.1%}  {what}" for pct, what in rows))
+        sys.exit(0)
     text = report(measure_go_fanout(tempfile.mkdtemp()))
     print(text)
     splice(text)

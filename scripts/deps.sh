@@ -16,7 +16,7 @@ say() { printf '[deps] %s\n' "$*"; }
 # headless Chromium, which drives Zipkin's web UI in test_38 and makes the README's screenshot.
 apt_pkgs=(clang llvm libbpf-dev bpftool)
 [ "$BUILD_ONLY" = 1 ] || apt_pkgs+=(curl nginx-light wrk iproute2 procps python3-pip openssl libssl3
-  postgresql redis-server mariadb-server rabbitmq-server chromium)
+  postgresql redis-server mariadb-server rabbitmq-server chromium linux-perf)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
