@@ -200,9 +200,9 @@ int on_go_newproc(struct pt_regs *ctx)
 	return 0;
 }
 
-/* At a RET of runtime.newproc1: RAX is the new goroutine's g. */
-SEC("uprobe")
-int on_go_newproc_ret(struct pt_regs *ctx)
+/* The new goroutine `g` gets the context of the one runtime.newproc1 was entered for
+ * on this thread. */
+static __always_inline int go_inherit(__u64 g)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 *parent = bpf_map_lookup_elem(&go_spawning, &id);
@@ -210,7 +210,7 @@ int on_go_newproc_ret(struct pt_regs *ctx)
 		return 0;
 	struct go_key p = {.pid = id >> 32, .id = *parent}, c = {.pid = id >> 32};
 	bpf_map_delete_elem(&go_spawning, &id);
-	if (goid_of(c.pid, ctx->ax, &c.id))
+	if (goid_of(c.pid, g, &c.id))
 		return 0;
 	struct thread_ctx *tc = bpf_map_lookup_elem(&go_ctxs, &p);
 	if (tc)
@@ -218,6 +218,22 @@ int on_go_newproc_ret(struct pt_regs *ctx)
 	else
 		bpf_map_delete_elem(&go_ctxs, &c);
 	return 0;
+}
+
+/* At a RET of runtime.newproc1: RAX is the new goroutine's g. */
+SEC("uprobe")
+int on_go_newproc_ret(struct pt_regs *ctx)
+{
+	return go_inherit(ctx->ax);
+}
+
+/* At runtime.newproc's `CALL runtime.runqput(pp, newg, true)`, right after newproc1
+ * returned: RBX is the new g. The kernel emulates a CALL; a RET is single-stepped, two
+ * traps instead of one (loader/gonewproc.rs). */
+SEC("uprobe")
+int on_go_newproc_queued(struct pt_regs *ctx)
+{
+	return go_inherit(ctx->bx);
 }
 
 #endif /* OTELCOL_EBPF_GOROUTINE_H */

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""make bench: overhead of tracing nginx under wrk and a grpcio service under a gRPC load
-(untraced and traced runs alternated in one run), the collector's CPU per request and spans
+"""make bench: overhead of tracing nginx under wrk, a grpcio service under a gRPC load and a
+Go net/http service with goroutine fan-out under wrk (untraced and traced runs alternated in one run), the collector's CPU per request and spans
 per request; injection latency; connected traces; then the core's criterion benchmark. Prints a markdown report and writes it to docs/benchmarks.md."""
 import glob
 import json
@@ -679,6 +679,8 @@ http {{ access_log off; sendfile on; keepalive_timeout 60; keepalive_requests 10
     loops = [measure_event_loop(d, m) for m in ("headers", "off")]
     import bench_messaging  # scripts/bench_messaging.py
     msgs = bench_messaging.measure_messaging(d)
+    import bench_go  # scripts/bench_go.py
+    go_fanout = bench_go.measure_go_fanout(d)
 
     ratios = sorted(r[1] / r[0] for r in rows)
     med = lambda xs: sorted(xs)[len(xs) // 2]
@@ -864,6 +866,7 @@ conversation, sanitizing and summarising query text as by default, on one core:
 |---|---|---|---|---|---|---|
 """ + "\n".join(f"| {r['name']} | {r['captures']} | {r['bytes']} | {r['ops']} | {r['us']:.1f} | {r['ops'] / r['us'] * 1e6:,.0f} | {r['bytes'] / r['us'] * 1e6 / 2**20:.0f} |" for r in parsers) + "\n"
     report += "\n" + bench_messaging.report(msgs)
+    report += "\n" + bench_go.report(go_fanout)
     print(report)
     # Hand-written analysis below the marker survives a re-run.
     path = os.path.join(ROOT, "docs/benchmarks.md")

@@ -16,7 +16,7 @@ say() { printf '[deps] %s\n' "$*"; }
 # headless Chromium, which drives Zipkin's web UI in test_38 and makes the README's screenshot.
 apt_pkgs=(clang llvm libbpf-dev bpftool)
 [ "$BUILD_ONLY" = 1 ] || apt_pkgs+=(curl nginx-light wrk iproute2 procps python3-pip openssl libssl3
-  postgresql redis-server mariadb-server rabbitmq-server chromium)
+  postgresql redis-server mariadb-server rabbitmq-server chromium linux-perf)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -94,6 +94,9 @@ command -v java >/dev/null && command -v mvn >/dev/null || { echo "[deps] java a
 (cd "$(dirname "$0")/../test/e2e/apps/godb" && go mod download)
 (cd "$(dirname "$0")/../test/e2e/apps/goamqp" && go mod download)
 (cd "$(dirname "$0")/../test/e2e/apps/gokafka" && go mod download)
+# Other Go releases, from the module proxy into Go's module cache (~70 MB each): the goroutine probes are
+# checked against each (rust-core loader/goruntime.rs tests, test/e2e/test_40b_go_releases.py).
+for v in go1.18.10 go1.20.14 go1.23.12 go1.27.3; do GOTOOLCHAIN=$v go version >/dev/null; done
 # pymongo, the MongoDB client of the e2e tests.
 if ! python3 -c 'import pymongo' 2>/dev/null; then
   say "installing pymongo (MongoDB client of the e2e tests)"

@@ -21,6 +21,7 @@ const PROGRAMS: &[&str] = &[
     "on_go_request_done",
     "on_go_newproc",
     "on_go_newproc_ret",
+    "on_go_newproc_queued",
 ];
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
@@ -30,8 +31,8 @@ pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
 
 /// (program, file offset) pairs for a Go program using net/http's client; empty when it
 /// does not. The server's end of a request is followed when the program has net/http's
-/// server too, runtime.newproc1 when its returns are found (Go 1.21+ epilogue).
-fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str> {
+/// server too, runtime.newproc1 when its returns are found.
+pub(super) fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str> {
     use object::Object;
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
     let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
@@ -57,7 +58,11 @@ fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str> {
         out.push(("on_go_request_done", done));
     }
     if let Ok(Some((np, rets))) = entry(NEWPROC) {
-        if !rets.is_empty() {
+        // The new g where runtime.newproc queues it (one trap), else at newproc1's RETs.
+        if let Some(at) = super::gonewproc::queued_site(&file) {
+            out.push(("on_go_newproc", np));
+            out.push(("on_go_newproc_queued", at));
+        } else if !rets.is_empty() {
             out.push(("on_go_newproc", np));
             out.extend(rets.into_iter().map(|r| ("on_go_newproc_ret", r)));
         }

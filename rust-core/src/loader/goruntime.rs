@@ -24,14 +24,14 @@ pub fn parse_release(version: &str) -> Option<(u32, u32)> {
 }
 
 /// Offset of `goid` in `runtime.g` on amd64, per release. Read from the DWARF of real
-/// builds (go1.18.10, 1.21.13, 1.22.12: 152; 1.23.12, 1.24.13: 160, `syscallbp` added;
-/// 1.25.9, 1.26.8: 152, `gobuf.ret` removed); 1.19 and 1.20 lie between two releases
-/// with the same layout. A release after the last one measured is not guessed.
+/// builds (scripts/goid-offset; go1.18.10, 1.19.13, 1.20.14, 1.21.13, 1.22.12: 152;
+/// 1.23.12, 1.24.13: 160, `syscallbp` added; 1.25.9, 1.26.8, 1.27.3: 152, `gobuf.ret`
+/// removed). A release after the last one measured is not guessed.
 pub fn goid_offset(release: (u32, u32)) -> Option<u64> {
     match release {
         (1, 18..=22) => Some(152),
         (1, 23..=24) => Some(160),
-        (1, 25..=26) => Some(152),
+        (1, 25..=27) => Some(152),
         _ => None,
     }
 }
@@ -83,8 +83,9 @@ mod tests {
         assert_eq!(goid_offset((1, 24)), Some(160));
         assert_eq!(goid_offset((1, 25)), Some(152));
         assert_eq!(goid_offset((1, 26)), Some(152));
+        assert_eq!(goid_offset((1, 27)), Some(152));
         assert_eq!(goid_offset((1, 17)), None);
-        assert_eq!(goid_offset((1, 27)), None);
+        assert_eq!(goid_offset((1, 28)), None);
     }
 
     #[test]
@@ -109,5 +110,100 @@ mod tests {
             want,
             "{version}"
         );
+    }
+
+    /// Releases whose runtime layout or code shape differs from the local Go's (register
+    /// ABI's first release; the last with the old epilogue; `syscallbp`; the newest),
+    /// fetched by `go` from the module proxy (scripts/deps.sh fetches them ahead).
+    const RELEASES: &[&str] = &["go1.18.10", "go1.20.14", "go1.23.12", "go1.27.3", "local"];
+
+    /// Builds the single-file program `src` (repository path) with Go `release` into
+    /// `dir`; `flags` go to `go build`.
+    fn build(release: &str, dir: &std::path::Path, src: &str, flags: &[&str]) -> String {
+        use std::process::Command;
+        let root = Command::new("go")
+            .args(["env", "GOROOT"])
+            .env("GOTOOLCHAIN", release)
+            .output()
+            .expect("go on PATH");
+        assert!(root.status.success(), "{release}: {root:?}");
+        let go = format!("{}/bin/go", String::from_utf8(root.stdout).unwrap().trim());
+        let name = src.rsplit('/').nth(1).unwrap();
+        let out = dir.join(format!("{name}-{release}{}", flags.join("")));
+        let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let built = Command::new(go)
+            .args(["build"])
+            .args(flags)
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("{repo}/{src}"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GO111MODULE", "off")
+            .env("CGO_ENABLED", "0")
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{release} {src}: {built:?}");
+        out.display().to_string()
+    }
+
+    fn scratch(what: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("goruntime-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn goid_offsets_match_each_releases_dwarf() {
+        let dir = scratch("dwarf");
+        for release in RELEASES {
+            let exe = build(release, &dir, "scripts/goid-offset/main.go", &[]);
+            let out = std::process::Command::new(&exe).output().unwrap();
+            let out = String::from_utf8(out.stdout).unwrap();
+            let (version, off) = out.trim().split_once(' ').expect("version offset");
+            let off: u64 = off.parse().unwrap();
+            assert_eq!(
+                goid_offset(parse_release(version).unwrap()),
+                Some(off),
+                "{version}"
+            );
+            assert_eq!(goid_offset_of(&exe), Ok(off), "{version}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn probe_sites_are_found_in_each_release() {
+        let dir = scratch("sites");
+        for release in RELEASES {
+            for flags in [&[][..], &["-ldflags=-s -w"][..]] {
+                let exe = build(release, &dir, "test/e2e/apps/gofanout/main.go", flags);
+                let sites = super::super::goctx::sites(&exe).unwrap();
+                let count = |name| sites.iter().filter(|(p, _)| *p == name).count();
+                for once in [
+                    "on_go_round_trip",
+                    "on_go_request_write",
+                    "on_go_request_done",
+                ] {
+                    assert_eq!(count(once), 1, "{release} {flags:?} {once}");
+                }
+                // The new g where runtime.newproc queues it, in every release.
+                assert_eq!(count("on_go_newproc"), 1, "{release} {flags:?}");
+                assert_eq!(count("on_go_newproc_queued"), 1, "{release} {flags:?}");
+                assert_eq!(count("on_go_newproc_ret"), 0, "{release} {flags:?}");
+                // The fallback: newproc1 has one return in every release.
+                let data = std::fs::read(&exe).unwrap();
+                let file = object::File::parse(&*data).unwrap();
+                let (_, code) = super::super::gotls::find_func(&file, "runtime.newproc1")
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(super::super::gotls::go_returns(code).len(), 1, "{release}");
+                let exe = build(release, &dir, "test/e2e/apps/gotls/main.go", flags);
+                let tls = super::super::gotls::sites(&exe)
+                    .unwrap()
+                    .expect("crypto/tls");
+                assert!(!tls.read_rets.is_empty(), "{release} {flags:?}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

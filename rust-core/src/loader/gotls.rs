@@ -42,18 +42,34 @@ pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
 }
 
 /// Offsets from the start of `func` of its RET instructions. Go ends every return of a
-/// function with a frame with `ADDQ $n, SP; POPQ BP; RET`: matching the whole epilogue,
-/// not a lone 0xc3 byte, keeps bytes inside other instructions out.
+/// function with a frame with `ADDQ $n, SP; POPQ BP; RET` (Go 1.21+) or `MOVQ n-8(SP),
+/// BP; ADDQ $n, SP; RET` (1.18-1.20): matching the whole epilogue, not a lone 0xc3 byte,
+/// keeps bytes inside other instructions out. At the RET both leave the same state.
 pub fn go_returns(code: &[u8]) -> Vec<u64> {
+    // ADDQ $imm8, SP or ADDQ $imm32, SP ending at `end`: where it starts.
+    let addq = |end: usize| {
+        if end >= 4 && code[end - 4..end - 1] == [0x48, 0x83, 0xc4] {
+            Some(end - 4)
+        } else if end >= 7 && code[end - 7..end - 4] == [0x48, 0x81, 0xc4] {
+            Some(end - 7)
+        } else {
+            None
+        }
+    };
+    // MOVQ disp8(SP), BP or MOVQ disp32(SP), BP ending at `end`.
+    let restore_bp = |end: usize| {
+        (end >= 5 && code[end - 5..end - 1] == [0x48, 0x8b, 0x6c, 0x24])
+            || (end >= 8 && code[end - 8..end - 4] == [0x48, 0x8b, 0xac, 0x24])
+    };
     let mut out = Vec::new();
-    for i in 0..code.len().saturating_sub(1) {
-        if code[i] != 0x5d || code[i + 1] != 0xc3 {
+    for (i, &b) in code.iter().enumerate() {
+        if b != 0xc3 {
             continue;
         }
-        let short = i >= 4 && code[i - 4..i - 1] == [0x48, 0x83, 0xc4];
-        let long = i >= 7 && code[i - 7..i - 4] == [0x48, 0x81, 0xc4];
-        if short || long {
-            out.push((i + 1) as u64);
+        let pop_bp = i >= 1 && code[i - 1] == 0x5d && addq(i - 1).is_some();
+        let old = addq(i).is_some_and(restore_bp);
+        if pop_bp || old {
+            out.push(i as u64);
         }
     }
     out
@@ -84,10 +100,10 @@ pub fn after_stack_check(code: &[u8]) -> Option<u64> {
 }
 
 /// Where the probes go in one executable, as file offsets.
-struct Sites {
+pub(super) struct Sites {
     write: u64,
     read: u64,
-    read_rets: Vec<u64>,
+    pub(super) read_rets: Vec<u64>,
 }
 
 /// (virtual address, size) of a function: from the symbol table, or in a stripped
@@ -144,7 +160,7 @@ pub fn go_buildinfo<'a>(file: &object::File<'a>) -> Result<&'a [u8], &'static st
 }
 
 /// The probe sites of a Go program, or None if it does not use crypto/tls.
-fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
+pub(super) fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
     let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
     // Go 1.18 and later write the build info inline (flag 2): older ones may predate the
@@ -298,6 +314,15 @@ mod tests {
             0x48, 0x81, 0xc4, 0x00, 0x01, 0x00, 0x00, 0x5d, 0xc3, // ADDQ $0x100, SP; ...
         ];
         assert_eq!(go_returns(&code), vec![10, 22]);
+        // Go 1.18-1.20 (runtime.newproc1 of go1.20.14, crypto/tls Read of go1.18.10).
+        let old = [
+            0x48, 0x8b, 0x6c, 0x24, 0x40, // MOVQ 0x40(SP), BP
+            0x48, 0x83, 0xc4, 0x48, 0xc3, // ADDQ $0x48, SP; RET
+            0x48, 0x83, 0xc4, 0x48, 0xc3, // ADDQ without restoring BP: not an epilogue
+            0x48, 0x8b, 0xac, 0x24, 0x10, 0x02, 0, 0, // MOVQ 0x210(SP), BP
+            0x48, 0x81, 0xc4, 0x18, 0x02, 0, 0, 0xc3, // ADDQ $0x218, SP; RET
+        ];
+        assert_eq!(go_returns(&old), vec![9, 30]);
         // Stack checks as Go 1.26 emits them (crypto/tls Read, Write, readRecordOrCCS).
         let read = [0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x7a, 0x03, 0, 0, 0x55];
         assert_eq!(after_stack_check(&read), Some(10));

@@ -4,6 +4,7 @@
 mod caps;
 mod goctx;
 mod gogrpc;
+mod gonewproc;
 mod gopclntab;
 mod goruntime;
 mod gotls;
