@@ -259,7 +259,7 @@ impl Contexts {
                 // A Go request without a header: its goroutine's request, from the kernel
                 // (HTTP/2 streams are written by a connection's own goroutine: not theirs).
                 let caller = match go && ex.stream_id == 0 {
-                    true => kq.as_deref_mut().and_then(|q| take_caller(q, ex.req_start)),
+                    true => kq.and_then(|q| take_caller(q, ex.req_start)),
                     false => None,
                 };
                 let mut ctx = match (caller, serving) {
