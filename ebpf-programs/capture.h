@@ -23,6 +23,7 @@ struct sock_info {
 	__u8 skip; /* SKIP_*: an unsampled exchange is being left out (server_request.h) */
 	__u32 peer_pid; /* the process of the client end, once known (ends.h) */
 	struct h2_frame_state dirs[2]; /* by enum direction */
+	__u64 caller; /* Go: the caller last reported on it (go_calls.h) */
 };
 
 /* sock_info.skip */

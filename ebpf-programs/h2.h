@@ -18,6 +18,7 @@
 #include "context.h"
 #include "capture.h"
 #include "ends.h"
+#include "go_calls.h"
 
 #define H2_STEPS 4096 /* loop steps per call: ~2 per frame, 1 per iovec */
 #define SEEN_RECV 1
@@ -215,6 +216,7 @@ static __always_inline void emit_call(struct data_event *e, struct sock_info *si
 		struct thread_ctx *tc = thread_ctx_of(id);
 		if (tc && !(tc->flags & 1) && !tc->ambiguous)
 			e->flags |= DATA_FLAG_UNSAMPLED;
+		go_caller(&e->hdr, si);
 	}
 	if (iov)
 		emit_iov(e, iov, iovcnt, len, ctx_tid);

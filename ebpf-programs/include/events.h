@@ -158,6 +158,10 @@ enum ctx_kind {
 			 * the ts_ns of the data event that carried the request's first bytes */
 	CTX_INJECTED = 2, /* traceparent inserted into a request this thread is sending;
 			   * precedes the data event of that send */
+	CTX_CALLER = 3, /* Go: the request the goroutine sending on this socket serves
+			 * (parent_span_id, trace_id, trace_flags; zeros: none), sent when
+			 * it changed for the socket; hdr.ts_ns equals the ts_ns of the
+			 * data event that follows it (go_calls.h) */
 };
 
 /* ctx_event.ctx_flags */
@@ -170,7 +174,8 @@ struct ctx_event {
 	struct event_header hdr;
 	__u8 trace_id[16];
 	__u8 span_id[8];
-	__u8 parent_span_id[8]; /* CTX_INJECTED: the server span the thread serves, or zeros */
+	__u8 parent_span_id[8]; /* CTX_INJECTED, CTX_CALLER: the server span the thread
+				 * (goroutine) serves, or zeros */
 	__u8 ctx_kind;
 	__u8 trace_flags; /* W3C trace-flags */
 	__u8 ctx_flags;

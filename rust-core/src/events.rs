@@ -15,6 +15,9 @@ pub const EVENT_CTX: u32 = 5;
 
 pub const CTX_SERVER: u8 = 1;
 pub const CTX_INJECTED: u8 = 2;
+/// Go: the request the goroutine sending on the socket serves (zeros: none), when it
+/// changed for that socket; precedes the data record with the same timestamp.
+pub const CTX_CALLER: u8 = 3;
 pub const CTX_FLAG_HEADER: u8 = 1;
 pub const CTX_FLAG_AMBIGUOUS: u8 = 2;
 pub const CTX_FLAG_TRACESTATE: u8 = 4;
@@ -119,7 +122,7 @@ pub struct CtxEvent {
     pub hdr: EventHeader,
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
-    /// CTX_INJECTED: the server span the thread serves; zeros when none.
+    /// CTX_INJECTED, CTX_CALLER: the server span the thread (goroutine) serves; zeros when none.
     pub parent_span_id: [u8; 8],
     pub ctx_kind: u8,
     pub trace_flags: u8,
@@ -275,7 +278,7 @@ pub fn decode(rec: &[u8]) -> Result<Event<'_>, Malformed> {
         EVENT_EXIT => Ok(Event::Exit { hdr }),
         EVENT_CTX => {
             let c: CtxEvent = read(rec)?;
-            if c.ctx_kind != CTX_SERVER && c.ctx_kind != CTX_INJECTED {
+            if !matches!(c.ctx_kind, CTX_SERVER | CTX_INJECTED | CTX_CALLER) {
                 return Err(Malformed);
             }
             Ok(Event::Ctx(c))

@@ -26,7 +26,9 @@ use std::net::IpAddr;
 
 use super::ids::{IdGen, Sampler, SpanCtx, TraceParent, HAS_IS_REMOTE, IS_REMOTE};
 use crate::conn::{Exchange, LinkKey, Peer, Side};
-use crate::events::{CtxEvent, CTX_FLAG_AMBIGUOUS, CTX_FLAG_GOROUTINE, CTX_INJECTED, CTX_SERVER};
+use crate::events::{
+    CtxEvent, CTX_CALLER, CTX_FLAG_AMBIGUOUS, CTX_FLAG_GOROUTINE, CTX_INJECTED, CTX_SERVER,
+};
 use crate::stats::{self, Stats};
 
 /// Requests remembered per connection for linking; more means the other end is not
@@ -128,6 +130,17 @@ fn take_injected_stream(kq: &mut VecDeque<CtxEvent>, stream: u32, ts: u64) -> Op
     kq.remove(pos)
 }
 
+/// What the goroutine that sent the request starting at `ts` serves (Go, a request the
+/// kernel put no header in): the newest CTX_CALLER of the socket not after `ts`. The
+/// kernel reports a caller only when it changed for the socket, so that one stays for the
+/// requests after it; older ones go.
+fn take_caller(kq: &mut VecDeque<CtxEvent>, ts: u64) -> Option<CtxEvent> {
+    let upto = |k: &CtxEvent| k.ctx_kind == CTX_CALLER && k.hdr.ts_ns <= ts;
+    let last = kq.iter().filter(|k| upto(k)).map(|k| k.hdr.ts_ns).max()?;
+    kq.retain(|k| !upto(k) || k.hdr.ts_ns == last);
+    kq.iter().rev().find(|k| upto(k)).copied()
+}
+
 /// A server span answering `client`.
 fn linked_child(client: &SpanCtx, span_id: [u8; 8]) -> SpanCtx {
     SpanCtx {
@@ -181,8 +194,9 @@ impl Contexts {
             return false;
         }
         let mut missed = false;
+        let mut kq = kq;
         let header = ex.traceparent().map(TraceParent::parse);
-        let kernel = kq.and_then(|q| match side {
+        let kernel = kq.as_deref_mut().and_then(|q| match side {
             Side::Server => take_server(q, ex.req_start, ex.tid),
             // A request with its own header was not touched.
             Side::Client if header.is_none() && ex.stream_id != 0 => {
@@ -237,13 +251,22 @@ impl Contexts {
                     stats::inc(&stats.requests_not_injected);
                     missed = true;
                 }
-                let serving = match self.goroutines.contains(&pid) {
+                let go = self.goroutines.contains(&pid);
+                let serving = match go {
                     true => None,
                     false => self.serving.get(&(pid, ex.tid)).map(Vec::as_slice),
                 };
-                let mut ctx = match serving {
-                    Some([parent]) => SpanCtx::child_of(parent, &mut self.ids),
-                    Some([_, _, ..]) => {
+                // A Go request without a header: its goroutine's request, from the kernel
+                // (HTTP/2 streams are written by a connection's own goroutine: not theirs).
+                let caller = match go && ex.stream_id == 0 {
+                    true => kq.and_then(|q| take_caller(q, ex.req_start)),
+                    false => None,
+                };
+                let mut ctx = match (caller, serving) {
+                    (Some(k), _) if k.parent_span_id != [0; 8] => self.caller_child(&k),
+                    (Some(_), _) => self.new_trace(),
+                    (None, Some([parent])) => SpanCtx::child_of(parent, &mut self.ids),
+                    (None, Some([_, _, ..])) => {
                         stats::inc(&stats.parents_ambiguous);
                         self.new_trace()
                     }
@@ -326,6 +349,18 @@ impl Contexts {
         let mut ctx = SpanCtx::root(&mut self.ids);
         ctx.flags = (ctx.flags & !0xff) | self.sampler.flags(&ctx.trace_id, None) as u32;
         ctx
+    }
+
+    /// A Go call's span under the request its goroutine serves (a CTX_CALLER).
+    fn caller_child(&mut self, k: &CtxEvent) -> SpanCtx {
+        SpanCtx {
+            trace_id: k.trace_id,
+            span_id: self.ids.span_id(),
+            parent_span_id: Some(k.parent_span_id),
+            flags: HAS_IS_REMOTE | k.trace_flags as u32,
+            trace_state: String::new(),
+            invalid_parent: false,
+        }
     }
 
     /// A request the kernel put a header in: exactly the ids it wrote.
@@ -803,6 +838,126 @@ mod tests {
         assert_eq!(
             c.injected(21, 3, &by_thread, &stats).parent_span_id,
             Some([7; 8])
+        );
+    }
+
+    /// A Go client request without a header at `ts` on `kq`'s socket, sent by pid 20 (Go).
+    fn go_call(c: &mut Contexts, kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> SpanCtx {
+        let stats = Stats::default();
+        let cp = Peer::of(&tuple(41000, 5432, 7));
+        let mut call = ex(tid);
+        call.req_start = ts;
+        c.assign(
+            20,
+            Side::Client,
+            &cp,
+            true,
+            false,
+            &mut call,
+            Some(kq),
+            &stats,
+        );
+        call.ctx.unwrap()
+    }
+
+    #[test]
+    fn a_go_call_without_a_header_is_the_child_of_its_goroutines_request() {
+        let mut c = Contexts::default();
+        c.goroutines.insert(20);
+        // Captured on one pooled connection: request 6 (trace 5) queries twice, then a
+        // goroutine serving no request, then request 9 (trace 8), each reported once, at
+        // the time of the send that follows it. Threads do not matter (goroutines move).
+        let mut kq: VecDeque<CtxEvent> = [
+            kctx(CTX_CALLER, 100, 3, 5, 0, 6),
+            kctx(CTX_CALLER, 300, 4, 0, 0, 0),
+            kctx(CTX_CALLER, 400, 3, 8, 0, 9),
+        ]
+        .into();
+        for ts in [100, 150] {
+            let ctx = go_call(&mut c, &mut kq, ts, 4);
+            assert_eq!((ctx.trace_id, ctx.parent_span_id), ([5; 16], Some([6; 8])));
+            assert_eq!(ctx.flags & 0xff, 1);
+            assert_ne!(ctx.span_id, [0; 8]);
+        }
+        // The earlier caller stays as long as no later one came before the request.
+        assert_eq!(kq.len(), 3);
+        let none = go_call(&mut c, &mut kq, 300, 3);
+        assert_eq!(none.parent_span_id, None);
+        assert!(![[5; 16], [8; 16]].contains(&none.trace_id));
+        // Still none for a later call of that goroutine (nothing new was reported).
+        assert_eq!(go_call(&mut c, &mut kq, 350, 3).parent_span_id, None);
+        let ctx = go_call(&mut c, &mut kq, 410, 9);
+        assert_eq!((ctx.trace_id, ctx.parent_span_id), ([8; 16], Some([9; 8])));
+        // Only the newest caller is kept for the calls after.
+        assert_eq!(kq.len(), 1);
+    }
+
+    #[test]
+    fn a_go_calls_unsampled_request_keeps_its_calls_unsampled() {
+        let mut c = Contexts::default();
+        c.goroutines.insert(20);
+        let mut kq: VecDeque<CtxEvent> = [CtxEvent {
+            trace_flags: 0,
+            ..kctx(CTX_CALLER, 100, 3, 5, 0, 6)
+        }]
+        .into();
+        let ctx = go_call(&mut c, &mut kq, 120, 3);
+        assert_eq!(ctx.parent_span_id, Some([6; 8]));
+        assert_eq!(ctx.flags & 1, 0);
+    }
+
+    #[test]
+    fn a_caller_does_not_parent_what_it_did_not_send() {
+        let mut c = Contexts::default();
+        c.goroutines.insert(20);
+        // Reported for a later send: a request that started before has no parent.
+        let mut kq: VecDeque<CtxEvent> = [kctx(CTX_CALLER, 500, 3, 5, 0, 6)].into();
+        assert_eq!(go_call(&mut c, &mut kq, 400, 3).parent_span_id, None);
+        // A process not known as Go keeps the thread rules: the caller is not its.
+        assert_eq!(kq.len(), 1);
+        let stats = Stats::default();
+        let mut call = ex(3);
+        call.req_start = 600;
+        let cp = Peer::of(&tuple(41000, 5432, 7));
+        c.assign(
+            21,
+            Side::Client,
+            &cp,
+            true,
+            false,
+            &mut call,
+            Some(&mut kq),
+            &stats,
+        );
+        assert_eq!(call.ctx.unwrap().parent_span_id, None);
+        // An HTTP/2 stream (written by the connection's goroutine) does not take it.
+        let mut stream = ex(3);
+        stream.req_start = 600;
+        stream.stream_id = 3;
+        c.assign(
+            20,
+            Side::Client,
+            &cp,
+            true,
+            false,
+            &mut stream,
+            Some(&mut kq),
+            &stats,
+        );
+        assert_eq!(stream.ctx.unwrap().parent_span_id, None);
+        // An injected request keeps the kernel's ids, not the caller's.
+        let mut kq: VecDeque<CtxEvent> = [
+            kctx(CTX_CALLER, 700, 3, 5, 0, 6),
+            CtxEvent {
+                ctx_flags: CTX_FLAG_GOROUTINE,
+                ..kctx(CTX_INJECTED, 700, 3, 8, 11, 9)
+            },
+        ]
+        .into();
+        let ctx = go_call(&mut c, &mut kq, 700, 3);
+        assert_eq!(
+            (ctx.trace_id, ctx.span_id, ctx.parent_span_id),
+            ([8; 16], [11; 8], Some([9; 8]))
         );
     }
 

@@ -1,20 +1,39 @@
 // A database client in Go for the e2e tests: pgx v5 (statement cache, batches) against
 // PostgreSQL, go-redis v9 (pipelines, transactions) against Redis.
 // Usage: godb pgx <port> | godb goredis <port>
+//
+//	godb serve <http port> <pg port> <redis port> <https port>: a net/http server whose
+//	/req/{id} runs a pgxpool query, a database/sql query (pgx's stdlib driver), a go-redis
+//	command and an HTTP/1.1-over-TLS GET, each naming {id}; /bg/{id} has a goroutine
+//	started at start-up (serving no request) run a query and a command naming {id}.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/redis/go-redis/v9"
 )
 
 func main() {
+	if len(os.Args) == 6 && os.Args[1] == "serve" {
+		if err := serve(os.Args[2], os.Args[3], os.Args[4], os.Args[5]); err != nil {
+			fmt.Fprintln(os.Stderr, "godb:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 3 {
 		fmt.Fprintln(os.Stderr, "usage: godb pgx|goredis <port>")
 		os.Exit(2)
@@ -109,6 +128,95 @@ func runGoRedis(ctx context.Context, port string) error {
 	// A wrong-type error.
 	if err := c.LPush(ctx, "user:1", "x").Err(); err == nil {
 		return errors.New("LPUSH on a string did not fail")
+	}
+	return nil
+}
+
+// Request ids become SQL identifiers: letters, digits and underscores only.
+var idRe = regexp.MustCompile(`^[a-z0-9_]+$`)
+
+func serve(httpPort, pgPort, redisPort, httpsPort string) error {
+	ctx := context.Background()
+	dsn := "postgres://postgres@127.0.0.1:" + pgPort + "/postgres?sslmode=disable"
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + redisPort})
+	// HTTP/1.1 only: a TLS config of its own and no HTTP/2 upgrade. A connection per
+	// call: one opened before the receiver probed this program would stay unreadable.
+	httpsc := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		TLSNextProto:      map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}}
+	// At start-up, in no request.
+	if err := calls(ctx, pool, db, rdb, "startup"); err != nil {
+		return err
+	}
+	// A goroutine of its own, serving no request, on the same pools.
+	type job struct {
+		id   string
+		done chan error
+	}
+	jobs := make(chan job)
+	go func() {
+		for j := range jobs {
+			j.done <- calls(context.Background(), pool, db, rdb, j.id)
+		}
+	}()
+	http.HandleFunc("/bg/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if !idRe.MatchString(id) {
+			http.Error(w, "bad id", 400)
+			return
+		}
+		j := job{id, make(chan error, 1)}
+		jobs <- j
+		if err := <-j.done; err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	http.HandleFunc("/req/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if !idRe.MatchString(id) {
+			http.Error(w, "bad id", 400)
+			return
+		}
+		if err := calls(r.Context(), pool, db, rdb, id); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		resp, err := httpsc.Get("https://127.0.0.1:" + httpsPort + "/users/" + id)
+		if err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		fmt.Fprintln(w, "ok")
+	})
+	return http.ListenAndServe("127.0.0.1:"+httpPort, nil)
+}
+
+// One query by each client, naming id: a column alias (literals are sanitized away) and
+// a redis key.
+func calls(ctx context.Context, pool *pgxpool.Pool, db *sql.DB, rdb *redis.Client, id string) error {
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT 1 AS pool_"+id).Scan(&n); err != nil {
+		return fmt.Errorf("pgxpool: %w", err)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT 2 AS sql_"+id).Scan(&n); err != nil {
+		return fmt.Errorf("database/sql: %w", err)
+	}
+	if err := rdb.Set(ctx, "req:"+id, "v", 0).Err(); err != nil {
+		return fmt.Errorf("go-redis: %w", err)
 	}
 	return nil
 }
