@@ -73,7 +73,11 @@ enum counter {
 	COUNTER_GO_CTX_NONE = 17, /* net/http calls from a goroutine with no known request: no parent */
 	COUNTER_GO_CTX_STALE = 18, /* a net/http request written after the request that made it
 				    * ended (a failed dial's leftover): no parent */
-	COUNTER_MAX = 19,
+	COUNTER_GO_H2_NO_SOCKET = 21, /* a Go HTTP/2 request whose connection's socket could not be
+				       * read (not TLS): its calls get no parent */
+	COUNTER_GO_H2_UNREAD = 22, /* a Go HTTP/2 request whose header fields could not be read
+				    * (or more than the kernel looks at): its calls get no parent */
+	COUNTER_MAX = 23,
 };
 
 struct event_header {

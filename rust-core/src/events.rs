@@ -58,7 +58,9 @@ pub const COUNTER_AMQP_INJECT_LOST: u32 = 15;
 pub const COUNTER_GO_CTX_NO_GOID: u32 = 16;
 pub const COUNTER_GO_CTX_NONE: u32 = 17;
 pub const COUNTER_GO_CTX_STALE: u32 = 18;
-pub const COUNTER_MAX: u32 = 19;
+pub const COUNTER_GO_H2_NO_SOCKET: u32 = 21;
+pub const COUNTER_GO_H2_UNREAD: u32 = 22;
+pub const COUNTER_MAX: u32 = 23;
 
 const AF_INET: u16 = 2;
 

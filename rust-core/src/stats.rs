@@ -174,6 +174,12 @@ counters! {
     /// net/http requests written after the request their caller served had ended (a
     /// hand-off left by a failed dial whose address came back): written without a parent.
     go_context_unknown_stale,
+    /// Go HTTP/2 requests whose connection's socket the kernel could not read (not a TLS
+    /// connection): their calls go without a parent.
+    go_context_unknown_h2_no_socket,
+    /// Go HTTP/2 requests whose header fields the kernel could not read (or more than it
+    /// looks at): their calls go without a parent.
+    go_context_unknown_h2_unread,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

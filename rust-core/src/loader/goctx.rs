@@ -24,6 +24,7 @@ const PROGRAMS: &[&str] = &[
 ];
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
+    super::goh2::load(bpf)?;
     super::tls::load_uprobes(bpf, PROGRAMS)
 }
 
@@ -58,6 +59,7 @@ fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str> {
         if !rets.is_empty() {
             out.push(("on_go_newproc", np));
             out.extend(rets.into_iter().map(|r| ("on_go_newproc_ret", r)));
+            out.extend(super::goh2::sites(&file)?); // needs newproc1 for its handlers
         }
     }
     Ok(out)

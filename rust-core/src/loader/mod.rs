@@ -3,6 +3,7 @@
 
 mod caps;
 mod goctx;
+mod goh2;
 mod gopclntab;
 mod goruntime;
 mod gotls;

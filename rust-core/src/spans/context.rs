@@ -26,7 +26,9 @@ use std::net::IpAddr;
 
 use super::ids::{IdGen, Sampler, SpanCtx, TraceParent, HAS_IS_REMOTE, IS_REMOTE};
 use crate::conn::{Exchange, LinkKey, Peer, Side};
-use crate::events::{CtxEvent, CTX_FLAG_AMBIGUOUS, CTX_FLAG_GOROUTINE, CTX_INJECTED, CTX_SERVER};
+use crate::events::{
+    CtxEvent, CTX_FLAG_AMBIGUOUS, CTX_FLAG_GOROUTINE, CTX_FLAG_HEADER, CTX_INJECTED, CTX_SERVER,
+};
 use crate::stats::{self, Stats};
 
 /// Requests remembered per connection for linking; more means the other end is not
@@ -99,6 +101,15 @@ fn take_server(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEven
     let pos = kq
         .iter()
         .position(|k| k.ctx_kind == CTX_SERVER && k.hdr.ts_ns == ts && k.hdr.tid == tid)?;
+    kq.remove(pos)
+}
+
+/// The kernel's ids for the HTTP/2 request that opened `stream` (Go's net/http server:
+/// ebpf-programs/go_h2server.h), reported when the serve goroutine took its HEADERS.
+fn take_server_stream(kq: &mut VecDeque<CtxEvent>, stream: u32) -> Option<CtxEvent> {
+    let pos = kq
+        .iter()
+        .position(|k| k.ctx_kind == CTX_SERVER && k.stream_id == stream)?;
     kq.remove(pos)
 }
 
@@ -183,6 +194,7 @@ impl Contexts {
         let mut missed = false;
         let header = ex.traceparent().map(TraceParent::parse);
         let kernel = kq.and_then(|q| match side {
+            Side::Server if ex.stream_id != 0 => take_server_stream(q, ex.stream_id),
             Side::Server => take_server(q, ex.req_start, ex.tid),
             // A request with its own header was not touched.
             Side::Client if header.is_none() && ex.stream_id != 0 => {
@@ -256,6 +268,10 @@ impl Contexts {
                 ctx
             }
             (Side::Server, None) => {
+                if kernel.is_some_and(|k| k.ctx_flags & CTX_FLAG_HEADER != 0) {
+                    // The kernel took a header this request does not have here.
+                    stats::inc(&stats.context_mismatch);
+                }
                 self.server_root(key, ex.req_start, client_traced, kernel.as_ref(), stats)
             }
         };
@@ -269,6 +285,27 @@ impl Contexts {
         }
         ex.ctx = Some(ctx);
         missed
+    }
+
+    /// Whether `ex`, an HTTP/2 request a Go server is reading, should wait for its ids:
+    /// the kernel reports them when the serve goroutine takes the HEADERS, after the
+    /// read userspace parsed them from (and before the response can be written).
+    pub fn awaits_kernel(
+        &self,
+        pid: u32,
+        side: Side,
+        ex: &Exchange,
+        kq: Option<&VecDeque<CtxEvent>>,
+    ) -> bool {
+        side == Side::Server
+            && ex.ctx.is_none()
+            && ex.stream_id != 0
+            && self.propagating
+            && self.goroutines.contains(&pid)
+            && !kq.is_some_and(|q| {
+                q.iter()
+                    .any(|k| k.ctx_kind == CTX_SERVER && k.stream_id == ex.stream_id)
+            })
     }
 
     /// A pushed message's CONSUMER span: the child of the message's context (its first

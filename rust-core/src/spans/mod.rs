@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::conn::{Conn, Done, Side};
-use crate::events::{cstr, CtxEvent, Event, PeerEnd, PROC_TRACED};
+use crate::events::{cstr, CtxEvent, Event, PeerEnd, CTX_SERVER, PROC_TRACED};
 use crate::otlp::BatchBuilder;
 use crate::process::{
     listens_on, ListenProbe, OwnEndpoints, ProcReader, ProcessInfo, ProcessTable,
@@ -335,14 +335,22 @@ impl Assembler {
                 if let Some(side) = conn.side {
                     let client_traced = client_traced(conn.client_end, &self.untraced);
                     let mut missed = false;
-                    for ex in self
+                    for (ex, done) in self
                         .done
                         .iter_mut()
-                        .map(|d| &mut d.ex)
-                        .chain(conn.pending.iter_mut())
+                        .map(|d| (&mut d.ex, true))
+                        .chain(conn.pending.iter_mut().map(|ex| (ex, false)))
                     {
                         exports |= side == Side::Client && ex.ctx.is_none() && is_otlp_export(ex);
                         let kq = self.kctx.get_mut(&key);
+                        // (Its ids, when the kernel gives them, come after this read.)
+                        if !done
+                            && self
+                                .contexts
+                                .awaits_kernel(hdr.pid, side, ex, kq.as_deref())
+                        {
+                            continue;
+                        }
                         missed |= self.contexts.assign(
                             hdr.pid,
                             side,
@@ -408,7 +416,11 @@ impl Assembler {
                 if q.len() >= KCTX_PER_SOCK {
                     q.pop_front();
                 }
+                let (sock, stream, kind) = (c.hdr.sock_id, c.stream_id, c.ctx_kind);
                 q.push_back(c);
+                if kind == CTX_SERVER && stream != 0 {
+                    self.server_stream_ids(sock, stream);
+                }
                 None
             }
             Event::Close { hdr } => {
@@ -489,6 +501,36 @@ impl Assembler {
         self.finish(conn.pid, &conn.comm, &conn.peer, conn.client_end, key);
         if let Some(side) = conn.side {
             self.contexts.closed(side, &conn.peer);
+        }
+    }
+
+    /// A Go HTTP/2 server took stream `stream`'s HEADERS (its ids came): the request,
+    /// read before, takes them now, before the calls made for it are seen.
+    fn server_stream_ids(&mut self, sock: u64, stream: u32) {
+        let Some(conn) = self.conns.get_mut(&sock) else {
+            return;
+        };
+        if conn.side != Some(Side::Server) {
+            return;
+        }
+        let traced = client_traced(conn.client_end, &self.untraced);
+        let kq = self.kctx.get_mut(&sock);
+        if let Some(ex) = conn
+            .pending
+            .iter_mut()
+            .find(|ex| ex.stream_id == stream && ex.ctx.is_none())
+        {
+            let pid = conn.pid;
+            self.contexts.assign(
+                pid,
+                Side::Server,
+                &conn.peer,
+                traced,
+                false,
+                ex,
+                kq,
+                &self.stats,
+            );
         }
     }
 

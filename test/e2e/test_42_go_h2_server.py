@@ -1,0 +1,94 @@
+"""Goroutine-aware context for HTTP/2 (issue 14): a Go net/http server over TLS (HTTP/2,
+Go's default) serving many streams at once on ONE connection, whose handler calls a
+backend over HTTP/1 on a pooled http.Client. The kernel gives each stream its ids when the
+serve goroutine takes its HEADERS (go_h2server.h): every call is the child of its own
+stream's SERVER span, exactly, and every backend request the child of that call. A stream
+that came with a traceparent is in that trace, the child of its parent-id."""
+
+import json
+import time
+
+import pytest
+
+from e2elib import and_, brief, client_to, counters_settled, free_port, go_build, server_on, start_app, \
+    wait_listening
+
+STREAMS = 24
+UNKNOWN = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale",
+           "go_context_unknown_h2_no_socket", "go_context_unknown_h2_unread", "context_mismatch")
+
+
+@pytest.fixture(scope="module", params=["symbols", "stripped"])
+def goh2_bin(request, tmp_path_factory):
+    flags = ["-ldflags=-s -w"] if request.param == "stripped" else []
+    return go_build(tmp_path_factory.mktemp("goh2server"), "goh2server", *flags)
+
+
+def path_is_prefixed(prefix):
+    return lambda s: s["attrs"].get("url.path", "").startswith(prefix)
+
+
+def drive(procs, binary, port, prefix, n):
+    _, out = procs.run([binary, "client", port, prefix, n], name="goh2-client")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_go_h2_calls_are_children_of_their_stream(collector, procs, goh2_bin):
+    front, back = free_port(), free_port()
+    start_app(procs, back, env_extra={"OTEL_SERVICE_NAME": "backend"})
+    p = procs.spawn([goh2_bin, "server", front, back], env_extra={"OTEL_SERVICE_NAME": "goh2server"},
+                    name="goh2-server")
+    wait_listening(front, p, what="goh2server")
+    # The receiver probes new Go executables every 3 s: until then the calls have no
+    # parent (never a wrong one).
+    deadline, k = time.time() + 25, 0
+    while True:
+        drive(procs, goh2_bin, front, f"w{k}-", 2)
+        leg = collector.spans.wait(and_(client_to(back), path_is_prefixed(f"/users/w{k}-1")), 1, timeout=3, settle=0)
+        if leg and leg[0]["parent_span_id"]:
+            break
+        assert time.time() < deadline, "the Go server's calls never got a parent"
+        k += 1
+
+    # Settled first: a warm-up request served while the probes were being attached may
+    # still be on its way to the counters (they reach the metrics about once a second).
+    before = counters_settled(collector, {c: 0 for c in UNKNOWN})
+    assert None not in before.values(), before
+    res = drive(procs, goh2_bin, front, "m-", STREAMS)
+    assert res["protos"] == ["HTTP/2.0"] and res["connections"] == 1, res
+    sent = res["traceparents"]
+    ids = [f"m-{i}" for i in range(STREAMS)]
+    assert len(sent) == STREAMS // 2, sent
+
+    mine = path_is_prefixed("/users/m-")
+    servers = collector.spans.wait(and_(server_on(front), path_is_prefixed("/work/m-")), STREAMS + 1)
+    calls = collector.spans.wait(and_(client_to(back), mine), STREAMS + 1)
+    backs = collector.spans.wait(and_(server_on(back), mine), STREAMS + 1)
+    assert len(servers) == len(calls) == len(backs) == STREAMS + 1, brief(servers + calls + backs)
+    server_of = {s["attrs"]["url.path"].rsplit("/", 1)[1]: s for s in servers}
+    call_of = {c["attrs"]["url.path"].rsplit("/", 1)[1]: c for c in calls}
+    back_of = {b["attrs"]["url.path"].rsplit("/", 1)[1]: b for b in backs}
+    assert sorted(server_of) == sorted(call_of) == sorted(back_of) == sorted(ids + ["m-warm"])
+    assert all(s["attrs"].get("network.protocol.version") == "2" for s in servers), brief(servers)
+
+    right = 0
+    for i in ids:
+        server, call, callee = server_of[i], call_of[i], back_of[i]
+        ok = call["parent_span_id"] == server["span_id"] and call["trace_id"] == server["trace_id"] \
+            and callee["parent_span_id"] == call["span_id"] and callee["trace_id"] == server["trace_id"]
+        if i in sent:
+            _, trace, parent, _ = sent[i].split("-")
+            ok = ok and server["trace_id"] == trace and server["parent_span_id"] == parent
+        right += ok
+    print(f"right parents: {right} of {STREAMS}")
+    for i in ids:
+        server, call, callee = server_of[i], call_of[i], back_of[i]
+        if i in sent:
+            _, trace, parent, _ = sent[i].split("-")
+            assert (server["trace_id"], server["parent_span_id"]) == (trace, parent), brief([server])
+        assert call["parent_span_id"] == server["span_id"], brief([server, call])
+        assert call["trace_id"] == server["trace_id"], brief([server, call])
+        assert callee["parent_span_id"] == call["span_id"], brief([call, callee])
+        assert callee["trace_id"] == server["trace_id"], brief([call, callee])
+    # Every context was known, and the kernel's agreed with the headers userspace read.
+    assert counters_settled(collector, before) == before
