@@ -1012,6 +1012,75 @@ mod tests {
         assert_eq!(count(&stats.requests_not_injected), 1);
     }
 
+    /// What go_h2server.h reports when the serve goroutine takes a stream's HEADERS.
+    fn h2_server_ctx(stream: u32, trace: u8, span: u8, header: bool) -> CtxEvent {
+        let mut k = kctx(CTX_SERVER, 500, 9, trace, span, 0);
+        k.stream_id = stream;
+        k.ctx_flags = if header { CTX_FLAG_HEADER } else { 0 };
+        k
+    }
+
+    #[test]
+    fn go_http2_streams_wait_for_and_take_the_kernel_ids_of_their_own_stream() {
+        let stats = Stats::default();
+        let (_, sp) = peers(7);
+        let mut c = Contexts {
+            propagating: true,
+            ..Default::default()
+        };
+        c.goroutines.insert(20);
+        let stream = |id: u32, tp: Option<u8>| {
+            let mut e = ex(3);
+            e.req_start = 100;
+            e.stream_id = id;
+            req(&mut e).traceparent =
+                tp.map(|t| format!("00-{}-{}-01", format!("{t:02x}").repeat(16), "0a".repeat(8)));
+            e
+        };
+        let (mut s1, mut s3, mut s5) = (stream(1, None), stream(3, Some(5)), stream(5, Some(5)));
+        // Read before the kernel's ids came (they come when the serve goroutine takes
+        // the HEADERS): a Go server's stream waits; another process's does not.
+        let mut kq: VecDeque<CtxEvent> = VecDeque::new();
+        assert!(c.awaits_kernel(20, Side::Server, &s1, Some(&kq)));
+        assert!(c.awaits_kernel(20, Side::Server, &s1, None));
+        assert!(!c.awaits_kernel(21, Side::Server, &s1, Some(&kq)));
+        assert!(!c.awaits_kernel(20, Side::Client, &s1, Some(&kq)));
+        kq.extend([
+            h2_server_ctx(1, 4, 6, false),
+            h2_server_ctx(3, 5, 7, true),
+            h2_server_ctx(5, 9, 8, true),
+        ]);
+        assert!(!c.awaits_kernel(20, Side::Server, &s3, Some(&kq)));
+        let mut assign = |e: &mut Exchange, kq: &mut VecDeque<CtxEvent>| {
+            c.assign(20, Side::Server, &sp, false, false, e, Some(kq), &stats);
+            e.ctx.clone().unwrap()
+        };
+        // Out of order: each stream takes its own.
+        let c3 = assign(&mut s3, &mut kq);
+        assert_eq!(
+            (c3.trace_id, c3.span_id, c3.parent_span_id),
+            ([5; 16], [7; 8], Some([0x0a; 8]))
+        );
+        let c1 = assign(&mut s1, &mut kq);
+        assert_eq!(
+            (c1.trace_id, c1.span_id, c1.parent_span_id),
+            ([4; 16], [6; 8], None)
+        );
+        assert_eq!(count(&stats.context_mismatch), 0);
+        // The kernel read another trace than the header userspace decoded: counted, the
+        // header's trace wins for the span, the kernel's span id (its calls' parent) stays.
+        let c5 = assign(&mut s5, &mut kq);
+        assert_eq!((c5.trace_id, c5.span_id), ([5; 16], [8; 8]));
+        assert_eq!(count(&stats.context_mismatch), 1);
+        assert!(kq.is_empty());
+        // A header the kernel took that userspace did not see: counted too.
+        let mut s7 = stream(7, None);
+        kq.push_back(h2_server_ctx(7, 6, 9, true));
+        let c7 = assign(&mut s7, &mut kq);
+        assert_eq!((c7.trace_id, c7.span_id), ([6; 16], [9; 8]));
+        assert_eq!(count(&stats.context_mismatch), 2);
+    }
+
     #[test]
     fn a_header_the_kernel_missed_is_a_counted_mismatch() {
         let stats = Stats::default();
