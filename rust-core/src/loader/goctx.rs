@@ -74,5 +74,11 @@ pub fn attach(bpf: &mut Ebpf, path: &str) -> Result<bool, &'static str> {
         p.attach(at, path, UProbeScope::AllProcesses)
             .map_err(|_| "uprobe attach refused")?;
     }
+    if points
+        .iter()
+        .any(|(name, _)| name.starts_with("on_go_h2_headers"))
+    {
+        super::goh2::note_probed(path);
+    }
     Ok(!points.is_empty())
 }

@@ -2,6 +2,10 @@
 //! kernel (ebpf-programs/go_h2server.h): at (*serverConn).processHeaders's entry and
 //! at its RETs. Attached with the goroutine-context probes (goctx.rs).
 
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Mutex;
+
 use aya::Ebpf;
 
 use super::gotls::{after_stack_check, find_func, go_returns};
@@ -28,6 +32,31 @@ const PROGRAMS: &[&str] = &[
     "on_go_h2_headers_27",
     "on_go_h2_headers_ret",
 ];
+
+/// Executables (device, inode) whose HTTP/2 server is probed: only their streams wait
+/// for the kernel's ids (another Go HTTP/2 server's would wait in vain, then take ids in
+/// the order its responses end, not the order its requests came).
+static PROBED: Mutex<Option<HashSet<(u64, u64)>>> = Mutex::new(None);
+
+/// The probes are attached to the executable at `path`.
+pub(super) fn note_probed(path: &str) {
+    if let (Ok(m), Ok(mut set)) = (std::fs::metadata(path), PROBED.lock()) {
+        set.get_or_insert_with(HashSet::new)
+            .insert((m.dev(), m.ino()));
+    }
+}
+
+/// Whether process `pid` runs an executable whose HTTP/2 server is probed.
+pub fn probed(pid: u32) -> bool {
+    let Ok(m) = std::fs::metadata(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    PROBED
+        .lock()
+        .ok()
+        .and_then(|set| set.as_ref().map(|s| s.contains(&(m.dev(), m.ino()))))
+        .unwrap_or(false)
+}
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
     super::tls::load_uprobes(bpf, PROGRAMS)

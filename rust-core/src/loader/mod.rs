@@ -4,6 +4,7 @@
 mod caps;
 mod goctx;
 mod goh2;
+pub use goh2::probed as go_h2_server_probed;
 mod gopclntab;
 mod goruntime;
 mod gotls;

@@ -87,6 +87,9 @@ pub struct Contexts {
     pub propagating: bool,
     /// Processes whose threads do not tell which request a call serves (Go).
     pub goroutines: HashSet<u32>,
+    /// Go processes whose HTTP/2 server the kernel follows (its streams' ids come as
+    /// `CTX_SERVER` with the stream id).
+    pub h2_servers: HashSet<u32>,
     /// Decides the traces started here (the kernel decides those it starts).
     pub sampler: Sampler,
 }
@@ -301,7 +304,7 @@ impl Contexts {
             && ex.ctx.is_none()
             && ex.stream_id != 0
             && self.propagating
-            && self.goroutines.contains(&pid)
+            && self.h2_servers.contains(&pid)
             && !kq.is_some_and(|q| {
                 q.iter()
                     .any(|k| k.ctx_kind == CTX_SERVER && k.stream_id == ex.stream_id)
@@ -560,6 +563,7 @@ impl Contexts {
     pub fn exited(&mut self, pid: u32) {
         self.serving.retain(|k, _| k.0 != pid);
         self.goroutines.remove(&pid);
+        self.h2_servers.remove(&pid);
     }
 }
 
@@ -1029,6 +1033,7 @@ mod tests {
             ..Default::default()
         };
         c.goroutines.insert(20);
+        c.h2_servers.insert(20);
         let stream = |id: u32, tp: Option<u8>| {
             let mut e = ex(3);
             e.req_start = 100;

@@ -105,6 +105,8 @@ const COMPACT_AFTER_NS: u64 = 2_000_000_000;
 const MAX_CONNS: usize = 65_536;
 /// Kernel ids waiting for their request, per socket (more: the request was not seen).
 const KCTX_PER_SOCK: usize = 64;
+/// How often a Go HTTP/2 server not (yet) probed is asked about again.
+const H2_PROBE_RECHECK_NS: u64 = 3_000_000_000;
 
 pub struct Assembler {
     cfg: Arc<Config>,
@@ -120,6 +122,8 @@ pub struct Assembler {
     contexts: context::Contexts,
     /// The kernel's ids for requests not parsed yet, by socket (context_propagation).
     kctx: HashMap<u64, VecDeque<CtxEvent>>,
+    /// Go HTTP/2 servers found not probed, and when (event time).
+    h2_unprobed: HashMap<u32, u64>,
     /// Spans of provisional traces, waiting for a same-node link.
     waiting: Vec<Pending>,
     /// Kafka offsets produced here, for links from the polls that return them.
@@ -156,6 +160,7 @@ impl Assembler {
             untraced: HashSet::new(),
             contexts: context::Contexts::new(sampler),
             kctx: HashMap::new(),
+            h2_unprobed: HashMap::new(),
             waiting: Vec::new(),
             produced: Default::default(),
             batch: BatchBuilder::new(),
@@ -335,6 +340,30 @@ impl Assembler {
                 if let Some(side) = conn.side {
                     let client_traced = client_traced(conn.client_end, &self.untraced);
                     let mut missed = false;
+                    let pid = hdr.pid;
+                    if side == Side::Server
+                        && self.contexts.goroutines.contains(&pid)
+                        && !self.contexts.h2_servers.contains(&pid)
+                        && conn
+                            .pending
+                            .iter()
+                            .any(|e| e.stream_id != 0 && e.ctx.is_none())
+                    {
+                        // The probes may come after the process was first seen: asked
+                        // again at most once per scan of Go executables.
+                        let last = self.h2_unprobed.get(&pid).copied();
+                        if last.is_none_or(|t| hdr.ts_ns.saturating_sub(t) > H2_PROBE_RECHECK_NS) {
+                            if crate::loader::go_h2_server_probed(pid) {
+                                self.contexts.h2_servers.insert(pid);
+                                self.h2_unprobed.remove(&pid);
+                            } else {
+                                if self.h2_unprobed.len() >= MAX_CONNS {
+                                    self.h2_unprobed.clear();
+                                }
+                                self.h2_unprobed.insert(pid, hdr.ts_ns);
+                            }
+                        }
+                    }
                     for (ex, done) in self
                         .done
                         .iter_mut()
@@ -443,6 +472,7 @@ impl Assembler {
                     self.kctx.remove(&k);
                 }
                 self.procs.exit(hdr.pid);
+                self.h2_unprobed.remove(&hdr.pid);
                 self.contexts.exited(hdr.pid);
                 if self.sdk_pids.remove(&hdr.pid) {
                     stats::set(
