@@ -116,7 +116,28 @@ static __always_inline int go_h2_ids(struct go_h2_scan *s, struct thread_ctx *tc
 	return header;
 }
 
-static __always_inline int go_h2_headers(struct pt_regs *ctx, __u64 conn_off)
+/* grpc-go's http2Server.conn (at 16): the listener's *net.TCPConn for h2c, or for TLS a
+ * credentials wrapper {net.Conn (the *tls.Conn), syscall.Conn}. Each reading is checked
+ * against what the capture knows of the socket: h2c must not be TLS, TLS must be. */
+static __always_inline struct sock *grpc_conn_sock(__u64 data, __u32 *fd)
+{
+	__u64 netfd = 0, inner = 0;
+	__s64 raw = -1;
+	if (!bpf_probe_read_user(&netfd, sizeof(netfd), (void *)data) && netfd &&
+	    !bpf_probe_read_user(&raw, sizeof(raw), (void *)(netfd + 16)) && raw >= 0 && raw < 0x7fffffff) {
+		struct sock *sk = sock_of_fd(raw);
+		__u64 sid = (__u64)sk;
+		if (sk && !bpf_map_lookup_elem(&tls_socks, &sid)) {
+			*fd = raw;
+			return sk;
+		}
+	}
+	if (bpf_probe_read_user(&inner, sizeof(inner), (void *)(data + 8)) || !inner)
+		return NULL;
+	return go_conn_sock(inner, fd);
+}
+
+static __always_inline int go_h2_headers(struct pt_regs *ctx, __u64 f, __u64 conn_off, int grpc)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 pid = pid_tgid >> 32, zero = 0;
@@ -130,7 +151,7 @@ static __always_inline int go_h2_headers(struct pt_regs *ctx, __u64 conn_off)
 	/* Whatever the serve goroutine had is not this stream's. */
 	bpf_map_delete_elem(&go_ctxs, &g);
 
-	__u64 sc = ctx->ax, f = ctx->bx, hf = 0, tlsconn = 0;
+	__u64 sc = ctx->ax, hf = 0, data = 0;
 	__u32 stream = 0, fd = 0;
 	struct go_h2_scan s = {};
 	if (bpf_probe_read_user(&hf, sizeof(hf), (void *)f) || !hf ||
@@ -151,12 +172,13 @@ static __always_inline int go_h2_headers(struct pt_regs *ctx, __u64 conn_off)
 		count(COUNTER_GO_H2_UNREAD, 1);
 		return 0;
 	}
-	/* conn's data word: the *tls.Conn (go_conn_sock takes the interface's address). */
+	/* conn's data word: net/http's is the *tls.Conn (go_conn_sock takes the interface's
+	 * address: the net.Conn it starts with). */
 	struct sock *sk = NULL;
-	if (!bpf_probe_read_user(&tlsconn, sizeof(tlsconn), (void *)(sc + conn_off + 8)) && tlsconn)
-		sk = go_conn_sock(tlsconn, &fd);
+	if (!bpf_probe_read_user(&data, sizeof(data), (void *)(sc + conn_off + 8)) && data)
+		sk = grpc ? grpc_conn_sock(data, &fd) : go_conn_sock(data, &fd);
 	__u64 sid = (__u64)sk;
-	if (!sk || !bpf_map_lookup_elem(&tls_socks, &sid)) {
+	if (!sk || (!grpc && !bpf_map_lookup_elem(&tls_socks, &sid))) {
 		count(COUNTER_GO_H2_NO_SOCKET, 1);
 		return 0;
 	}
@@ -190,17 +212,26 @@ static __always_inline int go_h2_headers(struct pt_regs *ctx, __u64 conn_off)
 SEC("uprobe")
 int on_go_h2_headers(struct pt_regs *ctx)
 {
-	return go_h2_headers(ctx, 16);
+	return go_h2_headers(ctx, ctx->bx, 16, 0);
 }
 
 /* The same in go1.27's net/http/internal/http2 (serverConn.hs is an interface). */
 SEC("uprobe")
 int on_go_h2_headers_27(struct pt_regs *ctx)
 {
-	return go_h2_headers(ctx, 24);
+	return go_h2_headers(ctx, ctx->bx, 24, 0);
 }
 
-/* At a RET of processHeaders: the handler goroutine has its copy by now. */
+/* grpc-go: (*http2Server).operateHeaders(t, ctx context.Context, frame, handle), in the
+ * connection's reader goroutine, which calls handle: grpc's server starts the stream's
+ * goroutine there (`go f()`; with server workers a pooled goroutine runs it and gets none). */
+SEC("uprobe")
+int on_go_grpc_headers(struct pt_regs *ctx)
+{
+	return go_h2_headers(ctx, ctx->di, 16, 1);
+}
+
+/* At a RET of processHeaders (operateHeaders): the handler goroutine has its copy by now. */
 SEC("uprobe")
 int on_go_h2_headers_ret(struct pt_regs *ctx)
 {

@@ -76,7 +76,7 @@ pub fn attach(bpf: &mut Ebpf, path: &str) -> Result<bool, &'static str> {
     }
     if points
         .iter()
-        .any(|(name, _)| name.starts_with("on_go_h2_headers"))
+        .any(|(name, _)| *name == "on_go_h2_headers_ret")
     {
         super::goh2::note_probed(path);
     }

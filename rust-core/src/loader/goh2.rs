@@ -26,10 +26,15 @@ const HEADERS: &[(&str, &str)] = &[
         "net/http/internal/http2.(*serverConn).processHeaders",
         "on_go_h2_headers_27",
     ),
+    (
+        "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders",
+        "on_go_grpc_headers",
+    ),
 ];
 const PROGRAMS: &[&str] = &[
     "on_go_h2_headers",
     "on_go_h2_headers_27",
+    "on_go_grpc_headers",
     "on_go_h2_headers_ret",
 ];
 
