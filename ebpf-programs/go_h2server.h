@@ -14,8 +14,9 @@
  * HeadersFrame starts with FrameHeader {valid, Type, Flags u8; Length u32; StreamID u32}
  * (StreamID at 8); hpack.HeaderField = {Name, Value string; Sensitive bool} (40 bytes).
  * serverConn = {srv *Server, hs *http.Server, conn net.Conn, ...}: conn at 16; go1.27's
- * hs is an interface (ServerConfig), conn at 24. Only TLS connections are followed (the
- * conn's data word is a *tls.Conn, as tls.h reads it): h2c is counted, left without. */
+ * hs is an interface (ServerConfig), conn at 24. net/http: only TLS connections are
+ * followed (the conn's data word is a *tls.Conn, as tls.h reads it): h2c is counted, left
+ * without. grpc-go's (*http2Server).operateHeaders takes the same frame: h2c and TLS. */
 #ifndef OTELCOL_EBPF_GO_H2SERVER_H
 #define OTELCOL_EBPF_GO_H2SERVER_H
 
