@@ -8,6 +8,7 @@
 #include "ends.h"
 #include "h2.h"
 #include "tls.h"
+#include "go_h2server.h"
 
 char LICENSE[] SEC("license") = "GPL";
 

@@ -110,6 +110,8 @@ var contextCounters = []string{
 	"go_context_unknown_no_request",
 	"go_context_unknown_stale",
 	"go_context_unknown_grpc",
+	"go_context_unknown_h2_no_socket",
+	"go_context_unknown_h2_unread",
 }
 
 // gaugeCounters are core values that go up and down; all others are monotonic.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A Go net/http service with goroutine fan-out under wrk, traced vs untraced, in one run
 (part of `make bench`; alone: `python3 scripts/bench_go.py`, which also replaces its section
-of docs/benchmarks.md). test/e2e/apps/gofanout: each request makes one call on a pooled
+of docs/benchmarks.md). test/e2e/apps/gofanoutstd: each request makes one call on a pooled
 http.Client and two from new goroutines, to a Go backend (apps/goback); both built by the
 local Go, not stripped. The collector selects the two Go programs (wrk is not traced).
 Reports req/s, the apps' CPU per request, the collector's, the eBPF programs' run time,
@@ -23,7 +23,7 @@ import bench  # noqa: E402  (scripts/bench.py: collector config, metrics, CPU)
 CONNS = 16
 LEGS = ("a", "b1", "b2")
 SECTION = "## Go net/http with goroutine fan-out, traced vs untraced"
-SELECT = '{discovery: {instrument: [{exe_path: "*/gofanout"}, {exe_path: "*/goback"}]}}'
+SELECT = '{discovery: {instrument: [{exe_path: "*/gofanoutstd"}, {exe_path: "*/goback"}]}}'
 UNKNOWN = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale",
            "go_context_unprobed", "events_lost")
 # Each request its own id, so that every call can be matched to its request.
@@ -141,7 +141,7 @@ def traced(d, tag, front, back, pids, stats=False, load=None):
 
 
 def measure_go_fanout(d):
-    fanout, goback = build(d, "gofanout"), build(d, "goback")
+    fanout, goback = build(d, "gofanoutstd"), build(d, "goback")
     front, back = bench.free_port(), bench.free_port()
     apps = [subprocess.Popen([goback, str(back)]), subprocess.Popen([fanout, str(front)])]
     rows = []
@@ -176,7 +176,7 @@ def profile(d):
     gofanout's samples split into uprobe traps (the int3 of a probe, the debug exception
     of a single-stepped instruction; by the Go function hit), syscalls and the rest.
     Returns (share of all samples that are gofanout's, [(share of gofanout's, what)])."""
-    fanout, goback = build(d, "gofanout"), build(d, "goback")
+    fanout, goback = build(d, "gofanoutstd"), build(d, "goback")
     front, back = bench.free_port(), bench.free_port()
     apps = [subprocess.Popen([goback, str(back)]), subprocess.Popen([fanout, str(front)])]
     def recorded(*args):
@@ -206,7 +206,7 @@ def split_samples(data):
         if not lines:
             continue
         total += 1
-        if not lines[0].strip().startswith("gofanout"):
+        if not lines[0].strip().startswith("gofanoutstd"):
             continue
         mine += 1
         syms = [(ln.split(None, 1) + ["?"])[1] for ln in lines[1:]]  # "ip symbol"
@@ -228,7 +228,7 @@ def report(res) -> str:
     rows, hooks = res["rows"], res["hooks"]
     lines = [f"""{SECTION}
 
-`scripts/bench_go.py`: `test/e2e/apps/gofanout` (each request: one call on a pooled
+`scripts/bench_go.py`: `test/e2e/apps/gofanoutstd` (each request: one call on a pooled
 `http.Client`, then two calls from new goroutines, `sync.WaitGroup`) in front of a Go backend
 (`apps/goback`, answers "ok"), both built by the local Go ({go_version()}), not stripped;
 `wrk -t1 -c{CONNS} -d{bench.SECS}s`, each request with its own id. {len(rows)} pairs, untraced and

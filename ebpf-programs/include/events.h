@@ -75,7 +75,11 @@ enum counter {
 				    * ended (a failed dial's leftover): no parent */
 	COUNTER_GO_CTX_GRPC_NONE = 19, /* an HTTP/2 stream a Go program opened (grpc-go) whose
 					* caller's context is unknown: no parent */
-	COUNTER_MAX = 20,
+	COUNTER_GO_H2_NO_SOCKET = 20, /* a Go HTTP/2 request whose connection's socket could not be
+				       * read (not TLS): its calls get no parent */
+	COUNTER_GO_H2_UNREAD = 21, /* a Go HTTP/2 request whose header fields could not be read
+				    * (or more than the kernel looks at): its calls get no parent */
+	COUNTER_MAX = 22,
 };
 
 struct event_header {

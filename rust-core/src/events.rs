@@ -62,7 +62,9 @@ pub const COUNTER_GO_CTX_NO_GOID: u32 = 16;
 pub const COUNTER_GO_CTX_NONE: u32 = 17;
 pub const COUNTER_GO_CTX_STALE: u32 = 18;
 pub const COUNTER_GO_CTX_GRPC_NONE: u32 = 19;
-pub const COUNTER_MAX: u32 = 20;
+pub const COUNTER_GO_H2_NO_SOCKET: u32 = 20;
+pub const COUNTER_GO_H2_UNREAD: u32 = 21;
+pub const COUNTER_MAX: u32 = 22;
 
 const AF_INET: u16 = 2;
 

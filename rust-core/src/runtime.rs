@@ -275,6 +275,14 @@ fn pump(
                     events::COUNTER_GO_CTX_GRPC_NONE,
                     &stats.go_context_unknown_grpc,
                 ),
+                (
+                    events::COUNTER_GO_H2_NO_SOCKET,
+                    &stats.go_context_unknown_h2_no_socket,
+                ),
+                (
+                    events::COUNTER_GO_H2_UNREAD,
+                    &stats.go_context_unknown_h2_unread,
+                ),
             ] {
                 stats::set(c, kernel.maps.counter(idx));
             }

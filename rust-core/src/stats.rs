@@ -177,6 +177,12 @@ counters! {
     /// HTTP/2 streams a Go program opened (grpc-go calls) whose caller's context the
     /// kernel did not know: sent without a parent.
     go_context_unknown_grpc,
+    /// Go HTTP/2 requests whose connection's socket the kernel could not read (not a TLS
+    /// connection): their calls go without a parent.
+    go_context_unknown_h2_no_socket,
+    /// Go HTTP/2 requests whose header fields the kernel could not read (or more than it
+    /// looks at): their calls go without a parent.
+    go_context_unknown_h2_unread,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

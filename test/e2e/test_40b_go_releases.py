@@ -2,7 +2,7 @@
 release of Go's register ABI (1.18), the last with the old function epilogue
 (`MOVQ n(SP), BP; ADDQ $n, SP; RET`, 1.20) and the newest (1.27). Each toolchain comes from
 the module proxy (`GOTOOLCHAIN=<release> go ...`; scripts/deps.sh fetches them ahead).
-The gofanout app (a pooled call and a fan-out of two goroutines per request) built by each:
+The gofanoutstd app (a pooled call and a fan-out of two goroutines per request) built by each:
 every call is the child of its request, every callee request the child of its call; and
 HTTPS over crypto/tls built by each: spans on both ends, linked."""
 
@@ -46,7 +46,7 @@ def path_startswith(prefix):
 
 def test_go_calls_are_children_of_their_request(collector, procs, release, tmp_path):
     # Stripped (no symbol table): the functions come from .gopclntab in every release.
-    fanout = go_build_release(release, tmp_path, "gofanout", "-ldflags=-s -w")
+    fanout = go_build_release(release, tmp_path, "gofanoutstd", "-ldflags=-s -w")
     front, back = free_port(), free_port()
     start_app(procs, back, env_extra={"OTEL_SERVICE_NAME": "backend"})
     p = procs.spawn([fanout, front], env_extra={"OTEL_SERVICE_NAME": "gofanout"}, name="gofanout")

@@ -25,6 +25,7 @@ const PROGRAMS: &[&str] = &[
 ];
 
 pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
+    super::goh2::load(bpf)?;
     super::tls::load_uprobes(bpf, PROGRAMS)?;
     super::gogrpc::load(bpf)
 }
@@ -65,6 +66,7 @@ pub(super) fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str
         } else if !rets.is_empty() {
             out.push(("on_go_newproc", np));
             out.extend(rets.into_iter().map(|r| ("on_go_newproc_ret", r)));
+            out.extend(super::goh2::sites(&file)?); // needs newproc1 for its handlers
         }
     }
     Ok(out)
@@ -78,6 +80,12 @@ pub fn attach(bpf: &mut Ebpf, path: &str) -> Result<bool, &'static str> {
         let at = UProbeAttachLocation::AbsoluteOffset(offset);
         p.attach(at, path, UProbeScope::AllProcesses)
             .map_err(|_| "uprobe attach refused")?;
+    }
+    if points
+        .iter()
+        .any(|(name, _)| *name == "on_go_h2_headers_ret")
+    {
+        super::goh2::note_probed(path);
     }
     Ok(!points.is_empty())
 }

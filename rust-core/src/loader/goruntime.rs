@@ -176,7 +176,7 @@ mod tests {
         let dir = scratch("sites");
         for release in RELEASES {
             for flags in [&[][..], &["-ldflags=-s -w"][..]] {
-                let exe = build(release, &dir, "test/e2e/apps/gofanout/main.go", flags);
+                let exe = build(release, &dir, "test/e2e/apps/gofanoutstd/main.go", flags);
                 let sites = super::super::goctx::sites(&exe).unwrap();
                 let count = |name| sites.iter().filter(|(p, _)| *p == name).count();
                 for once in [

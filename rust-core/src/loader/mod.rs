@@ -4,7 +4,9 @@
 mod caps;
 mod goctx;
 mod gogrpc;
+mod goh2;
 mod gonewproc;
+pub use goh2::probed as go_h2_server_probed;
 mod gopclntab;
 mod goruntime;
 mod gotls;

@@ -27,7 +27,8 @@ use std::net::IpAddr;
 use super::ids::{IdGen, Sampler, SpanCtx, TraceParent, HAS_IS_REMOTE, IS_REMOTE};
 use crate::conn::{Exchange, LinkKey, Peer, Side};
 use crate::events::{
-    CtxEvent, CTX_CALLER, CTX_FLAG_AMBIGUOUS, CTX_FLAG_GOROUTINE, CTX_INJECTED, CTX_SERVER,
+    CtxEvent, CTX_CALLER, CTX_FLAG_AMBIGUOUS, CTX_FLAG_GOROUTINE, CTX_FLAG_HEADER, CTX_INJECTED,
+    CTX_SERVER,
 };
 use crate::stats::{self, Stats};
 
@@ -87,6 +88,9 @@ pub struct Contexts {
     pub propagating: bool,
     /// Processes whose threads do not tell which request a call serves (Go).
     pub goroutines: HashSet<u32>,
+    /// Go processes whose HTTP/2 server the kernel follows (its streams' ids come as
+    /// `CTX_SERVER` with the stream id).
+    pub h2_servers: HashSet<u32>,
     /// Decides the traces started here (the kernel decides those it starts).
     pub sampler: Sampler,
 }
@@ -101,6 +105,15 @@ fn take_server(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEven
     let pos = kq
         .iter()
         .position(|k| k.ctx_kind == CTX_SERVER && k.hdr.ts_ns == ts && k.hdr.tid == tid)?;
+    kq.remove(pos)
+}
+
+/// The kernel's ids for the HTTP/2 request that opened `stream` (Go's net/http server:
+/// ebpf-programs/go_h2server.h), reported when the serve goroutine took its HEADERS.
+fn take_server_stream(kq: &mut VecDeque<CtxEvent>, stream: u32) -> Option<CtxEvent> {
+    let pos = kq
+        .iter()
+        .position(|k| k.ctx_kind == CTX_SERVER && k.stream_id == stream)?;
     kq.remove(pos)
 }
 
@@ -197,6 +210,7 @@ impl Contexts {
         let mut kq = kq;
         let header = ex.traceparent().map(TraceParent::parse);
         let kernel = kq.as_deref_mut().and_then(|q| match side {
+            Side::Server if ex.stream_id != 0 => take_server_stream(q, ex.stream_id),
             Side::Server => take_server(q, ex.req_start, ex.tid),
             // A request with its own header was not touched.
             Side::Client if header.is_none() && ex.stream_id != 0 => {
@@ -279,6 +293,10 @@ impl Contexts {
                 ctx
             }
             (Side::Server, None) => {
+                if kernel.is_some_and(|k| k.ctx_flags & CTX_FLAG_HEADER != 0) {
+                    // The kernel took a header this request does not have here.
+                    stats::inc(&stats.context_mismatch);
+                }
                 self.server_root(key, ex.req_start, client_traced, kernel.as_ref(), stats)
             }
         };
@@ -292,6 +310,27 @@ impl Contexts {
         }
         ex.ctx = Some(ctx);
         missed
+    }
+
+    /// Whether `ex`, an HTTP/2 request a Go server is reading, should wait for its ids:
+    /// the kernel reports them when the serve goroutine takes the HEADERS, after the
+    /// read userspace parsed them from (and before the response can be written).
+    pub fn awaits_kernel(
+        &self,
+        pid: u32,
+        side: Side,
+        ex: &Exchange,
+        kq: Option<&VecDeque<CtxEvent>>,
+    ) -> bool {
+        side == Side::Server
+            && ex.ctx.is_none()
+            && ex.stream_id != 0
+            && self.propagating
+            && self.h2_servers.contains(&pid)
+            && !kq.is_some_and(|q| {
+                q.iter()
+                    .any(|k| k.ctx_kind == CTX_SERVER && k.stream_id == ex.stream_id)
+            })
     }
 
     /// A pushed message's CONSUMER span: the child of the message's context (its first
@@ -558,6 +597,7 @@ impl Contexts {
     pub fn exited(&mut self, pid: u32) {
         self.serving.retain(|k, _| k.0 != pid);
         self.goroutines.remove(&pid);
+        self.h2_servers.remove(&pid);
     }
 }
 
@@ -1128,6 +1168,76 @@ mod tests {
         );
         assert!(missed.ctx.is_some());
         assert_eq!(count(&stats.requests_not_injected), 1);
+    }
+
+    /// What go_h2server.h reports when the serve goroutine takes a stream's HEADERS.
+    fn h2_server_ctx(stream: u32, trace: u8, span: u8, header: bool) -> CtxEvent {
+        let mut k = kctx(CTX_SERVER, 500, 9, trace, span, 0);
+        k.stream_id = stream;
+        k.ctx_flags = if header { CTX_FLAG_HEADER } else { 0 };
+        k
+    }
+
+    #[test]
+    fn go_http2_streams_wait_for_and_take_the_kernel_ids_of_their_own_stream() {
+        let stats = Stats::default();
+        let (_, sp) = peers(7);
+        let mut c = Contexts {
+            propagating: true,
+            ..Default::default()
+        };
+        c.goroutines.insert(20);
+        c.h2_servers.insert(20);
+        let stream = |id: u32, tp: Option<u8>| {
+            let mut e = ex(3);
+            e.req_start = 100;
+            e.stream_id = id;
+            req(&mut e).traceparent =
+                tp.map(|t| format!("00-{}-{}-01", format!("{t:02x}").repeat(16), "0a".repeat(8)));
+            e
+        };
+        let (mut s1, mut s3, mut s5) = (stream(1, None), stream(3, Some(5)), stream(5, Some(5)));
+        // Read before the kernel's ids came (they come when the serve goroutine takes
+        // the HEADERS): a Go server's stream waits; another process's does not.
+        let mut kq: VecDeque<CtxEvent> = VecDeque::new();
+        assert!(c.awaits_kernel(20, Side::Server, &s1, Some(&kq)));
+        assert!(c.awaits_kernel(20, Side::Server, &s1, None));
+        assert!(!c.awaits_kernel(21, Side::Server, &s1, Some(&kq)));
+        assert!(!c.awaits_kernel(20, Side::Client, &s1, Some(&kq)));
+        kq.extend([
+            h2_server_ctx(1, 4, 6, false),
+            h2_server_ctx(3, 5, 7, true),
+            h2_server_ctx(5, 9, 8, true),
+        ]);
+        assert!(!c.awaits_kernel(20, Side::Server, &s3, Some(&kq)));
+        let mut assign = |e: &mut Exchange, kq: &mut VecDeque<CtxEvent>| {
+            c.assign(20, Side::Server, &sp, false, false, e, Some(kq), &stats);
+            e.ctx.clone().unwrap()
+        };
+        // Out of order: each stream takes its own.
+        let c3 = assign(&mut s3, &mut kq);
+        assert_eq!(
+            (c3.trace_id, c3.span_id, c3.parent_span_id),
+            ([5; 16], [7; 8], Some([0x0a; 8]))
+        );
+        let c1 = assign(&mut s1, &mut kq);
+        assert_eq!(
+            (c1.trace_id, c1.span_id, c1.parent_span_id),
+            ([4; 16], [6; 8], None)
+        );
+        assert_eq!(count(&stats.context_mismatch), 0);
+        // The kernel read another trace than the header userspace decoded: counted, the
+        // header's trace wins for the span, the kernel's span id (its calls' parent) stays.
+        let c5 = assign(&mut s5, &mut kq);
+        assert_eq!((c5.trace_id, c5.span_id), ([5; 16], [8; 8]));
+        assert_eq!(count(&stats.context_mismatch), 1);
+        assert!(kq.is_empty());
+        // A header the kernel took that userspace did not see: counted too.
+        let mut s7 = stream(7, None);
+        kq.push_back(h2_server_ctx(7, 6, 9, true));
+        let c7 = assign(&mut s7, &mut kq);
+        assert_eq!((c7.trace_id, c7.span_id), ([6; 16], [9; 8]));
+        assert_eq!(count(&stats.context_mismatch), 2);
     }
 
     #[test]

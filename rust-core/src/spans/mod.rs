@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::conn::{Conn, Done, Side};
-use crate::events::{cstr, CtxEvent, Event, PeerEnd, PROC_EXCLUDED, PROC_TRACED};
+use crate::events::{cstr, CtxEvent, Event, PeerEnd, CTX_SERVER, PROC_EXCLUDED, PROC_TRACED};
 use crate::otlp::BatchBuilder;
 use crate::process::{
     listens_on, ListenProbe, OwnEndpoints, ProcReader, ProcessInfo, ProcessTable,
@@ -105,6 +105,8 @@ const COMPACT_AFTER_NS: u64 = 2_000_000_000;
 const MAX_CONNS: usize = 65_536;
 /// Kernel ids waiting for their request, per socket (more: the request was not seen).
 const KCTX_PER_SOCK: usize = 64;
+/// How often a Go HTTP/2 server not (yet) probed is asked about again.
+const H2_PROBE_RECHECK_NS: u64 = 3_000_000_000;
 
 pub struct Assembler {
     cfg: Arc<Config>,
@@ -120,6 +122,8 @@ pub struct Assembler {
     contexts: context::Contexts,
     /// The kernel's ids for requests not parsed yet, by socket (context_propagation).
     kctx: HashMap<u64, VecDeque<CtxEvent>>,
+    /// Go HTTP/2 servers found not probed, and when (event time).
+    h2_unprobed: HashMap<u32, u64>,
     /// Spans of provisional traces, waiting for a same-node link.
     waiting: Vec<Pending>,
     /// Kafka offsets produced here, for links from the polls that return them.
@@ -158,6 +162,7 @@ impl Assembler {
             untraced: HashSet::new(),
             contexts: context::Contexts::new(sampler),
             kctx: HashMap::new(),
+            h2_unprobed: HashMap::new(),
             waiting: Vec::new(),
             produced: Default::default(),
             batch: BatchBuilder::new(),
@@ -343,14 +348,46 @@ impl Assembler {
                 if let Some(side) = conn.side {
                     let client_traced = client_traced(conn.client_end, &self.untraced);
                     let mut missed = false;
-                    for ex in self
+                    let pid = hdr.pid;
+                    if side == Side::Server
+                        && self.contexts.goroutines.contains(&pid)
+                        && !self.contexts.h2_servers.contains(&pid)
+                        && conn
+                            .pending
+                            .iter()
+                            .any(|e| e.stream_id != 0 && e.ctx.is_none())
+                    {
+                        // The probes may come after the process was first seen: asked
+                        // again at most once per scan of Go executables.
+                        let last = self.h2_unprobed.get(&pid).copied();
+                        if last.is_none_or(|t| hdr.ts_ns.saturating_sub(t) > H2_PROBE_RECHECK_NS) {
+                            if crate::loader::go_h2_server_probed(pid) {
+                                self.contexts.h2_servers.insert(pid);
+                                self.h2_unprobed.remove(&pid);
+                            } else {
+                                if self.h2_unprobed.len() >= MAX_CONNS {
+                                    self.h2_unprobed.clear();
+                                }
+                                self.h2_unprobed.insert(pid, hdr.ts_ns);
+                            }
+                        }
+                    }
+                    for (ex, done) in self
                         .done
                         .iter_mut()
-                        .map(|d| &mut d.ex)
-                        .chain(conn.pending.iter_mut())
+                        .map(|d| (&mut d.ex, true))
+                        .chain(conn.pending.iter_mut().map(|ex| (ex, false)))
                     {
                         exports |= side == Side::Client && ex.ctx.is_none() && is_otlp_export(ex);
                         let kq = self.kctx.get_mut(&key);
+                        // (Its ids, when the kernel gives them, come after this read.)
+                        if !done
+                            && self
+                                .contexts
+                                .awaits_kernel(hdr.pid, side, ex, kq.as_deref())
+                        {
+                            continue;
+                        }
                         missed |= self.contexts.assign(
                             hdr.pid,
                             side,
@@ -416,7 +453,11 @@ impl Assembler {
                 if q.len() >= KCTX_PER_SOCK {
                     q.pop_front();
                 }
+                let (sock, stream, kind) = (c.hdr.sock_id, c.stream_id, c.ctx_kind);
                 q.push_back(c);
+                if kind == CTX_SERVER && stream != 0 {
+                    self.server_stream_ids(sock, stream);
+                }
                 None
             }
             Event::Close { hdr } => {
@@ -439,6 +480,7 @@ impl Assembler {
                     self.kctx.remove(&k);
                 }
                 self.procs.exit(hdr.pid);
+                self.h2_unprobed.remove(&hdr.pid);
                 self.contexts.exited(hdr.pid);
                 if self.sdk_pids.remove(&hdr.pid) {
                     stats::set(
@@ -512,6 +554,36 @@ impl Assembler {
         self.finish(conn.pid, &conn.comm, &conn.peer, conn.client_end, key);
         if let Some(side) = conn.side {
             self.contexts.closed(side, &conn.peer);
+        }
+    }
+
+    /// A Go HTTP/2 server took stream `stream`'s HEADERS (its ids came): the request,
+    /// read before, takes them now, before the calls made for it are seen.
+    fn server_stream_ids(&mut self, sock: u64, stream: u32) {
+        let Some(conn) = self.conns.get_mut(&sock) else {
+            return;
+        };
+        if conn.side != Some(Side::Server) {
+            return;
+        }
+        let traced = client_traced(conn.client_end, &self.untraced);
+        let kq = self.kctx.get_mut(&sock);
+        if let Some(ex) = conn
+            .pending
+            .iter_mut()
+            .find(|ex| ex.stream_id == stream && ex.ctx.is_none())
+        {
+            let pid = conn.pid;
+            self.contexts.assign(
+                pid,
+                Side::Server,
+                &conn.peer,
+                traced,
+                false,
+                ex,
+                kq,
+                &self.stats,
+            );
         }
     }
 

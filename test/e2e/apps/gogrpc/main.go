@@ -4,6 +4,8 @@
 //	gogrpc server PORT [tls]       serves demo.Shop: Get (unary; "fail" ends with
 //	                               NOT_FOUND), Blob (unary; a reply of the size the request
 //	                               names), List (server streaming: 3 messages, 50 ms apart)
+//	                               With GOGRPC_BACKEND=<port>, Get first GETs
+//	                               127.0.0.1:<port>/users/<item> over HTTP/1.
 //	gogrpc client ADDR N [tls]     on ONE connection, concurrently: N Get, N Blob of 256 KiB;
 //	                               then one List and one failing Get; prints one JSON line
 package main
@@ -21,6 +23,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -60,6 +63,8 @@ func cert() tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
+var backend = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
 var shop = grpc.ServiceDesc{
 	ServiceName: "demo.Shop",
 	HandlerType: (*any)(nil),
@@ -71,6 +76,15 @@ var shop = grpc.ServiceDesc{
 			}
 			if string(in) == "fail" {
 				return nil, status.Error(codes.NotFound, "no such item")
+			}
+			if back := os.Getenv("GOGRPC_BACKEND"); back != "" {
+				// A call out from the handler (test_42): GET 127.0.0.1:<port>/users/<item>.
+				resp, err := backend.Get("http://127.0.0.1:" + back + "/users/" + string(in))
+				if err != nil {
+					return nil, status.Error(codes.Unavailable, err.Error())
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
 			}
 			out := []byte("item:" + string(in))
 			return &out, nil
