@@ -60,12 +60,17 @@ pub(super) fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str
     }
     if let Ok(Some((np, rets))) = entry(NEWPROC) {
         // The new g where runtime.newproc queues it (one trap), else at newproc1's RETs.
-        if let Some(at) = super::gonewproc::queued_site(&file) {
-            out.push(("on_go_newproc", np));
-            out.push(("on_go_newproc_queued", at));
+        let inherit = if let Some(at) = super::gonewproc::queued_site(&file) {
+            out.extend([("on_go_newproc", np), ("on_go_newproc_queued", at)]);
+            true
         } else if !rets.is_empty() {
             out.push(("on_go_newproc", np));
             out.extend(rets.into_iter().map(|r| ("on_go_newproc_ret", r)));
+            true
+        } else {
+            false
+        };
+        if inherit {
             out.extend(super::goh2::sites(&file)?); // needs newproc1 for its handlers
         }
     }

@@ -233,15 +233,29 @@ impl GoTls {
         }
     }
 
-    fn probe(&mut self, bpf: &mut Ebpf, path: &str, id: (u64, u64)) {
+    fn probe(&mut self, bpf: &mut Ebpf, proc_path: &str, id: (u64, u64)) {
+        // The file by its own name when this process sees it there (the same file): a
+        // short-lived program (a compiler's tools) takes /proc/<pid>/exe away with it.
+        let linked = std::fs::read_link(proc_path).ok();
+        let own_name = linked
+            .as_ref()
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == id));
+        let path = match own_name.and_then(|p| p.to_str()) {
+            Some(p) => p.to_string(),
+            None => proc_path.to_string(),
+        };
+        let path = path.as_str();
+        if std::fs::File::open(path).is_err() {
+            return; // gone before it was looked at: not seen
+        }
         self.seen.insert(id);
         if !is_go_binary(path) {
             return;
         }
-        // The link names the file, not /proc/<pid>/exe (that pid may go).
-        let shown = std::fs::read_link(path)
+        let shown = linked
+            .as_ref()
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| path.to_string());
+            .unwrap_or_else(|| path.to_string());
         // Goroutine context (net/http hand-offs, goroutine creation); a program
         // that cannot be followed keeps its calls parentless.
         if let Err(why) = super::goctx::attach(bpf, path) {
