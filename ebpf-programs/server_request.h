@@ -23,6 +23,43 @@ static __always_inline int peer_may_be_traced(const struct data_event *e)
 	return *st != PROC_EXCLUDED;
 }
 
+/* A 1-byte read by a Go program: net/http's background reader (watching for the client
+ * closing while a handler runs) takes the first byte of the next keep-alive request, and
+ * the serving goroutine's read then starts in its second. Kept per socket so that read is
+ * still seen as a request start. */
+struct held_byte {
+	__u64 ts_ns; /* the 1-byte read's record: userspace starts the request there */
+	__u8 b;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); /* sock_id */
+	__type(value, struct held_byte);
+} go_held_bytes SEC(".maps");
+
+/* For a read that does not start a request: keeps a Go program's 1-byte read, or returns
+ * the byte a Go program read just before this read on the same socket (removed). */
+static __always_inline int go_held(const struct data_event *e, struct held_byte *out)
+{
+	__u32 pid = e->hdr.pid;
+	if (!bpf_map_lookup_elem(&no_thread_ctx, &pid))
+		return 0;
+	__u64 sid = e->hdr.sock_id;
+	if (e->total_len == 1 && e->captured_len == 1) {
+		struct held_byte hb = {.ts_ns = e->hdr.ts_ns, .b = e->data[0]};
+		bpf_map_update_elem(&go_held_bytes, &sid, &hb, BPF_ANY);
+		return 0;
+	}
+	struct held_byte *hb = bpf_map_lookup_elem(&go_held_bytes, &sid);
+	if (!hb)
+		return 0;
+	*out = *hb;
+	bpf_map_delete_elem(&go_held_bytes, &sid);
+	return 1;
+}
+
 /* server_request's verdicts on a read. */
 #define REQ_NONE 0 /* no request starts here */
 #define REQ_KEEP 1 /* a request starts: record it */
@@ -43,15 +80,31 @@ static __noinline int server_request(struct data_event *e, __u64 pid_tgid)
 	__u32 zero = 0;
 	__u32 n = e->captured_len;
 	int amqp = n >= 32 && amqp_delivery_start(e->data);
-	if (!amqp && (n < 16 || !method_start((const char *)e->data)))
-		return REQ_NONE;
+	struct held_byte held = {};
+	int after_held = 0;
+	if (!amqp && (n < 16 || !method_start((const char *)e->data))) {
+		after_held = (n == 1 || n >= 15) && go_held(e, &held);
+		if (!after_held)
+			return REQ_NONE;
+	}
 	struct hdr_buf *h = bpf_map_lookup_elem(&hdr_bufs, &zero);
 	struct thread_ctx *tc = bpf_map_lookup_elem(&ctx_tmpl, &zero);
 	if (!h || !tc)
 		return REQ_NONE;
-	BOUND(n, SCAN_MAX - 1);
-	if (bpf_probe_read_kernel(h->b, n, e->data))
-		return REQ_NONE;
+	if (after_held) {
+		/* The request as the app reads it: the held byte, then this read. */
+		if (n > SCAN_MAX - 2)
+			n = SCAN_MAX - 2;
+		BOUND(n, SCAN_MAX - 1);
+		h->b[0] = held.b;
+		if (bpf_probe_read_kernel(&h->b[1], n, e->data) || !method_start(h->b))
+			return REQ_NONE;
+		n++;
+	} else {
+		BOUND(n, SCAN_MAX - 1);
+		if (bpf_probe_read_kernel(h->b, n, e->data))
+			return REQ_NONE;
+	}
 	struct scan s = {};
 	int delivery = 0;
 	if (amqp) {
@@ -129,9 +182,9 @@ report:
 
 	ev.hdr.kind = EVENT_CTX;
 	ev.hdr.pid = e->hdr.pid;
-	ev.hdr.tid = e->hdr.tid;
+	ev.hdr.tid = e->hdr.tid; /* userspace: the thread whose read completed the head */
 	ev.hdr.fd = e->hdr.fd;
-	ev.hdr.ts_ns = e->hdr.ts_ns;
+	ev.hdr.ts_ns = after_held ? held.ts_ns : e->hdr.ts_ns;
 	ev.hdr.sock_id = sid;
 	__builtin_memcpy(ev.trace_id, tc->trace_id, 16);
 	__builtin_memcpy(ev.span_id, tc->span_id, 8);
