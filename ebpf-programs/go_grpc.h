@@ -88,21 +88,6 @@ int on_go_grpc_put(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Whether `caller` still works for the request of `tc`. */
-static __always_inline int go_grpc_live(__u32 pid, __u64 caller, struct thread_ctx *tc)
-{
-	struct go_key c = {.pid = pid, .id = caller};
-	struct thread_ctx *now = bpf_map_lookup_elem(&go_ctxs, &c);
-	if (!now)
-		return 0;
-	__u64 a[3], b[3];
-	__builtin_memcpy(a, now->trace_id, 16);
-	__builtin_memcpy(&a[2], now->span_id, 8);
-	__builtin_memcpy(b, tc->trace_id, 16);
-	__builtin_memcpy(&b[2], tc->span_id, 8);
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2];
-}
-
 /* (*loopyWriter).writeHeader(l, streamID, endStream, hf, onWrite): RAX l, RBX streamID,
  * RCX endStream, RDI/RSI/R8 hf (ptr, len, cap), in the connection's writer goroutine. */
 SEC("uprobe")
@@ -116,7 +101,7 @@ int on_go_grpc_write_header(struct pt_regs *ctx)
 		return 0;
 	struct go_stream_key s = {.pid = pid, .stream = (__u32)ctx->bx};
 	if (c->hf_len == ctx->si && !goid_of(pid, ctx->r14, &s.goid)) {
-		if (go_grpc_live(pid, c->goid, tc))
+		if (go_still_serving(pid, c->goid, tc))
 			bpf_map_update_elem(&go_grpc_streams, &s, tc, BPF_ANY);
 		else
 			count(COUNTER_GO_CTX_STALE, 1);

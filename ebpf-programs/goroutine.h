@@ -134,13 +134,11 @@ int on_go_round_trip(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Whether the goroutine that handed `tc` over still works for that request. */
-static __always_inline int go_handoff_live(struct go_key *r, struct thread_ctx *tc)
+/* Whether goroutine `caller` of `pid` still works for the request of `tc` (a hand-off
+ * left behind never parents a later request). */
+static __always_inline int go_still_serving(__u32 pid, __u64 caller, struct thread_ctx *tc)
 {
-	__u64 *caller = bpf_map_lookup_elem(&go_req_callers, r);
-	if (!caller)
-		return 0;
-	struct go_key c = {.pid = r->pid, .id = *caller};
+	struct go_key c = {.pid = pid, .id = caller};
 	struct thread_ctx *now = bpf_map_lookup_elem(&go_ctxs, &c);
 	if (!now)
 		return 0;
@@ -150,6 +148,13 @@ static __always_inline int go_handoff_live(struct go_key *r, struct thread_ctx *
 	__builtin_memcpy(b, tc->trace_id, 16);
 	__builtin_memcpy(&b[2], tc->span_id, 8);
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2];
+}
+
+/* Whether the goroutine that handed `tc` over still works for that request. */
+static __always_inline int go_handoff_live(struct go_key *r, struct thread_ctx *tc)
+{
+	__u64 *caller = bpf_map_lookup_elem(&go_req_callers, r);
+	return caller && go_still_serving(r->pid, *caller, tc);
 }
 
 /* net/http.(*Request).write(r, ...), in the connection's writeLoop goroutine: the writer
