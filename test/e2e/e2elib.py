@@ -452,9 +452,11 @@ class Collector:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self, timeout: float = 30) -> int | None:
+    def stop(self, timeout: float = 120) -> int | None:
         """SIGTERM, wait for exit (SIGKILL past the timeout); returns the exit code, or
-        None when it had to be killed."""
+        None when it had to be killed. The wait is long because the kernel removes each
+        uprobe with its own grace period (~0.1 s here, 2-3 s per Go program using net/http),
+        even from a killed process: the collector the Go tests share probes dozens."""
         p = self.proc
         if p is None:
             return self.returncode
@@ -464,7 +466,7 @@ class Collector:
                 self.returncode = p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
-                p.wait(timeout=10)
+                p.wait(timeout=60)
                 self.returncode = None
         else:
             self.returncode = p.returncode

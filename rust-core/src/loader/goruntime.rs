@@ -1,6 +1,7 @@
 //! What the kernel needs to know about a Go program's runtime to tell goroutines apart
-//! (issue 14): the Go release, read from the build info every Go 1.18+ program carries
-//! (stripped or not), and from it where `runtime.g` keeps the goroutine id.
+//! (issue 14): where `runtime.g` keeps the goroutine id. The program's own DWARF says it
+//! exactly when it has one (godwarf.rs, any release); a stripped program gets it from
+//! its Go release, read from the build info every Go 1.18+ program carries, and a table.
 //!
 //! The current goroutine's `g` is in R14 in Go's register ABI (Go 1.17+ on amd64): at
 //! a uprobe placed after a function's stack check (which itself reads `16(R14)`), and at
@@ -8,14 +9,9 @@
 //! (`internal/runtime/syscall.Syscall6`, `runtime/internal/syscall.Syscall6` in 1.21,
 //! `syscall.Syscall.abi0` in 1.18) never writes R14 and the kernel restores it.
 
-/// The Go release (major, minor) written in `.go.buildinfo` (`go1.26.8`, `go1.23rc1`,
-/// `go1.22.1 X:loopvar`). None: not the inline layout of Go 1.18+, or a development build
-/// whose runtime layout no release table describes.
-pub fn go_release(info: &[u8]) -> Option<(u32, u32)> {
-    parse_release(crate::buildinfo::go_version(info)?)
-}
-
-/// ("go1.26.8" ...) -> (1, 26).
+/// The Go release (major, minor) of a version written in `.go.buildinfo` (`go1.26.8`,
+/// `go1.23rc1`, `go1.22.1 X:loopvar` -> (1, 26) ...). None: a development build, whose
+/// runtime layout no release table describes.
 pub fn parse_release(version: &str) -> Option<(u32, u32)> {
     let rest = version.strip_prefix("go")?;
     let (major, rest) = rest.split_once('.')?;
@@ -23,10 +19,11 @@ pub fn parse_release(version: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-/// Offset of `goid` in `runtime.g` on amd64, per release. Read from the DWARF of real
-/// builds (scripts/goid-offset; go1.18.10, 1.19.13, 1.20.14, 1.21.13, 1.22.12: 152;
-/// 1.23.12, 1.24.13: 160, `syscallbp` added; 1.25.9, 1.26.8, 1.27.3: 152, `gobuf.ret`
-/// removed). A release after the last one measured is not guessed.
+/// Offset of `goid` in `runtime.g` on amd64, per release, for stripped programs. Read
+/// from the DWARF of real builds (scripts/goid-offset; go1.18.10, 1.19.13, 1.20.14,
+/// 1.21.13, 1.22.12: 152; 1.23.12, 1.24.13: 160, `syscallbp` added; 1.25.9, 1.26.8,
+/// 1.27.3: 152, `gobuf.ret` removed). A release after the last one measured is not
+/// guessed.
 pub fn goid_offset(release: (u32, u32)) -> Option<u64> {
     match release {
         (1, 18..=22) => Some(152),
@@ -41,13 +38,36 @@ pub fn goid_offset_of(path: &str) -> Result<u64, &'static str> {
     let data = std::fs::read(path).map_err(|_| "unreadable")?;
     let file = object::File::parse(&*data).map_err(|_| "not an ELF file")?;
     let info = super::gotls::go_buildinfo(&file)?;
-    let release = go_release(info).ok_or("Go older than 1.18 or a development build")?;
-    goid_offset(release).ok_or("a Go release without a known runtime.g layout")
+    // Go 1.18+ writes its version inline; older programs are left out even with DWARF
+    // (the table was never checked for them, and g is in R14 only from 1.17).
+    let version = crate::buildinfo::go_version(info).ok_or("Go older than 1.18")?;
+    choose(parse_release(version), super::godwarf::goid_offset(&file))
+}
+
+/// The DWARF's offset when there is one (it describes this very build, so it wins over
+/// the table, and covers releases after the table and development builds); else the
+/// table's for the release.
+fn choose(release: Option<(u32, u32)>, dwarf: Option<u64>) -> Result<u64, &'static str> {
+    let table = release.and_then(goid_offset);
+    match (dwarf, table) {
+        (Some(off), Some(t)) if off != t => {
+            log::debug!("goid at {off} per the DWARF, {t} per the table for {release:?}");
+            Ok(off)
+        }
+        (Some(off), _) => Ok(off),
+        (None, Some(t)) => Ok(t),
+        (None, None) if release.is_none() => Err("a stripped development build of Go"),
+        (None, None) => Err("a stripped Go release without a known runtime.g layout"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn go_release(info: &[u8]) -> Option<(u32, u32)> {
+        parse_release(crate::buildinfo::go_version(info)?)
+    }
 
     fn info(version: &str) -> Vec<u8> {
         let mut b = b"\xff Go buildinf:".to_vec();
@@ -167,8 +187,39 @@ mod tests {
                 "{version}"
             );
             assert_eq!(goid_offset_of(&exe), Ok(off), "{version}");
+            // The Rust DWARF reader agrees with Go's debug/dwarf.
+            let data = std::fs::read(&exe).unwrap();
+            let file = object::File::parse(&*data).unwrap();
+            assert_eq!(
+                super::super::godwarf::goid_offset(&file),
+                Some(off),
+                "{version}"
+            );
+            // Stripped: no DWARF, the table's offset.
+            let exe = build(
+                release,
+                &dir,
+                "scripts/goid-offset/main.go",
+                &["-ldflags=-s -w"],
+            );
+            let data = std::fs::read(&exe).unwrap();
+            let file = object::File::parse(&*data).unwrap();
+            assert_eq!(super::super::godwarf::goid_offset(&file), None, "{version}");
+            assert_eq!(goid_offset_of(&exe), Ok(off), "{version} stripped");
         }
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_dwarf_wins_over_the_table() {
+        assert_eq!(choose(Some((1, 26)), Some(152)), Ok(152));
+        assert_eq!(choose(Some((1, 26)), Some(168)), Ok(168));
+        assert_eq!(choose(Some((1, 26)), None), Ok(152));
+        // A release after the table, or a development build: only with DWARF.
+        assert_eq!(choose(Some((1, 40)), Some(176)), Ok(176));
+        assert_eq!(choose(None, Some(176)), Ok(176));
+        assert!(choose(Some((1, 40)), None).is_err());
+        assert!(choose(None, None).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod caps;
 mod goctx;
+mod godwarf;
 mod gogrpc;
 mod goh2;
 mod gonewproc;
