@@ -16,6 +16,14 @@
 /* sock_info.caller: 0 = nothing reported on this socket yet; this = "no request". */
 #define CALLER_NONE (~0ULL)
 
+/* The record being built: off the stack, which emit_call's callers use up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ctx_event);
+} go_caller_ev SEC(".maps");
+
 /* A send by `h`'s thread on `h`'s socket. Global: verified once, not per caller. */
 __noinline int go_caller(struct event_header *h, struct sock_info *si)
 {
@@ -38,16 +46,20 @@ __noinline int go_caller(struct event_header *h, struct sock_info *si)
 		__builtin_memcpy(&span, tc->span_id, 8);
 	if (si && si->caller == span)
 		return 0;
-	struct ctx_event ev = {};
-	ev.hdr = *h;
-	ev.hdr.kind = EVENT_CTX;
-	ev.ctx_kind = CTX_CALLER;
+	__u32 zero = 0;
+	struct ctx_event *ev = bpf_map_lookup_elem(&go_caller_ev, &zero);
+	if (!ev)
+		return 0;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->hdr = *h;
+	ev->hdr.kind = EVENT_CTX;
+	ev->ctx_kind = CTX_CALLER;
 	if (tc) {
-		__builtin_memcpy(ev.trace_id, tc->trace_id, 16);
-		__builtin_memcpy(ev.parent_span_id, tc->span_id, 8);
-		ev.trace_flags = tc->flags;
+		__builtin_memcpy(ev->trace_id, tc->trace_id, 16);
+		__builtin_memcpy(ev->parent_span_id, tc->span_id, 8);
+		ev->trace_flags = tc->flags;
 	}
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), BPF_RB_NO_WAKEUP)) {
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), BPF_RB_NO_WAKEUP)) {
 		count(COUNTER_RINGBUF_FULL, 1);
 		return 0; /* not recorded as reported: the next send tries again */
 	}

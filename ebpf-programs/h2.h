@@ -23,6 +23,15 @@
 #define H2_STEPS 4096 /* loop steps per call: ~2 per frame, 1 per iovec */
 #define SEEN_RECV 1
 #define SEEN_SEND 2
+/* sock_info.h2: which end sent the preface we saw */
+#define H2_SERVER 1
+#define H2_CLIENT 2
+/* emit_h2's `total` carries two flags above the length (a call of 1 GiB or more is
+ * walked as 1 GiB, and lost): 4 arguments keep the callers' stack as it was (a fifth, or
+ * a call to go_caller in emit_call, goes past the 512 bytes on on_ssl_ret's path). */
+#define H2_REPORT_CALLER 0x80000000u
+#define H2_DIR_SEND_BIT 0x40000000u
+#define H2_LEN_MASK 0x3fffffffu
 
 /* Appends the next n bytes of the chunk to the record. */
 static __always_inline void h2_copy(struct data_scratch *sc, __u32 n)
@@ -115,15 +124,20 @@ static long h2_step(__u32 i, void *unused)
 }
 
 /* One call's bytes as frames into the scratch record (whose header and tuple are set):
- * `src` is the buffer's address, or the iovec array's when iovcnt > 0. `st` is the
- * direction's state, advanced past them. Returns nonzero when the walk could not finish
- * (the state is then unknown). Global: verified once, not per call site. */
-__noinline int emit_h2(struct h2_frame_state *st, __u64 src, __u64 iovcnt, __u32 total)
+ * `src` is the buffer's address, or the iovec array's when iovcnt > 0. `si` is the
+ * socket, whose direction's frame state is advanced past them. H2_REPORT_CALLER: the
+ * sending goroutine's request goes before the record (go_calls.h), reported here, off
+ * emit_call's stack, which its callers use up. Returns nonzero when the walk could not
+ * finish (the state is then unknown). Global: verified once, not per call site. */
+__noinline int emit_h2(struct sock_info *si, __u64 src, __u64 iovcnt, __u32 total)
 {
 	__u32 zero = 0;
 	struct data_scratch *sc = bpf_map_lookup_elem(&scratch, &zero);
-	if (!sc || !st)
+	if (!sc || !si)
 		return 1;
+	int report = total & H2_REPORT_CALLER;
+	struct h2_frame_state *st = &si->dirs[total & H2_DIR_SEND_BIT ? DIR_SEND : DIR_RECV];
+	total &= H2_LEN_MASK;
 	struct h2_walk *w = &sc->h2;
 	w->iov = iovcnt ? (const struct iovec *)src : NULL;
 	w->iovcnt = iovcnt;
@@ -145,6 +159,8 @@ __noinline int emit_h2(struct h2_frame_state *st, __u64 src, __u64 iovcnt, __u32
 	__u32 pos = w->pos;
 	if (pos > CAPTURE_MAX - 1)
 		pos = CAPTURE_MAX - 1;
+	if (report)
+		go_caller(&sc->e.hdr, si);
 	sc->e.flags |= DATA_FLAG_H2;
 	sc->e.total_len = total;
 	sc->e.captured_len = pos;
@@ -189,14 +205,21 @@ static __always_inline void emit_call(struct data_event *e, struct sock_info *si
 					first = v.iov_base;
 			}
 			if (len >= H2_PREFACE_LEN && h2_preface_at(first)) {
-				si->h2 = 1;
+				si->h2 = dir == DIR_SEND ? H2_CLIENT : H2_SERVER;
 				__builtin_memset(si->dirs, 0, sizeof(si->dirs));
 				si->dirs[dir].rem = H2_PREFACE_LEN;
 			}
 		}
 	}
 	if (si && si->h2) {
-		if (emit_h2(&si->dirs[dir], iov ? (__u64)iov : (__u64)buf, iov ? iovcnt : 0, len)) {
+		/* Go's net/http client writes each stream's HEADERS, flushed alone, from a
+		 * goroutine of the stream's own (started by the caller): the caller goes before
+		 * the record, as for HTTP/1. Only client ends: a server's writer is shared. */
+		__u32 bits = dir == DIR_SEND ? H2_DIR_SEND_BIT : 0;
+		if (propagate && dir == DIR_SEND && si->h2 == H2_CLIENT)
+			bits |= H2_REPORT_CALLER;
+		if (emit_h2(si, iov ? (__u64)iov : (__u64)buf, iov ? iovcnt : 0,
+			    (len > H2_LEN_MASK ? H2_LEN_MASK : len) | bits)) {
 			si->h2 = 0; /* plain captures from now on: userspace resynchronises */
 			count(COUNTER_H2_WALK_LOST, 1);
 		}

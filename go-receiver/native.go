@@ -112,6 +112,7 @@ var contextCounters = []string{
 	"go_context_unknown_grpc",
 	"go_context_unknown_h2_no_socket",
 	"go_context_unknown_h2_unread",
+	"go_context_unknown_h2_client",
 }
 
 // gaugeCounters are core values that go up and down; all others are monotonic.

@@ -183,6 +183,10 @@ counters! {
     /// Go HTTP/2 requests whose header fields the kernel could not read (or more than it
     /// looks at): their calls go without a parent.
     go_context_unknown_h2_unread,
+    /// Go HTTP/2 client streams (net/http) on a connection the kernel reports callers on
+    /// whose writing goroutine's request was not reported before them, or whose HEADERS
+    /// went out with another stream's: no parent.
+    go_context_unknown_h2_client,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

@@ -93,6 +93,9 @@ pub struct Contexts {
     pub h2_servers: HashSet<u32>,
     /// Decides the traces started here (the kernel decides those it starts).
     pub sampler: Sampler,
+    /// (time, thread) of the records being assigned that opened more than one HTTP/2
+    /// client stream: whose goroutine wrote which is unknown.
+    pub shared_records: Vec<(u64, u32)>,
 }
 
 /// The kernel's ids for the server request that started in the read at `ts` (the
@@ -270,11 +273,11 @@ impl Contexts {
                     true => None,
                     false => self.serving.get(&(pid, ex.tid)).map(Vec::as_slice),
                 };
-                // A Go request without a header: its goroutine's request, from the kernel
-                // (HTTP/2 streams are written by a connection's own goroutine: not theirs).
-                let caller = match go && ex.stream_id == 0 {
-                    true => kq.and_then(|q| take_caller(q, ex.req_start)),
-                    false => None,
+                // A Go request without a header: its goroutine's request, from the kernel.
+                let caller = match (go, ex.stream_id) {
+                    (false, _) => None,
+                    (true, 0) => kq.and_then(|q| take_caller(q, ex.req_start)),
+                    (true, _) => self.h2_caller(ex, kq, stats),
                 };
                 let mut ctx = match (caller, serving) {
                     (Some(k), _) if k.parent_span_id != [0; 8] => self.caller_child(&k),
@@ -388,6 +391,35 @@ impl Contexts {
         let mut ctx = SpanCtx::root(&mut self.ids);
         ctx.flags = (ctx.flags & !0xff) | self.sampler.flags(&ctx.trace_id, None) as u32;
         ctx
+    }
+
+    /// What the goroutine that wrote the HEADERS of `ex`, a Go HTTP/2 client stream,
+    /// serves. net/http writes each stream's HEADERS from a goroutine of the stream's own
+    /// (started by the caller, whose context it inherits) and flushes them alone, so the
+    /// socket's caller at that record is the stream's. gRPC streams are left out:
+    /// grpc-go's connection writer is shared (its streams' ids come as CTX_INJECTED).
+    /// Several streams opened by one record, or no caller reported by then: no parent,
+    /// counted.
+    fn h2_caller(
+        &self,
+        ex: &Exchange,
+        kq: Option<&mut VecDeque<CtxEvent>>,
+        stats: &Stats,
+    ) -> Option<CtxEvent> {
+        if !self.propagating || ex.http().is_some_and(|h| h.grpc) {
+            return None;
+        }
+        // None reported on the socket: the kernel does not follow this process's
+        // goroutines (not probed yet), as for HTTP/1 not counted.
+        let q = kq.filter(|q| q.iter().any(|k| k.ctx_kind == CTX_CALLER))?;
+        let caller = match self.shared_records.contains(&(ex.req_start, ex.tid)) {
+            true => None,
+            false => take_caller(q, ex.req_start),
+        };
+        if caller.is_none() {
+            stats::inc(&stats.go_context_unknown_h2_client);
+        }
+        caller
     }
 
     /// A Go call's span under the request its goroutine serves (a CTX_CALLER).
@@ -933,6 +965,65 @@ mod tests {
     }
 
     #[test]
+    fn a_go_h2_stream_is_the_child_of_the_goroutine_that_wrote_its_headers() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = Stats::default();
+        let mut c = Contexts {
+            propagating: true,
+            ..Default::default()
+        };
+        c.goroutines.insert(20);
+        let cp = Peer::of(&tuple(41000, 8443, 7));
+        let stream = |c: &mut Contexts, kq: &mut VecDeque<CtxEvent>, id, ts, grpc| {
+            let mut s = ex(3);
+            s.stream_id = id;
+            s.req_start = ts;
+            s.http_mut().unwrap().grpc = grpc;
+            c.assign(20, Side::Client, &cp, true, false, &mut s, Some(kq), &stats);
+            s.ctx.unwrap()
+        };
+        // Streams 1 and 3 opened by requests 6 and 9, each reported before its record;
+        // stream 5 by request 9's goroutine again (nothing new reported).
+        let mut kq: VecDeque<CtxEvent> = [kctx(CTX_CALLER, 100, 3, 5, 0, 6)].into();
+        let s1 = stream(&mut c, &mut kq, 1, 100, false);
+        assert_eq!((s1.trace_id, s1.parent_span_id), ([5; 16], Some([6; 8])));
+        kq.push_back(kctx(CTX_CALLER, 200, 4, 8, 0, 9));
+        let s3 = stream(&mut c, &mut kq, 3, 200, false);
+        assert_eq!((s3.trace_id, s3.parent_span_id), ([8; 16], Some([9; 8])));
+        let s5 = stream(&mut c, &mut kq, 5, 250, false);
+        assert_eq!(s5.parent_span_id, Some([9; 8]));
+        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 0);
+        // gRPC: grpc-go's writer serves every stream; its ids come injected, or none.
+        assert_eq!(
+            stream(&mut c, &mut kq, 7, 260, false).parent_span_id,
+            Some([9; 8])
+        );
+        assert_eq!(stream(&mut c, &mut kq, 9, 270, true).parent_span_id, None);
+        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 0);
+        // Two streams' HEADERS in one record: whose is unknown.
+        c.shared_records = vec![(300, 3)];
+        kq.push_back(kctx(CTX_CALLER, 300, 3, 5, 0, 6));
+        assert_eq!(stream(&mut c, &mut kq, 11, 300, false).parent_span_id, None);
+        assert_eq!(stream(&mut c, &mut kq, 13, 300, false).parent_span_id, None);
+        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 2);
+        // Only a later caller on the socket: no parent, counted.
+        c.shared_records.clear();
+        let mut later: VecDeque<CtxEvent> = [kctx(CTX_CALLER, 500, 3, 5, 0, 6)].into();
+        assert_eq!(
+            stream(&mut c, &mut later, 1, 400, false).parent_span_id,
+            None
+        );
+        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 3);
+        // None at all (the process's goroutines not followed yet): no parent, not counted.
+        let mut none = VecDeque::new();
+        assert_eq!(
+            stream(&mut c, &mut none, 1, 400, false).parent_span_id,
+            None
+        );
+        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 3);
+    }
+
+    #[test]
     fn a_go_calls_unsampled_request_keeps_its_calls_unsampled() {
         let mut c = Contexts::default();
         c.goroutines.insert(20);
@@ -970,7 +1061,7 @@ mod tests {
             &stats,
         );
         assert_eq!(call.ctx.unwrap().parent_span_id, None);
-        // An HTTP/2 stream (written by the connection's goroutine) does not take it.
+        // Nor an HTTP/2 stream when the kernel reports no callers (not propagating).
         let mut stream = ex(3);
         stream.req_start = 600;
         stream.stream_id = 3;

@@ -55,6 +55,29 @@ fn client_traced(end: PeerEnd, untraced: &HashSet<u32>) -> bool {
     matches!(end, PeerEnd::Traced(pid) if !untraced.contains(&pid))
 }
 
+/// (time, thread) of the records that opened more than one HTTP/2 stream still without
+/// ids: which goroutine wrote which stream's HEADERS is then unknown.
+fn shared_records(pending: &VecDeque<crate::conn::Exchange>) -> Vec<(u64, u32)> {
+    let unassigned = |ex: &&crate::conn::Exchange| ex.stream_id != 0 && ex.ctx.is_none();
+    // Mostly one stream at a time: no allocation then.
+    if pending.iter().filter(unassigned).nth(1).is_none() {
+        return Vec::new();
+    }
+    let open: Vec<(u64, u32)> = pending
+        .iter()
+        .filter(unassigned)
+        .map(|ex| (ex.req_start, ex.tid))
+        .collect();
+    let mut shared: Vec<(u64, u32)> = open
+        .iter()
+        .filter(|r| open.iter().filter(|o| o == r).count() > 1)
+        .copied()
+        .collect();
+    shared.sort_unstable();
+    shared.dedup();
+    shared
+}
+
 /// An OTLP export request (an SDK, or a collector, sending telemetry): OTLP/HTTP to
 /// `.../v1/{traces,metrics,logs}` or an OTLP/gRPC service call.
 fn is_otlp_export(ex: &crate::conn::Exchange) -> bool {
@@ -372,6 +395,10 @@ impl Assembler {
                             }
                         }
                     }
+                    self.contexts.shared_records = match side {
+                        Side::Client => shared_records(&conn.pending),
+                        Side::Server => Vec::new(),
+                    };
                     for (ex, done) in self
                         .done
                         .iter_mut()
@@ -399,6 +426,7 @@ impl Assembler {
                             &self.stats,
                         );
                     }
+                    self.contexts.shared_records.clear();
                     if missed && !conn.adopted {
                         conn.adopted = true;
                         self.adopt.push(Adopt {

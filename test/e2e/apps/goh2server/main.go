@@ -4,6 +4,12 @@
 //
 //	goh2server server PORT BACKEND_PORT   serves /work/<id>: waits 30 ms (so the streams
 //	                                      overlap), GETs 127.0.0.1:BACKEND_PORT/users/<id>
+//	                                      /echo/<id>: waits 30 ms, answers
+//	goh2server front PORT H2PORT          an HTTP/1 server: /front/<id> GETs
+//	                                      https://127.0.0.1:H2PORT/echo/<id> on one
+//	                                      shared http.Client (HTTP/2, one TLS
+//	                                      connection); /stats: JSON of the protocols
+//	                                      and connections its calls used
 //	goh2server client PORT PREFIX N       one connection, N requests at once to
 //	                                      /work/<PREFIX><i>; even i carry a traceparent
 //	                                      (trace 4b..<i>, parent 00f0..<i>, sampled); prints
@@ -63,12 +69,59 @@ func serve(port, back string) error {
 		resp.Body.Close()
 		io.WriteString(w, r.Proto+"\n")
 	})
+	mux.HandleFunc("/echo/", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(30 * time.Millisecond)
+		io.WriteString(w, r.Proto+"\n")
+	})
 	srv := &http.Server{
 		Addr:      "127.0.0.1:" + port,
 		Handler:   mux,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert()}},
 	}
 	return srv.ListenAndServeTLS("", "")
+}
+
+// front: an HTTP/1 server whose handler calls the HTTP/2 server over TLS.
+func front(port, h2port string) error {
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		ForceAttemptHTTP2: true,
+	}}
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	protos := map[string]bool{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/front/", func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimPrefix(r.URL.Path, "/front/")
+		trace := &httptrace.ClientTrace{GotConn: func(c httptrace.GotConnInfo) {
+			mu.Lock()
+			conns[c.Conn.LocalAddr().String()] = true
+			mu.Unlock()
+		}}
+		req, _ := http.NewRequest("GET", "https://127.0.0.1:"+h2port+"/echo/"+id, nil)
+		req = req.WithContext(httptrace.WithClientTrace(r.Context(), trace))
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		mu.Lock()
+		protos[resp.Proto] = true
+		mu.Unlock()
+		io.WriteString(w, resp.Proto+"\n")
+	})
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		var ps []string
+		for p := range protos {
+			ps = append(ps, p)
+		}
+		json.NewEncoder(w).Encode(map[string]any{"protos": ps, "connections": len(conns)})
+	})
+	return http.ListenAndServe("127.0.0.1:"+port, mux)
 }
 
 func traceparent(i int) string {
@@ -152,11 +205,13 @@ func main() {
 	switch {
 	case len(os.Args) == 4 && os.Args[1] == "server":
 		err = serve(os.Args[2], os.Args[3])
+	case len(os.Args) == 4 && os.Args[1] == "front":
+		err = front(os.Args[2], os.Args[3])
 	case len(os.Args) == 5 && os.Args[1] == "client":
 		n, _ := strconv.Atoi(os.Args[4])
 		err = drive(os.Args[2], os.Args[3], n)
 	default:
-		err = fmt.Errorf("usage: goh2server server PORT BACKEND_PORT | client PORT PREFIX N")
+		err = fmt.Errorf("usage: goh2server server PORT BACKEND_PORT | front PORT H2PORT | client PORT PREFIX N")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
