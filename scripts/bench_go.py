@@ -5,12 +5,15 @@ of docs/benchmarks.md). test/e2e/apps/gofanoutstd: each request makes one call o
 http.Client and two from new goroutines, to a Go backend (apps/goback); both built by the
 local Go, not stripped. The collector selects the two Go programs (wrk is not traced).
 Reports req/s, the apps' CPU per request, the collector's, the eBPF programs' run time,
-and how many calls got the right parent under that load (from the exported spans).
+and how many calls got the right parent under that load (from the exported spans); then
+how long the collector takes to exit with 10 Go programs probed, uprobe_multi links vs
+perf-event uprobes (OTELCOL_EBPF_PERF_UPROBES=1, the older kernels' way), alternated.
 `python3 scripts/bench_go.py --profile`: where the traced app's CPU goes (perf)."""
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -168,7 +171,44 @@ def measure_go_fanout(d):
         for p in apps:
             p.terminate()
             p.wait()
-    return dict(rows=rows, hooks=hooks)
+    return dict(rows=rows, hooks=hooks, exit=measure_exit(d, fanout))
+
+
+EXIT_PROGRAMS = 10
+
+
+def measure_exit(d, fanout, rounds=3):
+    """Seconds from SIGTERM to the collector's exit with EXIT_PROGRAMS Go programs probed
+    (copies of one executable: each file is probed on its own), per way of attaching."""
+    copies = []
+    for i in range(EXIT_PROGRAMS):
+        path = f"{d}/exit{i}/gofanoutstd"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        shutil.copy(fanout, path)
+        copies.append(path)
+    apps = [subprocess.Popen([c, str(bench.free_port())]) for c in copies]
+    out = {"multi": [], "perf": []}
+    try:
+        time.sleep(1)
+        for _ in range(rounds):
+            for way in out:
+                mport = bench.free_port()
+                cfg = f"{d}/exit-{way}.yaml"
+                bench.write_config(cfg, "debug: {verbosity: basic}", mport)
+                env = dict(os.environ, **({"OTELCOL_EBPF_PERF_UPROBES": "1"} if way == "perf" else {}))
+                col = subprocess.Popen([bench.BIN, "--config", cfg], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, env=env)
+                bench.wait_ready(mport)  # the running Go programs are probed before this
+                t0 = time.monotonic()
+                col.terminate()
+                assert col.wait(timeout=300) == 0, f"collector ({way}) exited with {col.returncode}"
+                out[way].append(time.monotonic() - t0)
+                print(f"exit with {EXIT_PROGRAMS} Go programs probed, {way}: {out[way][-1]:.2f} s", flush=True)
+    finally:
+        for p in apps:
+            p.terminate()
+            p.wait()
+    return out
 
 
 def profile(d):
@@ -265,6 +305,17 @@ itself (the int3, and the single-step where the kernel cannot emulate the instru
 |---|---|---|---|""")
     lines += [f"| {n} | {r:.2f} | {ns:.0f} | {us:.2f} |" for n, r, ns, us in hooks["hooks"]]
     lines.append(f"\nTotal: **{sum(h[3] for h in hooks['hooks']):.2f} µs per request** in the eBPF programs.")
+    ex = res["exit"]
+    lines.append(f"""
+Collector exit (SIGTERM to exit) with {EXIT_PROGRAMS} Go programs probed (net/http, each its own
+file), {len(ex['multi'])} rounds alternated. Closing a perf-event uprobe waits a grace period per
+probe, one after another in the kernel; a uprobe_multi link waits once, and the links are
+closed from several threads (`loader/uprobes.rs`).
+
+| uprobes attached as | exit, s (median) | rounds |
+|---|---|---|
+| uprobe_multi links (Linux 6.6+) | **{med(ex['multi']):.2f}** | {', '.join(f'{x:.2f}' for x in ex['multi'])} |
+| perf-event uprobes (older kernels; `OTELCOL_EBPF_PERF_UPROBES=1`) | **{med(ex['perf']):.2f}** | {', '.join(f'{x:.2f}' for x in ex['perf'])} |""")
     return "\n".join(lines) + "\n"
 
 

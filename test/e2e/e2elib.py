@@ -818,6 +818,16 @@ def wait_until(cond, timeout: float = 15, interval: float = 0.1):
         time.sleep(interval)
 
 
+def until_parented(attempt, what: str, timeout: float = 25) -> None:
+    """Calls attempt(k) for k = 0, 1, ... until it returns true, failing with `what` after
+    `timeout` s. The receiver probes a new Go executable at its exec or at the next 3 s
+    scan: until then the program's calls have no parent (never a wrong one)."""
+    deadline, k = time.time() + timeout, 0
+    while not attempt(k):
+        assert time.time() < deadline, what
+        k += 1
+
+
 def log_lines(collector: Collector, *needles: str) -> list[str]:
     """The collector's log lines that contain every one of `needles`."""
     return [line for line in collector.log().splitlines() if all(n in line for n in needles)]

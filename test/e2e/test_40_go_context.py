@@ -6,12 +6,11 @@ at once). Every call is the child of the request that caused it, and every calle
 the child of that call, exactly; with net/http's mux and with Gin as the router."""
 
 import concurrent.futures
-import time
 
 import pytest
 
 from e2elib import and_, brief, client_to, counters_settled, free_port, go_build_module, run_curl, server_on, \
-    start_app, wait_listening
+    start_app, until_parented, wait_listening
 
 IN_FLIGHT = 16
 LEGS = ("a", "b1", "b2")
@@ -45,17 +44,13 @@ def test_go_calls_are_children_of_their_request(collector, procs, gofanout, gogr
     wait_listening(rpc, shop, what="gogrpc server")
     p = procs.spawn([binary, front, router], env_extra={"OTEL_SERVICE_NAME": "gofanout"}, name="gofanout")
     wait_listening(front, p, what="gofanout")
-    # The receiver probes new Go executables every 3 s and learns the process is Go at its
-    # first connection: until then its calls have no parent (never a wrong one).
-    deadline, k = time.time() + 20, 0
-    while True:
+    # The receiver also learns the process is Go at its first connection.
+    def warm(k):
         run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{front}/work/{back}/{rpc}/w{k}")
         leg = collector.spans.wait(and_(client_to(back), path_startswith(f"/users/w{k}-b2")), 1, timeout=3, settle=0)
         rpcs = collector.spans.wait(and_(client_to(rpc), lambda s: s["parent_span_id"]), 1, timeout=1, settle=0)
-        if leg and leg[0]["parent_span_id"] and rpcs:
-            break
-        assert time.time() < deadline, "the Go program's calls never got a parent"
-        k += 1
+        return leg and leg[0]["parent_span_id"] and rpcs
+    until_parented(warm, "the Go program's calls never got a parent", timeout=20)
 
     before = {c: collector.ebpf_counter(c) for c in UNKNOWN}
     assert None not in before.values(), before

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from e2elib import (APPS, and_, brief, client_to, counters_settled, free_port, path_is, run_curl, server_on,
-                    start_app, wait_listening)
+                    start_app, until_parented, wait_listening)
 
 RELEASES = ("go1.18.10", "go1.20.14", "go1.27.3")
 IN_FLIGHT = 16
@@ -51,15 +51,11 @@ def test_go_calls_are_children_of_their_request(collector, procs, release, tmp_p
     start_app(procs, back, env_extra={"OTEL_SERVICE_NAME": "backend"})
     p = procs.spawn([fanout, front], env_extra={"OTEL_SERVICE_NAME": "gofanout"}, name="gofanout")
     wait_listening(front, p, what="gofanout")
-    # Until the receiver's 3 s scan has probed the executable, calls have no parent.
-    deadline, k = time.time() + 20, 0
-    while True:
+    def warm(k):
         run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{front}/work/{back}/w{k}")
         leg = collector.spans.wait(and_(client_to(back), path_startswith(f"/users/w{k}-b2")), 1, timeout=3, settle=0)
-        if leg and leg[0]["parent_span_id"]:
-            break
-        assert time.time() < deadline, f"{release}: the Go program's calls never got a parent"
-        k += 1
+        return leg and leg[0]["parent_span_id"]
+    until_parented(warm, f"{release}: the Go program's calls never got a parent", timeout=20)
 
     unknown = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale",
                "go_context_unprobed")

@@ -7,10 +7,9 @@ used before, has no parent."""
 
 import concurrent.futures
 import re
-import time
 
 from e2elib import (and_, brief, client_to, counters_settled, free_port, go_build, go_build_module, path_is,
-                    run_curl, server_on, start_postgres, start_redis, wait_listening)
+                    run_curl, server_on, start_postgres, start_redis, until_parented, wait_listening)
 
 IN_FLIGHT = 16
 
@@ -37,17 +36,12 @@ def test_go_db_calls_are_children_of_their_request(collector, procs, tmp_path):
     p = procs.spawn([godb, "serve", app, pg, rd, tls], env_extra={"OTEL_SERVICE_NAME": "godb"}, name="godb-serve")
     wait_listening(app, p, what="godb serve")
 
-    # The receiver probes new Go executables every 3 s: until then calls have no parent
-    # (never a wrong one).
-    deadline, k = time.time() + 30, 0
-    while True:
+    def warm(k):
         run_curl(procs, "-o", "/dev/null", "--fail", f"http://127.0.0.1:{app}/req/w{k}")
         got = collector.spans.wait(text_names(rd, f"SET req:w{k} \\?"), 1, timeout=3, settle=0)
         got += collector.spans.wait(and_(client_to(tls), path_is(f"/users/w{k}")), 1, timeout=3, settle=0)
-        if len(got) == 2 and all(s["parent_span_id"] for s in got):
-            break
-        assert time.time() < deadline, "the Go program's database calls never got a parent"
-        k += 1
+        return len(got) == 2 and all(s["parent_span_id"] for s in got)
+    until_parented(warm, "the Go program's database calls never got a parent", timeout=30)
 
     unknown = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale")
     before = {c: collector.ebpf_counter(c) for c in unknown}

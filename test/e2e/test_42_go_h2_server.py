@@ -14,7 +14,7 @@ import time
 import pytest
 
 from e2elib import APPS, and_, brief, client_to, counters_settled, free_port, go_build, server_on, start_app, \
-    wait_listening
+    until_parented, wait_listening
 
 STREAMS = 24
 UNKNOWN = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale",
@@ -42,16 +42,11 @@ def test_go_h2_calls_are_children_of_their_stream(collector, procs, goh2_bin):
     p = procs.spawn([goh2_bin, "server", front, back], env_extra={"OTEL_SERVICE_NAME": "goh2server"},
                     name="goh2-server")
     wait_listening(front, p, what="goh2server")
-    # The receiver probes new Go executables every 3 s: until then the calls have no
-    # parent (never a wrong one).
-    deadline, k = time.time() + 25, 0
-    while True:
+    def warm(k):
         drive(procs, goh2_bin, front, f"w{k}-", 2)
         leg = collector.spans.wait(and_(client_to(back), path_is_prefixed(f"/users/w{k}-1")), 1, timeout=3, settle=0)
-        if leg and leg[0]["parent_span_id"]:
-            break
-        assert time.time() < deadline, "the Go server's calls never got a parent"
-        k += 1
+        return leg and leg[0]["parent_span_id"]
+    until_parented(warm, "the Go server's calls never got a parent")
 
     # Settled first: a warm-up request served while the probes were being attached may
     # still be on its way to the counters (they reach the metrics about once a second).

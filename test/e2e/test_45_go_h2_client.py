@@ -8,12 +8,11 @@ request that made it, and no context is counted unknown."""
 
 import concurrent.futures
 import json
-import time
 
 import pytest
 
 from e2elib import and_, brief, client_to, counters_settled, free_port, go_build, run_curl, server_on, \
-    wait_listening
+    until_parented, wait_listening
 
 IN_FLIGHT = 16
 UNKNOWN = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale",
@@ -37,16 +36,12 @@ def test_go_h2_client_streams_are_children_of_their_request(collector, procs, go
     wait_listening(h2, s, what="goh2server")
     p = procs.spawn([goh2_bin, "front", app, h2], env_extra={"OTEL_SERVICE_NAME": "goh2front"}, name="goh2-front")
     wait_listening(app, p, what="goh2 front")
-    # The receiver probes new Go executables every 3 s: until then the calls have no
-    # parent (never a wrong one). The warm-up also opens the one TLS connection.
-    deadline, k = time.time() + 25, 0
-    while True:
+    # The warm-up also opens the one TLS connection.
+    def warm(k):
         run_curl(procs, "-o", "/dev/null", "--fail", f"http://127.0.0.1:{app}/front/w{k}")
         got = collector.spans.wait(and_(client_to(h2), path_is_prefixed(f"/echo/w{k}")), 1, timeout=3, settle=0)
-        if got and got[0]["parent_span_id"]:
-            break
-        assert time.time() < deadline, "the Go program's HTTP/2 calls never got a parent"
-        k += 1
+        return got and got[0]["parent_span_id"]
+    until_parented(warm, "the Go program's HTTP/2 calls never got a parent")
 
     # Settled first: a warm-up call may still be on its way to the counters.
     before = counters_settled(collector, {c: 0 for c in UNKNOWN})

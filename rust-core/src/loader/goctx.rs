@@ -3,19 +3,16 @@
 //! connection's writer, and goroutine creation. Attached per Go executable, with the
 //! Go TLS probes' scan.
 
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
-use aya::programs::UProbe;
 use aya::Ebpf;
 
 use super::gotls::{after_stack_check, find_func, go_returns};
-use super::program;
-use crate::error::LoadError;
+use super::uprobes::Uprobes;
 
 const ROUND_TRIP: &str = "net/http.(*persistConn).roundTrip";
 const REQUEST_WRITE: &str = "net/http.(*Request).write";
 const REQUEST_DONE: &str = "net/http.(*response).finishRequest";
 const NEWPROC: &str = "runtime.newproc1";
-const PROGRAMS: &[&str] = &[
+pub(super) const PROGRAMS: &[&str] = &[
     "on_go_round_trip",
     "on_go_request_write",
     "on_go_request_done",
@@ -23,12 +20,6 @@ const PROGRAMS: &[&str] = &[
     "on_go_newproc_ret",
     "on_go_newproc_queued",
 ];
-
-pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
-    super::goh2::load(bpf)?;
-    super::tls::load_uprobes(bpf, PROGRAMS)?;
-    super::gogrpc::load(bpf)
-}
 
 /// (program, file offset) pairs for a Go program using net/http's client; empty when it
 /// does not. The server's end of a request is followed when the program has net/http's
@@ -78,14 +69,11 @@ pub(super) fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str
 }
 
 /// Attaches the probes to the Go program at `path`: true when it uses net/http's client.
-pub fn attach(bpf: &mut Ebpf, path: &str) -> Result<bool, &'static str> {
+pub fn attach(bpf: &mut Ebpf, probes: &mut Uprobes, path: &str) -> Result<bool, &'static str> {
     let points = sites(path)?;
-    for &(name, offset) in &points {
-        let p: &mut UProbe = program(bpf, name).map_err(|_| "program missing")?;
-        let at = UProbeAttachLocation::AbsoluteOffset(offset);
-        p.attach(at, path, UProbeScope::AllProcesses)
-            .map_err(|_| "uprobe attach refused")?;
-    }
+    probes
+        .attach(bpf, path, &points)
+        .map_err(|_| "uprobe attach refused")?;
     if points
         .iter()
         .any(|(name, _)| *name == "on_go_h2_headers_ret")

@@ -3,18 +3,11 @@
 //! (`executeAndPut`) and encoded (`writeHeader`). Both exist under these names, with the
 //! same register layout, in grpc-go v1.54.0, v1.72.1 and v1.84.0.
 
-use aya::Ebpf;
-
 use super::gotls::{after_stack_check, find_func};
-use crate::error::LoadError;
 
 const PUT: &str = "google.golang.org/grpc/internal/transport.(*controlBuffer).executeAndPut";
 const WRITE_HEADER: &str = "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader";
-const PROGRAMS: &[&str] = &["on_go_grpc_put", "on_go_grpc_write_header"];
-
-pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
-    super::tls::load_uprobes(bpf, PROGRAMS)
-}
+pub(super) const PROGRAMS: &[&str] = &["on_go_grpc_put", "on_go_grpc_write_header"];
 
 /// (program, file offset) pairs for a Go program with grpc-go's HTTP/2 transport; empty
 /// when it has none. Both or neither: half would never hand a context over.

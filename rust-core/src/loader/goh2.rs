@@ -6,10 +6,7 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 
-use aya::Ebpf;
-
 use super::gotls::{after_stack_check, find_func, go_returns};
-use crate::error::LoadError;
 
 /// processHeaders by package, and the program that knows where that release keeps the
 /// connection in its serverConn.
@@ -31,7 +28,7 @@ const HEADERS: &[(&str, &str)] = &[
         "on_go_grpc_headers",
     ),
 ];
-const PROGRAMS: &[&str] = &[
+pub(super) const PROGRAMS: &[&str] = &[
     "on_go_h2_headers",
     "on_go_h2_headers_27",
     "on_go_grpc_headers",
@@ -61,10 +58,6 @@ pub fn probed(pid: u32) -> bool {
         .ok()
         .and_then(|set| set.as_ref().map(|s| s.contains(&(m.dev(), m.ino()))))
         .unwrap_or(false)
-}
-
-pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
-    super::tls::load_uprobes(bpf, PROGRAMS)
 }
 
 /// (program, file offset) pairs for every HTTP/2 server in the program; a function

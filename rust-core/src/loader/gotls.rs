@@ -6,18 +6,16 @@
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
-use aya::programs::UProbe;
 use aya::Ebpf;
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use super::{gopclntab, program};
-use crate::error::LoadError;
+use super::gopclntab;
+use super::uprobes::Uprobes;
 use crate::process::{is_go_binary, running_pids};
 
 const WRITE: &str = "crypto/tls.(*Conn).Write";
 const READ: &str = "crypto/tls.(*Conn).Read";
-const PROGRAMS: &[&str] = &["on_go_tls_write", "on_go_tls_read", "on_go_tls_read_ret"];
+pub(super) const PROGRAMS: &[&str] = &["on_go_tls_write", "on_go_tls_read", "on_go_tls_read_ret"];
 
 #[derive(Default)]
 pub struct GoTls {
@@ -35,10 +33,6 @@ pub struct GoTls {
     /// Go programs using net/http whose goroutine-context probes could not be attached
     /// (loader/goctx.rs): their calls go without a parent.
     pub ctx_failures: u64,
-}
-
-pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
-    super::tls::load_uprobes(bpf, PROGRAMS)
 }
 
 /// Offsets from the start of `func` of its RET instructions. Go ends every return of a
@@ -215,25 +209,25 @@ fn own_exe() -> (u64, u64) {
 
 impl GoTls {
     /// Probes every Go executable not looked at yet.
-    pub fn scan(&mut self, bpf: &mut Ebpf) {
+    pub fn scan(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes) {
         for (path, id) in go_exes(own_exe(), &self.seen) {
-            self.probe(bpf, &path, id);
+            self.probe(bpf, probes, &path, id);
         }
     }
 
     /// Probes the executable of `pid` now (it just started), unless looked at before.
-    pub fn probe_pid(&mut self, bpf: &mut Ebpf, pid: u32) {
+    pub fn probe_pid(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes, pid: u32) {
         let path = format!("/proc/{pid}/exe");
         let Ok(meta) = std::fs::metadata(&path) else {
             return;
         };
         let id = (meta.dev(), meta.ino());
         if id != own_exe() && !self.seen.contains(&id) {
-            self.probe(bpf, &path, id);
+            self.probe(bpf, probes, &path, id);
         }
     }
 
-    fn probe(&mut self, bpf: &mut Ebpf, proc_path: &str, id: (u64, u64)) {
+    fn probe(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes, proc_path: &str, id: (u64, u64)) {
         // The file by its own name when this process sees it there (the same file): a
         // short-lived program (a compiler's tools) takes /proc/<pid>/exe away with it.
         let linked = std::fs::read_link(proc_path).ok();
@@ -258,7 +252,7 @@ impl GoTls {
             .unwrap_or_else(|| path.to_string());
         // Goroutine context (net/http hand-offs, goroutine creation); a program
         // that cannot be followed keeps its calls parentless.
-        if let Err(why) = super::goctx::attach(bpf, path) {
+        if let Err(why) = super::goctx::attach(bpf, probes, path) {
             self.ctx_failures += 1;
             if self.failed.len() < 8 {
                 self.failed
@@ -266,7 +260,7 @@ impl GoTls {
             }
         }
         let probed = sites(path).and_then(|found| match found {
-            Some(sites) => self.attach(bpf, path, &sites).map(|()| true),
+            Some(sites) => self.attach(bpf, probes, path, &sites).map(|()| true),
             None => Ok(false), // no crypto/tls in it
         });
         match probed {
@@ -281,36 +275,28 @@ impl GoTls {
         }
     }
 
-    fn attach(&mut self, bpf: &mut Ebpf, path: &str, sites: &Sites) -> Result<(), &'static str> {
+    fn attach(
+        &mut self,
+        bpf: &mut Ebpf,
+        probes: &mut Uprobes,
+        path: &str,
+        sites: &Sites,
+    ) -> Result<(), &'static str> {
         let mut points = vec![
             ("on_go_tls_write", sites.write),
             ("on_go_tls_read", sites.read),
         ];
         points.extend(sites.read_rets.iter().map(|&r| ("on_go_tls_read_ret", r)));
-        let mut links = Vec::new();
-        for (name, offset) in points {
-            let p: &mut UProbe = program(bpf, name).map_err(|_| "program missing")?;
-            let at = UProbeAttachLocation::AbsoluteOffset(offset);
-            match p.attach(at, path, UProbeScope::AllProcesses) {
-                Ok(link) => links.push((name, link)),
-                Err(e) => {
-                    let denied = super::refused(&e);
-                    // Half the probes would drop a direction's ciphertext and never
-                    // send its plaintext: none at all.
-                    for (name, link) in links {
-                        if let Ok(p) = program::<UProbe>(bpf, name) {
-                            let _ = p.detach(link);
-                        }
-                    }
-                    if denied {
-                        self.refused += 1;
-                        return Err("uprobe attach refused: permission denied");
-                    }
-                    return Err("uprobe attach refused");
-                }
+        // All or none: half the probes would drop a direction's ciphertext and never
+        // send its plaintext.
+        probes.attach(bpf, path, &points).map_err(|e| {
+            if e.denied {
+                self.refused += 1;
+                "uprobe attach refused: permission denied"
+            } else {
+                "uprobe attach refused"
             }
-        }
-        Ok(())
+        })
     }
 }
 

@@ -12,6 +12,7 @@ mod gopclntab;
 mod goruntime;
 mod gotls;
 mod tls;
+mod uprobes;
 
 use std::fmt::Write as _;
 
@@ -38,6 +39,7 @@ const PROGRAMS: &[(&str, &str)] = &[
 
 pub struct Kernel {
     bpf: Ebpf,
+    uprobes: uprobes::Uprobes,
     tls: tls::Tls,
     go_tls: gotls::GoTls,
     pub ring: RingBuf<MapData>,
@@ -257,13 +259,17 @@ impl Kernel {
                 .map_err(|e| aya_err(format!("attaching tp_btf/{tp}"), e))?;
         }
 
-        tls::load(&mut bpf)?;
+        let names: Vec<&str> = tls::programs()
+            .chain(gotls::PROGRAMS.iter().copied())
+            .chain(goctx::PROGRAMS.iter().copied())
+            .chain(goh2::PROGRAMS.iter().copied())
+            .chain(gogrpc::PROGRAMS.iter().copied())
+            .collect();
+        let mut uprobes = uprobes::Uprobes::load(&mut bpf, NET_OBJ, &btf, &names)?;
         let mut tls = tls::Tls::default();
-        tls.scan(&mut bpf);
-        gotls::load(&mut bpf)?;
-        goctx::load(&mut bpf)?;
+        tls.scan(&mut bpf, &mut uprobes);
         let mut go_tls = gotls::GoTls::default();
-        go_tls.scan(&mut bpf);
+        go_tls.scan(&mut bpf, &mut uprobes);
 
         let inject_socks = match &cgroup {
             Ok(root) => Some(attach_propagation(&mut bpf, root)?),
@@ -379,9 +385,11 @@ impl Kernel {
                 String::new()
             }
         );
+        let _ = write!(info, " ({})", uprobes.how);
         let _ = write!(info, "{}", caps_note(&tls, &go_tls));
         Ok(Kernel {
             bpf,
+            uprobes,
             tls,
             go_tls,
             propagating: maps.inject_socks.is_some(),
@@ -415,8 +423,8 @@ impl Kernel {
     /// processes, new containers). Returns the Go programs probed for TLS, those that
     /// could not be, and those whose goroutine context could not be followed, so far.
     pub fn rescan_tls(&mut self) -> (u64, u64, u64) {
-        self.tls.scan(&mut self.bpf);
-        self.go_tls.scan(&mut self.bpf);
+        self.tls.scan(&mut self.bpf, &mut self.uprobes);
+        self.go_tls.scan(&mut self.bpf, &mut self.uprobes);
         let g = &self.go_tls;
         (g.exes.len() as u64, g.failures, g.ctx_failures)
     }
@@ -424,7 +432,7 @@ impl Kernel {
     /// Probes the Go program `pid` just started, rather than at the next scan: the
     /// requests it serves first would go unfollowed.
     pub fn probe_go_exec(&mut self, pid: u32) {
-        self.go_tls.probe_pid(&mut self.bpf, pid);
+        self.go_tls.probe_pid(&mut self.bpf, &mut self.uprobes, pid);
     }
 }
 

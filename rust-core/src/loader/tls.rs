@@ -5,12 +5,9 @@
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 
-use aya::programs::uprobe::UProbeScope;
-use aya::programs::UProbe;
 use aya::Ebpf;
 
-use super::{aya_err, program};
-use crate::error::LoadError;
+use super::uprobes::Uprobes;
 use crate::process::running_pids;
 
 /// (program, symbol): entry probes, then the one return probe on every symbol.
@@ -34,19 +31,9 @@ pub struct Tls {
     pub refused: u64,
 }
 
-pub fn load(bpf: &mut Ebpf) -> Result<(), LoadError> {
-    let names: Vec<&str> = ENTRIES.iter().map(|e| e.0).chain([RETURN]).collect();
-    load_uprobes(bpf, &names)
-}
-
-/// Loads uprobe programs (attached later, file by file).
-pub(super) fn load_uprobes(bpf: &mut Ebpf, names: &[&str]) -> Result<(), LoadError> {
-    for &name in names {
-        let p: &mut UProbe = program(bpf, name)?;
-        p.load()
-            .map_err(|e| aya_err(format!("loading uprobe {name}"), e))?;
-    }
-    Ok(())
+/// The programs this module attaches.
+pub(super) fn programs() -> impl Iterator<Item = &'static str> {
+    ENTRIES.iter().map(|e| e.0).chain([RETURN])
 }
 
 /// libssl paths mapped by running processes, as this process can open them (through
@@ -77,7 +64,7 @@ const SYSTEM_LIBSSL: &[&str] = &[
 
 impl Tls {
     /// Attaches to every libssl file not probed yet.
-    pub fn scan(&mut self, bpf: &mut Ebpf) {
+    pub fn scan(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes) {
         let paths = SYSTEM_LIBSSL
             .iter()
             .map(|s| s.to_string())
@@ -89,31 +76,50 @@ impl Tls {
             if !self.seen.insert((meta.dev(), meta.ino())) {
                 continue;
             }
-            if self.attach(bpf, &path) {
+            if self.attach(bpf, probes, &path) {
                 self.libs.push(path);
             }
         }
     }
 
-    fn attach(&mut self, bpf: &mut Ebpf, path: &str) -> bool {
-        let mut any = false;
+    fn attach(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes, path: &str) -> bool {
+        let Ok(data) = std::fs::read(path) else {
+            self.failures += 1;
+            return false;
+        };
+        let mut points = Vec::new();
         for &(prog, sym) in ENTRIES {
-            for name in [prog, RETURN] {
-                let Some(p) = bpf.program_mut(name) else {
-                    continue;
-                };
-                let Ok(p) = <&mut UProbe>::try_from(p) else {
-                    continue;
-                };
-                match p.attach(sym, path, UProbeScope::AllProcesses) {
-                    Ok(_) => any = true,
-                    Err(e) => {
-                        self.failures += 1;
-                        self.refused += super::refused(&e) as u64;
-                    }
-                }
+            match symbol_offset(&data, sym) {
+                Some(at) => points.extend([(prog, at), (RETURN, at)]),
+                None => self.failures += 1, // BoringSSL has no SSL_write_ex
             }
         }
-        any
+        if points.is_empty() {
+            return false;
+        }
+        match probes.attach(bpf, path, &points) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failures += 1;
+                self.refused += e.denied as u64;
+                false
+            }
+        }
     }
+}
+
+/// The file offset of the function `name` an ELF shared library exports.
+fn symbol_offset(data: &[u8], name: &str) -> Option<u64> {
+    use object::{Object, ObjectSegment, ObjectSymbol};
+    let file = object::File::parse(data).ok()?;
+    let sym = file
+        .dynamic_symbols()
+        .chain(file.symbols())
+        .find(|s| s.is_definition() && s.name() == Ok(name))?;
+    let addr = sym.address();
+    file.segments().find_map(|seg| {
+        let (off, size) = seg.file_range();
+        let rel = addr.checked_sub(seg.address())?;
+        (rel < size).then_some(off + rel)
+    })
 }
