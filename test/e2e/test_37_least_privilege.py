@@ -113,7 +113,8 @@ class PrivCollector(Collector):
         log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(hardened(cmd, self.workdir), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True,
+                                         env={**os.environ, **self.env})
         finally:
             log.close()
         return self.proc
@@ -202,7 +203,7 @@ def test_non_root_collector_traces_every_user(workroot, procs, cert):
             assert s["kind"] == SERVER and s["attrs"]["http.response.status_code"] == 200, brief([s])
         assert fs["attrs"]["http.route"] == "/proxy/{id}/users/{id}", brief([fs])
         assert bs["name"] == "GET /users/{id}" and bs["attrs"]["url.scheme"] == "http"
-        assert ts["name"] == "GET /users/{id}" and ts["attrs"]["url.scheme"] == "https"  # uprobes: CAP_SYS_ADMIN
+        assert ts["name"] == "GET /users/{id}" and ts["attrs"]["url.scheme"] == "https"  # uprobes (uprobe_multi links)
         assert fc["kind"] == CLIENT and fc["attrs"]["url.full"] == f"http://127.0.0.1:{back}/users/7"
 
         # One trace: front SERVER -> its CLIENT call -> back SERVER, by the inserted header
@@ -240,13 +241,36 @@ def test_start_up_names_a_missing_capability(workroot, dropped):
     assert not any(f"missing {o}" in errors[0] or f", {o} (" in errors[0] for o in others), errors[0]
 
 
-def test_without_sys_admin_tls_is_off_and_said(workroot):
+def test_without_sys_admin_tls_still_traced(workroot, procs, cert):
+    # Linux 6.16 moved perf-event uprobes back to CAP_SYS_ADMIN; uprobe_multi links
+    # (6.6+, what the receiver uses) need only CAP_BPF and CAP_PERFMON: HTTPS spans go on.
+    assert kernel_at_least(6, 16), platform.release()
     c = PrivCollector([x for x in CAPS if x != "CAP_SYS_ADMIN"], workroot / "no-sys-admin")
     c.start()
     try:
         info = next(line for line in c.log().splitlines() if "eBPF receiver started" in line)
-        # Linux 6.16 moved perf uprobes back to CAP_SYS_ADMIN (this machine runs 6.18).
-        assert kernel_at_least(6, 16), platform.release()
+        assert "TLS: uprobes on 1 libssl file(s)" in info and "(uprobe_multi links)" in info, info
+        assert "running without" not in info, info
+        tls = free_port()
+        pt = procs.spawn(as_other([SYSTEM_PYTHON, APPS / "https_app.py", tls, *cert]), name="tls",
+                         env_extra={"OTEL_SERVICE_NAME": "tls-nobody"})
+        wait_listening(tls, pt, what="https_app.py as nobody")
+        run_curl(procs, "-k", "-o", "/dev/null", f"https://127.0.0.1:{tls}/users/9")
+        ts = c.spans.wait(and_(server_on(tls), path_is("/users/9")), 1)
+        assert len(ts) == 1 and ts[0]["attrs"]["url.scheme"] == "https", brief(ts)
+        assert ts[0]["attrs"]["http.response.status_code"] == 200, brief(ts)
+    finally:
+        assert c.stop() == 0, c.log()[-3000:]
+
+
+def test_perf_event_uprobes_without_sys_admin_say_so(workroot):
+    # On a kernel without uprobe_multi links (forced here), 6.16+ refuses the uprobes
+    # without CAP_SYS_ADMIN: the collector runs without TLS and says why.
+    c = PrivCollector([x for x in CAPS if x != "CAP_SYS_ADMIN"], workroot / "no-sys-admin-perf")
+    c.env["OTELCOL_EBPF_PERF_UPROBES"] = "1"
+    c.start()
+    try:
+        info = next(line for line in c.log().splitlines() if "eBPF receiver started" in line)
         m = re.search(r"running without CAP_SYS_ADMIN \(this kernel refused (\d+) uprobe attach\(es\) without it: "
                       r"no TLS plaintext\)", info)
         assert m and int(m.group(1)) > 0, info

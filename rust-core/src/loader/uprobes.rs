@@ -21,7 +21,7 @@ use super::{aya_err, program};
 use crate::error::LoadError;
 
 const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
+const BPF_BTF_LOAD: libc::c_long = 18;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_KPROBE: u32 = 2;
 const BPF_TRACE_UPROBE_MULTI: u32 = 48;
@@ -158,6 +158,17 @@ fn load_multi(
     names: &[&str],
 ) -> Result<HashMap<String, (OwnedFd, bool)>, String> {
     let mut obj = aya_obj::Object::parse(elf).map_err(|e| e.to_string())?;
+    // The object's BTF as this kernel takes it: the verifier wants func_info for programs
+    // with calls, naming types in it. Every feature is on: kernels with uprobe_multi links
+    // (6.6+) have them all. Loaded here, not taken from aya's programs by id: that needs
+    // CAP_SYS_ADMIN, which the links themselves do not (perf-event uprobes do, on 6.16+).
+    let all = aya_obj::btf::BtfFeatures::new(true, true, true, true, true, true, true, true);
+    let obj_btf = obj
+        .fixup_and_sanitize_btf(&all)
+        .map_err(|e| format!("object BTF: {e}"))?
+        .ok_or("no BTF in the object")?
+        .to_bytes();
+    let btf_fd = load_btf(&obj_btf)?;
     obj.relocate_btf(btf).map_err(|e| e.to_string())?;
     let maps = std::mem::take(&mut obj.maps);
     let text: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
@@ -166,14 +177,6 @@ fn load_multi(
         .filter_map(|(name, m)| Some((name.as_str(), map_fd(bpf.map(name)?), m)));
     obj.relocate_maps(fds, &text).map_err(|e| e.to_string())?;
     obj.relocate_calls(&text).map_err(|e| e.to_string())?;
-    // The object's BTF as aya loaded it (sanitised for this kernel), taken from a program
-    // aya loaded: the verifier wants func_info for programs with calls, and it names types
-    // by their ids there.
-    let btf_id = bpf
-        .programs()
-        .find_map(|(_, p)| p.info().ok()?.btf_id())
-        .ok_or("no program with BTF loaded yet")?;
-    let btf_fd = sys_bpf(BPF_BTF_GET_FD_BY_ID, &btf_id).map_err(|e| format!("object BTF: {e}"))?;
     let mut out = HashMap::new();
     for &name in names {
         let prog = obj
@@ -242,7 +245,28 @@ fn sys_bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
-/// bpf_attr for BPF_PROG_LOAD, up to expected_attach_type.
+/// bpf_attr for BPF_BTF_LOAD.
+#[repr(C)]
+#[derive(Default)]
+struct BtfLoad {
+    btf: u64,
+    log_buf: u64,
+    size: u32,
+    log_size: u32,
+    log_level: u32,
+    pad: u32,
+}
+
+fn load_btf(bytes: &[u8]) -> Result<OwnedFd, String> {
+    let attr = BtfLoad {
+        btf: bytes.as_ptr() as u64,
+        size: bytes.len() as u32,
+        ..Default::default()
+    };
+    sys_bpf(BPF_BTF_LOAD, &attr).map_err(|e| format!("loading the object's BTF: {e}"))
+}
+
+/// bpf_attr for BPF_PROG_LOAD, up to attach_btf_id.
 #[repr(C)]
 #[derive(Default)]
 struct ProgLoad {
