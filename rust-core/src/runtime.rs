@@ -210,7 +210,7 @@ fn pump(
         }
         // (The ring's records borrow the kernel until the loop ends.)
         for pid in asm.take_go_execs() {
-            kernel.probe_go_exec(pid);
+            kernel.probe_go_exec(pid).report(&stats);
         }
         stats::add(&stats.events_read, n as u64);
         asm.flush_waiting(if stopping { u64::MAX } else { monotonic_ns() });
@@ -290,10 +290,7 @@ fn pump(
             // Receivers start after us and may open ports later.
             asm.set_own_endpoints(OwnEndpoints::read(), monotonic_ns());
             if last_tls_scan.elapsed() >= TLS_SCAN {
-                let (probed, unprobed, ctx_unprobed) = kernel.rescan_tls();
-                stats::set(&stats.go_tls_programs, probed);
-                stats::set(&stats.go_tls_unprobed, unprobed);
-                stats::set(&stats.go_context_unprobed, ctx_unprobed);
+                kernel.rescan_tls().report(&stats);
                 last_tls_scan = Instant::now();
             }
             if last_trim.elapsed() >= TRIM {

@@ -183,10 +183,13 @@ counters! {
     /// Go HTTP/2 requests whose header fields the kernel could not read (or more than it
     /// looks at): their calls go without a parent.
     go_context_unknown_h2_unread,
-    /// Go HTTP/2 client streams (net/http) on a connection the kernel reports callers on
-    /// whose writing goroutine's request was not reported before them, or whose HEADERS
-    /// went out with another stream's: no parent.
+    /// Go HTTP/2 client streams on a connection the kernel reports callers on whose
+    /// caller was not reported before them (net/http: its writing goroutine's request, or
+    /// its HEADERS went out with another stream's; grpc-go: the stream's own): no parent.
     go_context_unknown_h2_client,
+    /// Go executables whose probes were removed because no process ran them any more
+    /// (probed again if one does).
+    go_programs_released,
 }
 
 pub fn add(c: &AtomicU64, n: u64) {

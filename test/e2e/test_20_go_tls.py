@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from e2elib import and_, brief, client_to, free_port, go_build, path_is, server_on, wait_listening
+from e2elib import and_, brief, client_to, free_port, go_build, path_is, server_on, wait_listening, wait_until
 
 
 @pytest.fixture(scope="module", params=["symbols", "stripped"])
@@ -34,7 +34,8 @@ def go_server(collector, procs, gotls_bin):
     while not collector.spans.wait(and_(server_on(port), path_is(WARM)), 1, timeout=1, settle=0):
         assert time.time() < deadline, "the Go executable was never probed"
         run_client(procs, gotls_bin, ["client1", f"https://127.0.0.1:{port}", WARM])
-    assert collector.ebpf_counter("go_tls_programs") >= 1
+    # A gauge (programs probed now), reaching the metrics about once a second.
+    assert wait_until(lambda: (collector.ebpf_counter("go_tls_programs") or 0) >= 1, timeout=10)
     return port
 
 

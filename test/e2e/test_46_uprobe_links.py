@@ -3,15 +3,17 @@ for all its offsets. The kernel removes a perf-event uprobe with a grace period 
 one after another (2.5 s per Go program using net/http, measured), so a collector probing
 many Go programs took minutes to exit; a multi link waits once. Read from the kernel: the
 collector's own descriptors (/proc/<pid>/fdinfo) and the programs' names (bpftool).
-Older kernels get perf-event uprobes: that path is forced here with
+The probes of an executable no process runs any more are removed (a program built and run
+once, as `go test` does, would keep them for the collector's life), and come back if it runs
+again. Older kernels get perf-event uprobes: that path is forced here with
 OTELCOL_EBPF_PERF_UPROBES=1 and must trace the same."""
 
 import os
 import re
 from pathlib import Path
 
-from e2elib import Collector, and_, bpf_progs, free_port, go_build, path_is, run_curl, server_on, \
-    until_parented, wait_listening
+from e2elib import Collector, and_, bpf_progs, counters_settled, free_port, go_build, path_is, run_curl, \
+    server_on, until_parented, wait_listening, wait_until
 
 LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
 
@@ -37,9 +39,10 @@ def links_held_by(pid: int) -> list[dict]:
     return out
 
 
-def go_tls_server_traced(collector, procs, tmp_path) -> str:
-    """Starts a Go HTTPS server, waits for its SERVER span (https); returns its executable."""
-    gotls = go_build(tmp_path, "gotls")
+def go_tls_server_traced(collector, procs, tmp_path, gotls=None):
+    """Starts a Go HTTPS server (built unless given), waits for its SERVER span (https);
+    returns its executable and process."""
+    gotls = gotls or go_build(tmp_path, "gotls")
     port = free_port()
     p = procs.spawn([gotls, "server", port], env_extra={"OTEL_SERVICE_NAME": "gosrv"}, name="gotls-server")
     wait_listening(port, p, what="gotls server")
@@ -49,7 +52,7 @@ def go_tls_server_traced(collector, procs, tmp_path) -> str:
         got = collector.spans.wait(and_(server_on(port), path_is(f"/users/w{k}")), 1, timeout=2, settle=0)
         return got and got[0]["attrs"].get("url.scheme") == "https"
     until_parented(warm, "the Go program was never probed", timeout=20)
-    return gotls
+    return gotls, p
 
 
 def started_line(collector) -> str:
@@ -57,7 +60,7 @@ def started_line(collector) -> str:
 
 
 def test_go_and_libssl_probes_are_multi_links(collector, procs, tmp_path):
-    gotls = go_tls_server_traced(collector, procs, tmp_path)
+    gotls, _ = go_tls_server_traced(collector, procs, tmp_path)
     info = started_line(collector)
     assert "(uprobe_multi links)" in info, info
     links = links_held_by(collector.proc.pid)
@@ -82,6 +85,25 @@ def test_go_and_libssl_probes_are_multi_links(collector, procs, tmp_path):
     entries = [x for x in ssl if x["type"] == "uprobe_multi"]
     assert len(ret) == 1 and len(entries) == 4, ssl
     assert sorted(ret[0]["offsets"]) == sorted(x["offsets"][0] for x in entries), ssl
+
+
+def test_probes_of_a_program_no_longer_run_are_removed(collector, procs, tmp_path):
+    gotls, p = go_tls_server_traced(collector, procs, tmp_path)
+    exe = os.path.realpath(gotls)
+    mine = lambda: [x for x in links_held_by(collector.proc.pid) if x.get("path") == exe]  # noqa: E731
+    assert len(mine()) >= 4, mine()
+    before = counters_settled(collector, {"go_programs_released": 0})["go_programs_released"]
+
+    p.kill()
+    p.wait()
+    # Removed at the next scan (every 3 s), the links closed on a thread of their own.
+    assert wait_until(lambda: not mine(), timeout=15), mine()
+    # (Other tests' programs may go in the same scan.)
+    assert counters_settled(collector, {"go_programs_released": before + 1})["go_programs_released"] >= before + 1
+
+    # Run again: probed again, traced again.
+    go_tls_server_traced(collector, procs, tmp_path, gotls)
+    assert len(mine()) >= 4, mine()
 
 
 def test_perf_event_uprobes_trace_the_same(collectors, procs, tmp_path):

@@ -48,6 +48,15 @@ pub(super) fn note_probed(path: &str) {
     }
 }
 
+/// The executable (device, inode) is probed no more.
+pub(super) fn forget(file: (u64, u64)) {
+    if let Ok(mut set) = PROBED.lock() {
+        if let Some(s) = set.as_mut() {
+            s.remove(&file);
+        }
+    }
+}
+
 /// Whether process `pid` runs an executable whose HTTP/2 server is probed.
 pub fn probed(pid: u32) -> bool {
     let Ok(m) = std::fs::metadata(format!("/proc/{pid}/exe")) else {

@@ -3,7 +3,7 @@
 //! processes come. (*Conn).Read gets a probe on each of its RET instructions instead of
 //! a uretprobe, which would break Go's stack copying.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 
 use aya::Ebpf;
@@ -21,8 +21,12 @@ pub(super) const PROGRAMS: &[&str] = &["on_go_tls_write", "on_go_tls_read", "on_
 pub struct GoTls {
     /// Executables looked at, by (device, inode), probed or not.
     seen: HashSet<(u64, u64)>,
-    /// Paths probed, for the start-up line and logs.
-    pub exes: Vec<String>,
+    /// Executables probed (by device and inode) and their paths, for the start-up line.
+    pub exes: Vec<((u64, u64), String)>,
+    /// Executables with any probe attached (crypto/tls or goroutine context).
+    probed: HashSet<(u64, u64)>,
+    /// Executables whose probes were removed because no process ran them any more.
+    pub released: u64,
     /// Go programs that may use crypto/tls but could not be probed (Go before 1.18
     /// without a symbol table; no RET found; attach refused).
     pub failures: u64,
@@ -182,20 +186,19 @@ pub(super) fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
     }))
 }
 
-/// Executables of running Go processes, as paths this process can open.
-fn go_exes(own: (u64, u64), seen: &HashSet<(u64, u64)>) -> Vec<(String, (u64, u64))> {
-    let mut out = Vec::new();
-    let mut here = HashSet::new();
+/// Executables of running processes by (device, inode), each with a path this process
+/// can open; the collector's own left out.
+fn running_exes(own: (u64, u64)) -> HashMap<(u64, u64), String> {
+    let mut out = HashMap::new();
     for pid in running_pids() {
         let path = format!("/proc/{pid}/exe");
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
         let id = (meta.dev(), meta.ino());
-        if id == own || seen.contains(&id) || !here.insert(id) {
-            continue;
+        if id != own {
+            out.entry(id).or_insert(path);
         }
-        out.push((path, id));
     }
     out
 }
@@ -208,10 +211,31 @@ fn own_exe() -> (u64, u64) {
 }
 
 impl GoTls {
-    /// Probes every Go executable not looked at yet.
+    /// Probes every Go executable not looked at yet, and removes the probes of those no
+    /// process runs any more: a program built and run once (`go test` makes one per
+    /// package) would otherwise keep its links, and its deleted file, for the collector's
+    /// life. Such a file is looked at again if it runs again.
     pub fn scan(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes) {
-        for (path, id) in go_exes(own_exe(), &self.seen) {
-            self.probe(bpf, probes, &path, id);
+        let running = running_exes(own_exe());
+        for (&id, path) in &running {
+            if !self.seen.contains(&id) {
+                self.probe(bpf, probes, path, id);
+            }
+        }
+        let gone: Vec<_> = self
+            .probed
+            .iter()
+            .filter(|id| !running.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if probes.release(id) {
+                self.probed.remove(&id);
+                self.seen.remove(&id);
+                self.exes.retain(|(e, _)| *e != id);
+                super::goh2::forget(id);
+                self.released += 1;
+            }
         }
     }
 
@@ -252,11 +276,17 @@ impl GoTls {
             .unwrap_or_else(|| path.to_string());
         // Goroutine context (net/http hand-offs, goroutine creation); a program
         // that cannot be followed keeps its calls parentless.
-        if let Err(why) = super::goctx::attach(bpf, probes, path) {
-            self.ctx_failures += 1;
-            if self.failed.len() < 8 {
-                self.failed
-                    .push(format!("{shown}: goroutine context: {why}"));
+        match super::goctx::attach(bpf, probes, path) {
+            Ok(true) => {
+                self.probed.insert(id);
+            }
+            Ok(false) => {}
+            Err(why) => {
+                self.ctx_failures += 1;
+                if self.failed.len() < 8 {
+                    self.failed
+                        .push(format!("{shown}: goroutine context: {why}"));
+                }
             }
         }
         let probed = sites(path).and_then(|found| match found {
@@ -264,7 +294,10 @@ impl GoTls {
             None => Ok(false), // no crypto/tls in it
         });
         match probed {
-            Ok(true) => self.exes.push(shown),
+            Ok(true) => {
+                self.probed.insert(id);
+                self.exes.push((id, shown));
+            }
             Ok(false) => {}
             Err(why) => {
                 self.failures += 1;

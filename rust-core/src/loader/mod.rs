@@ -420,19 +420,47 @@ fn caps_note(tls: &tls::Tls, go_tls: &gotls::GoTls) -> String {
 
 impl Kernel {
     /// Probes libssl files mapped and Go programs started since the last call (new
-    /// processes, new containers). Returns the Go programs probed for TLS, those that
-    /// could not be, and those whose goroutine context could not be followed, so far.
-    pub fn rescan_tls(&mut self) -> (u64, u64, u64) {
+    /// processes, new containers), and forgets Go programs no process runs any more.
+    pub fn rescan_tls(&mut self) -> GoProbes {
         self.tls.scan(&mut self.bpf, &mut self.uprobes);
         self.go_tls.scan(&mut self.bpf, &mut self.uprobes);
-        let g = &self.go_tls;
-        (g.exes.len() as u64, g.failures, g.ctx_failures)
+        self.go_probes()
     }
 
     /// Probes the Go program `pid` just started, rather than at the next scan: the
     /// requests it serves first would go unfollowed.
-    pub fn probe_go_exec(&mut self, pid: u32) {
+    pub fn probe_go_exec(&mut self, pid: u32) -> GoProbes {
         self.go_tls.probe_pid(&mut self.bpf, &mut self.uprobes, pid);
+        self.go_probes()
+    }
+
+    fn go_probes(&self) -> GoProbes {
+        let g = &self.go_tls;
+        GoProbes {
+            tls_now: g.exes.len() as u64,
+            tls_unprobed: g.failures,
+            ctx_unprobed: g.ctx_failures,
+            released: g.released,
+        }
+    }
+}
+
+/// Go programs: probed for TLS now; so far, those that could not be, those whose
+/// goroutine context could not be followed, those whose probes were removed.
+pub struct GoProbes {
+    pub tls_now: u64,
+    pub tls_unprobed: u64,
+    pub ctx_unprobed: u64,
+    pub released: u64,
+}
+
+impl GoProbes {
+    pub fn report(&self, stats: &crate::stats::Stats) {
+        use crate::stats::set;
+        set(&stats.go_tls_programs, self.tls_now);
+        set(&stats.go_tls_unprobed, self.tls_unprobed);
+        set(&stats.go_context_unprobed, self.ctx_unprobed);
+        set(&stats.go_programs_released, self.released);
     }
 }
 
