@@ -48,6 +48,8 @@ struct iov_walk {
 	__u32 pos;  /* bytes captured */
 };
 
+#define H2_HEADS_MAX 8
+
 struct h2_walk {
 	const struct iovec *iov; /* NULL: one buffer (base, cur) */
 	__u64 iovcnt;
@@ -58,6 +60,9 @@ struct h2_walk {
 	__u32 pos; /* bytes in data[] */
 	__u32 full; /* data[] had no room for bytes it needed: nothing more is copied */
 	__u32 bad; /* a frame header no HTTP/2 peer sends: the walk is out of step */
+	__u32 note_heads; /* keep the stream ids of HEADERS frames (a Go client's sends) */
+	__u32 nheads;
+	__u32 heads[H2_HEADS_MAX];
 	struct h2_frame_state st;
 };
 

@@ -12,6 +12,7 @@
 #include "context.h"
 #include "capture.h"
 #include "goroutine.h"
+#include "go_grpc.h"
 
 /* sock_info.caller: 0 = nothing reported on this socket yet; this = "no request". */
 #define CALLER_NONE (~0ULL)
@@ -65,6 +66,50 @@ __noinline int go_caller(struct event_header *h, struct sock_info *si)
 	}
 	if (si)
 		si->caller = span;
+	return 0;
+}
+
+/* grpc-go's connection writer (one goroutine) sends every stream's HEADERS, several in
+ * one record, so the socket's caller says nothing about them: each stream the record
+ * opens gets its caller's context (go_grpc.h) as a CTX_CALLER with its stream id, before
+ * the record. Over TLS that is the only way (nothing can be inserted there); on h2c a
+ * stream's context is normally taken by h2_inject.h first. Global: verified once. */
+__noinline int go_stream_callers(struct event_header *h, struct h2_walk *w)
+{
+	if (!h || !w || !w->nheads)
+		return 0;
+	__u32 pid = h->pid;
+	__u64 *off = bpf_map_lookup_elem(&go_goid_off, &pid);
+	if (!off)
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 g = 0, goid = 0;
+	if (!regs || bpf_probe_read_kernel(&g, sizeof(g), &regs->r14) || !g ||
+	    bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + *off)))
+		return 0;
+	__u32 zero = 0;
+	struct ctx_event *ev = bpf_map_lookup_elem(&go_caller_ev, &zero);
+	if (!ev)
+		return 0;
+	for (__u32 i = 0; i < H2_HEADS_MAX; i++) {
+		if (i >= w->nheads)
+			break;
+		__u32 stream = w->heads[i];
+		struct thread_ctx *tc = go_stream_ctx(pid, goid, stream);
+		if (!tc)
+			continue;
+		__builtin_memset(ev, 0, sizeof(*ev));
+		ev->hdr = *h;
+		ev->hdr.kind = EVENT_CTX;
+		ev->ctx_kind = CTX_CALLER;
+		ev->stream_id = stream;
+		__builtin_memcpy(ev->trace_id, tc->trace_id, 16);
+		__builtin_memcpy(ev->parent_span_id, tc->span_id, 8);
+		ev->trace_flags = tc->flags;
+		if (bpf_ringbuf_output(&events, ev, sizeof(*ev), BPF_RB_NO_WAKEUP))
+			count(COUNTER_RINGBUF_FULL, 1);
+		go_stream_done(pid, goid, stream);
+	}
 	return 0;
 }
 

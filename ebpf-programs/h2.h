@@ -96,6 +96,11 @@ static long h2_step(__u32 i, void *unused)
 		h2_copy(sc, n);
 		w->st.rem = head >> 8;
 		w->st.is_data = (head & 0xff) == 0;
+		if (w->note_heads && (head & 0xff) == H2_HEADERS && w->nheads < H2_HEADS_MAX) {
+			__u32 sid = 0;
+			if (!bpf_probe_read_user(&sid, 4, (const void *)(w->base + 5)))
+				w->heads[w->nheads++ & (H2_HEADS_MAX - 1)] = bpf_ntohl(sid) & 0x7fffffff;
+		}
 	} else {
 		/* A header split between chunks or calls: a byte at a time. */
 		__u8 b = 0;
@@ -148,6 +153,8 @@ __noinline int emit_h2(struct sock_info *si, __u64 src, __u64 iovcnt, __u32 tota
 	w->pos = sizeof(struct h2_frame_state);
 	w->full = 0;
 	w->bad = 0;
+	w->nheads = 0;
+	w->note_heads = report != 0;
 	__builtin_memcpy(&w->st, st, sizeof(*st));
 	__builtin_memcpy(sc->e.data, st, sizeof(*st));
 	bpf_loop(H2_STEPS, h2_step, NULL, 0);
@@ -159,8 +166,10 @@ __noinline int emit_h2(struct sock_info *si, __u64 src, __u64 iovcnt, __u32 tota
 	__u32 pos = w->pos;
 	if (pos > CAPTURE_MAX - 1)
 		pos = CAPTURE_MAX - 1;
-	if (report)
+	if (report) {
 		go_caller(&sc->e.hdr, si);
+		go_stream_callers(&sc->e.hdr, w);
+	}
 	sc->e.flags |= DATA_FLAG_H2;
 	sc->e.total_len = total;
 	sc->e.captured_len = pos;

@@ -184,7 +184,8 @@ struct ctx_event {
 	__u8 trace_flags; /* W3C trace-flags */
 	__u8 ctx_flags;
 	__u8 _pad;
-	__u32 stream_id; /* CTX_INJECTED into an HTTP/2 request: its stream */
+	__u32 stream_id; /* CTX_INJECTED into an HTTP/2 request, CTX_CALLER of a grpc-go stream:
+			  * its stream (else 0) */
 };
 
 

@@ -130,7 +130,8 @@ pub struct CtxEvent {
     pub trace_flags: u8,
     pub ctx_flags: u8,
     pub _pad: u8,
-    /// CTX_INJECTED into an HTTP/2 request: its stream (0 for HTTP/1).
+    /// CTX_INJECTED into an HTTP/2 request, CTX_CALLER of a grpc-go stream: its stream
+    /// (else 0).
     pub stream_id: u32,
 }
 

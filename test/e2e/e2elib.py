@@ -316,6 +316,10 @@ def path_is(path: str):
     return lambda s: s["attrs"].get("url.path") == path
 
 
+def path_startswith(prefix: str):
+    return lambda s: s["attrs"].get("url.path", "").startswith(prefix)
+
+
 def brief(spans) -> str:
     """Short text of spans for assertion messages."""
     rows = []

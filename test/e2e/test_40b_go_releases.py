@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from e2elib import (APPS, and_, brief, client_to, counters_settled, free_port, path_is, run_curl, server_on,
-                    start_app, until_parented, wait_listening)
+from e2elib import (APPS, and_, brief, client_to, counters_settled, free_port, path_is, path_startswith, run_curl,
+                    server_on, start_app, until_parented, wait_listening)
 
 RELEASES = ("go1.18.10", "go1.20.14", "go1.27.3")
 IN_FLIGHT = 16
@@ -38,10 +38,6 @@ def go_build_release(release, out_dir, app, *flags):
 @pytest.fixture(scope="module", params=RELEASES)
 def release(request):
     return request.param
-
-
-def path_startswith(prefix):
-    return lambda s: s["attrs"].get("url.path", "").startswith(prefix)
 
 
 def test_go_calls_are_children_of_their_request(collector, procs, release, tmp_path):

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from e2elib import APPS, and_, brief, client_to, counters_settled, free_port, go_build, server_on, start_app, \
-    until_parented, wait_listening
+from e2elib import APPS, and_, brief, client_to, counters_settled, free_port, go_build, path_startswith, server_on, \
+    start_app, until_parented, wait_listening
 
 STREAMS = 24
 UNKNOWN = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale",
@@ -25,10 +25,6 @@ UNKNOWN = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_co
 def goh2_bin(request, tmp_path_factory):
     flags = ["-ldflags=-s -w"] if request.param == "stripped" else []
     return go_build(tmp_path_factory.mktemp("goh2server"), "goh2server", *flags)
-
-
-def path_is_prefixed(prefix):
-    return lambda s: s["attrs"].get("url.path", "").startswith(prefix)
 
 
 def drive(procs, binary, port, prefix, n):
@@ -44,7 +40,7 @@ def test_go_h2_calls_are_children_of_their_stream(collector, procs, goh2_bin):
     wait_listening(front, p, what="goh2server")
     def warm(k):
         drive(procs, goh2_bin, front, f"w{k}-", 2)
-        leg = collector.spans.wait(and_(client_to(back), path_is_prefixed(f"/users/w{k}-1")), 1, timeout=3, settle=0)
+        leg = collector.spans.wait(and_(client_to(back), path_startswith(f"/users/w{k}-1")), 1, timeout=3, settle=0)
         return leg and leg[0]["parent_span_id"]
     until_parented(warm, "the Go server's calls never got a parent")
 
@@ -58,8 +54,8 @@ def test_go_h2_calls_are_children_of_their_stream(collector, procs, goh2_bin):
     ids = [f"m-{i}" for i in range(STREAMS)]
     assert len(sent) == STREAMS // 2, sent
 
-    mine = path_is_prefixed("/users/m-")
-    servers = collector.spans.wait(and_(server_on(front), path_is_prefixed("/work/m-")), STREAMS + 1)
+    mine = path_startswith("/users/m-")
+    servers = collector.spans.wait(and_(server_on(front), path_startswith("/work/m-")), STREAMS + 1)
     calls = collector.spans.wait(and_(client_to(back), mine), STREAMS + 1)
     backs = collector.spans.wait(and_(server_on(back), mine), STREAMS + 1)
     assert len(servers) == len(calls) == len(backs) == STREAMS + 1, brief(servers + calls + backs)
@@ -112,7 +108,7 @@ def test_grpc_go_calls_are_children_of_their_stream(collector, procs, gogrpc_bin
     deadline = time.time() + 25
     while True:
         procs.run([gogrpc_bin, "client", addr, "0", *extra], name="gogrpc-warm")
-        legs = collector.spans.wait(and_(client_to(back), path_is_prefixed("/users/first")), 1, timeout=3, settle=0.3)
+        legs = collector.spans.wait(and_(client_to(back), path_startswith("/users/first")), 1, timeout=3, settle=0.3)
         if any(c["parent_span_id"] for c in legs):
             break
         assert time.time() < deadline, "the gRPC server's calls never got a parent"
@@ -125,8 +121,8 @@ def test_grpc_go_calls_are_children_of_their_stream(collector, procs, gogrpc_bin
     assert (res["gets"], res["blobs"]) == (STREAMS + 1, STREAMS), res
 
     ids = [f"id{i}" for i in range(STREAMS)]
-    calls = collector.spans.wait(and_(client_to(back), path_is_prefixed("/users/id")), STREAMS)
-    backs = collector.spans.wait(and_(server_on(back), path_is_prefixed("/users/id")), STREAMS)
+    calls = collector.spans.wait(and_(client_to(back), path_startswith("/users/id")), STREAMS)
+    backs = collector.spans.wait(and_(server_on(back), path_startswith("/users/id")), STREAMS)
     parents = {c["parent_span_id"] for c in calls}
     servers = collector.spans.wait(and_(server_on(front), lambda s: s["span_id"] in parents), STREAMS)
     assert len(calls) == len(backs) == len(servers) == STREAMS, brief(calls + backs + servers)

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from e2elib import and_, brief, client_to, counters_settled, free_port, go_build, run_curl, server_on, \
-    until_parented, wait_listening
+from e2elib import and_, brief, client_to, counters_settled, free_port, go_build, path_startswith, run_curl, \
+    server_on, until_parented, wait_listening
 
 IN_FLIGHT = 16
 UNKNOWN = ("go_context_unknown_no_goid", "go_context_unknown_no_request", "go_context_unknown_stale",
@@ -25,10 +25,6 @@ def goh2_bin(request, tmp_path_factory):
     return go_build(tmp_path_factory.mktemp("goh2server"), "goh2server", *flags)
 
 
-def path_is_prefixed(prefix):
-    return lambda s: s["attrs"].get("url.path", "").startswith(prefix)
-
-
 def test_go_h2_client_streams_are_children_of_their_request(collector, procs, goh2_bin):
     app, h2 = free_port(), free_port()
     s = procs.spawn([goh2_bin, "server", h2, "1"], env_extra={"OTEL_SERVICE_NAME": "goh2server"},
@@ -39,7 +35,7 @@ def test_go_h2_client_streams_are_children_of_their_request(collector, procs, go
     # The warm-up also opens the one TLS connection.
     def warm(k):
         run_curl(procs, "-o", "/dev/null", "--fail", f"http://127.0.0.1:{app}/front/w{k}")
-        got = collector.spans.wait(and_(client_to(h2), path_is_prefixed(f"/echo/w{k}")), 1, timeout=3, settle=0)
+        got = collector.spans.wait(and_(client_to(h2), path_startswith(f"/echo/w{k}")), 1, timeout=3, settle=0)
         return got and got[0]["parent_span_id"]
     until_parented(warm, "the Go program's HTTP/2 calls never got a parent")
 
@@ -53,8 +49,8 @@ def test_go_h2_client_streams_are_children_of_their_request(collector, procs, go
     _, stats = run_curl(procs, "--fail", f"http://127.0.0.1:{app}/stats")
     assert json.loads(stats) == {"protos": ["HTTP/2.0"], "connections": 1}, stats
 
-    servers = collector.spans.wait(and_(server_on(app), path_is_prefixed("/front/m")), IN_FLIGHT)
-    calls = collector.spans.wait(and_(client_to(h2), path_is_prefixed("/echo/m")), IN_FLIGHT)
+    servers = collector.spans.wait(and_(server_on(app), path_startswith("/front/m")), IN_FLIGHT)
+    calls = collector.spans.wait(and_(client_to(h2), path_startswith("/echo/m")), IN_FLIGHT)
     server_of = {s["attrs"]["url.path"].rsplit("/", 1)[1]: s for s in servers}
     call_of = {c["attrs"]["url.path"].rsplit("/", 1)[1]: c for c in calls}
     assert len(servers) == len(calls) == IN_FLIGHT, brief(servers + calls)

@@ -138,6 +138,14 @@ fn take_injected(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEv
 /// The header the kernel inserted into the HTTP/2 request that opened `stream` in the
 /// write at `ts` (inside that send, so not after it). Streams open in increasing order:
 /// injections for lower ones whose HEADERS were never seen go.
+/// The caller the kernel reported for grpc-go stream `stream`, sent at `ts`.
+fn take_stream_caller(kq: &mut VecDeque<CtxEvent>, stream: u32, ts: u64) -> Option<CtxEvent> {
+    let pos = kq
+        .iter()
+        .position(|k| k.ctx_kind == CTX_CALLER && k.stream_id == stream && k.hdr.ts_ns <= ts)?;
+    kq.remove(pos)
+}
+
 fn take_injected_stream(kq: &mut VecDeque<CtxEvent>, stream: u32, ts: u64) -> Option<CtxEvent> {
     kq.retain(|k| k.ctx_kind != CTX_INJECTED || k.stream_id == 0 || k.stream_id >= stream);
     let pos = kq
@@ -149,9 +157,10 @@ fn take_injected_stream(kq: &mut VecDeque<CtxEvent>, stream: u32, ts: u64) -> Op
 /// What the goroutine that sent the request starting at `ts` serves (Go, a request the
 /// kernel put no header in): the newest CTX_CALLER of the socket not after `ts`. The
 /// kernel reports a caller only when it changed for the socket, so that one stays for the
-/// requests after it; older ones go.
+/// requests after it; older ones go. A grpc-go stream's own caller (with its stream id)
+/// is not the socket's.
 fn take_caller(kq: &mut VecDeque<CtxEvent>, ts: u64) -> Option<CtxEvent> {
-    let upto = |k: &CtxEvent| k.ctx_kind == CTX_CALLER && k.hdr.ts_ns <= ts;
+    let upto = |k: &CtxEvent| k.ctx_kind == CTX_CALLER && k.stream_id == 0 && k.hdr.ts_ns <= ts;
     let last = kq.iter().filter(|k| upto(k)).map(|k| k.hdr.ts_ns).max()?;
     kq.retain(|k| !upto(k) || k.hdr.ts_ns == last);
     kq.iter().rev().find(|k| upto(k)).copied()
@@ -396,25 +405,28 @@ impl Contexts {
     /// What the goroutine that wrote the HEADERS of `ex`, a Go HTTP/2 client stream,
     /// serves. net/http writes each stream's HEADERS from a goroutine of the stream's own
     /// (started by the caller, whose context it inherits) and flushes them alone, so the
-    /// socket's caller at that record is the stream's. gRPC streams are left out:
-    /// grpc-go's connection writer is shared (its streams' ids come as CTX_INJECTED).
-    /// Several streams opened by one record, or no caller reported by then: no parent,
-    /// counted.
+    /// socket's caller at that record is the stream's. grpc-go's connection writer is
+    /// shared: the kernel reports each stream's caller with its stream id (over TLS; on
+    /// h2c its ids come as CTX_INJECTED). Several net/http streams opened by one record,
+    /// or no caller reported by then: no parent, counted.
     fn h2_caller(
         &self,
         ex: &Exchange,
         kq: Option<&mut VecDeque<CtxEvent>>,
         stats: &Stats,
     ) -> Option<CtxEvent> {
-        if !self.propagating || ex.http().is_some_and(|h| h.grpc) {
+        if !self.propagating {
             return None;
         }
         // None reported on the socket: the kernel does not follow this process's
         // goroutines (not probed yet), as for HTTP/1 not counted.
         let q = kq.filter(|q| q.iter().any(|k| k.ctx_kind == CTX_CALLER))?;
-        let caller = match self.shared_records.contains(&(ex.req_start, ex.tid)) {
-            true => None,
-            false => take_caller(q, ex.req_start),
+        let caller = if ex.http().is_some_and(|h| h.grpc) {
+            take_stream_caller(q, ex.stream_id, ex.req_start)
+        } else if self.shared_records.contains(&(ex.req_start, ex.tid)) {
+            None
+        } else {
+            take_caller(q, ex.req_start)
         };
         if caller.is_none() {
             stats::inc(&stats.go_context_unknown_h2_client);
@@ -993,19 +1005,37 @@ mod tests {
         let s5 = stream(&mut c, &mut kq, 5, 250, false);
         assert_eq!(s5.parent_span_id, Some([9; 8]));
         assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 0);
-        // gRPC: grpc-go's writer serves every stream; its ids come injected, or none.
         assert_eq!(
             stream(&mut c, &mut kq, 7, 260, false).parent_span_id,
             Some([9; 8])
         );
-        assert_eq!(stream(&mut c, &mut kq, 9, 270, true).parent_span_id, None);
         assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 0);
+        // gRPC: grpc-go's writer serves every stream; each stream's caller comes with its
+        // stream id (over TLS), both in one record here. The socket's caller is not theirs.
+        let grpc = |stream_id, trace, parent| CtxEvent {
+            stream_id,
+            ..kctx(CTX_CALLER, 265, 3, trace, 0, parent)
+        };
+        kq.extend([grpc(11, 2, 3), grpc(9, 12, 13)]);
+        let g9 = stream(&mut c, &mut kq, 9, 270, true);
+        assert_eq!((g9.trace_id, g9.parent_span_id), ([12; 16], Some([13; 8])));
+        let g11 = stream(&mut c, &mut kq, 11, 270, true);
+        assert_eq!((g11.trace_id, g11.parent_span_id), ([2; 16], Some([3; 8])));
+        // Taken once; none for stream 15: no parent, counted.
+        assert_eq!(stream(&mut c, &mut kq, 15, 280, true).parent_span_id, None);
+        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 1);
+        // A net/http stream is not given a gRPC stream's caller.
+        kq.push_back(grpc(17, 2, 3));
+        assert_eq!(
+            stream(&mut c, &mut kq, 17, 290, false).parent_span_id,
+            Some([9; 8])
+        );
         // Two streams' HEADERS in one record: whose is unknown.
         c.shared_records = vec![(300, 3)];
         kq.push_back(kctx(CTX_CALLER, 300, 3, 5, 0, 6));
         assert_eq!(stream(&mut c, &mut kq, 11, 300, false).parent_span_id, None);
         assert_eq!(stream(&mut c, &mut kq, 13, 300, false).parent_span_id, None);
-        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 2);
+        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 3);
         // Only a later caller on the socket: no parent, counted.
         c.shared_records.clear();
         let mut later: VecDeque<CtxEvent> = [kctx(CTX_CALLER, 500, 3, 5, 0, 6)].into();
@@ -1013,14 +1043,14 @@ mod tests {
             stream(&mut c, &mut later, 1, 400, false).parent_span_id,
             None
         );
-        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 3);
+        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 4);
         // None at all (the process's goroutines not followed yet): no parent, not counted.
         let mut none = VecDeque::new();
         assert_eq!(
             stream(&mut c, &mut none, 1, 400, false).parent_span_id,
             None
         );
-        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 3);
+        assert_eq!(stats.go_context_unknown_h2_client.load(Relaxed), 4);
     }
 
     #[test]

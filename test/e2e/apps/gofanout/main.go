@@ -2,13 +2,15 @@
 // pooled http.Client, a fan-out of two calls from new goroutines, all to
 // 127.0.0.1:<port>/users/<id>-{a,b1,b2}, and one grpc-go unary call (demo.Shop/Get with
 // <id>) on a ClientConn every request shares (one HTTP/2 connection, streams written by
-// its writer goroutine). ROUTER picks the handler's router: mux (net/http's) or gin.
+// its writer goroutine), over TLS when GOFANOUT_GRPC_TLS is set. ROUTER picks the
+// handler's router: mux (net/http's) or gin.
 //
 //	gofanout PORT [mux|gin]
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -45,7 +48,11 @@ func shared(addr string) (*grpc.ClientConn, error) {
 	if c, ok := conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if os.Getenv("GOFANOUT_GRPC_TLS") != "" { // gogrpc's self-signed certificate
+		creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
 	if err == nil {
 		conns[addr] = c
