@@ -212,37 +212,17 @@ static long amqp_frame_step(__u32 i, struct amqp_walk_ctx *c)
 		p->off = off + k;
 		return 0;
 	}
-	/* A frame header (7 bytes) and the first 4 payload bytes (a method's ids). */
-	__u8 b[16] = {};
-	__u32 have = tx->have;
-	if (have > 6) {
-		p->lost = 1;
+	/* A frame header (7 bytes), perhaps begun in the previous send. */
+	__u8 b[24] = {};
+	__u32 have = tx->have, k = 0;
+	int got = msg_frame_header(msg, off, size, tx->hdr, &tx->have, 7, b, &k);
+	if (got) {
+		if (got < 0)
+			p->lost = 1;
+		else
+			p->off = size;
 		return 1;
 	}
-	__builtin_memcpy(b, tx->hdr, 7);
-	__u32 need = 7 - have;
-	__u32 k = need < size - off ? need : size - off;
-	if (bpf_msg_pull_data(msg, off, off + k, 0)) {
-		p->lost = 1;
-		return 1;
-	}
-	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
-	if ((long)end - (long)data < (long)k || k > 7) {
-		p->lost = 1;
-		return 1;
-	}
-	BOUND(k, 7);
-	if (bpf_probe_read_kernel(&b[have & 7], k, data)) {
-		p->lost = 1;
-		return 1;
-	}
-	if (k < need) {
-		__builtin_memcpy(tx->hdr, b, 7);
-		tx->have = have + k;
-		p->off = size;
-		return 1;
-	}
-	tx->have = 0;
 	__u8 type = b[0];
 	__u16 ch = (__u16)b[1] << 8 | b[2];
 	__u32 len = (__u32)b[3] << 24 | (__u32)b[4] << 16 | (__u32)b[5] << 8 | b[6];

@@ -192,36 +192,16 @@ static long h2_frame_step(__u32 i, struct h2_walk_ctx *c)
 		return 0;
 	}
 	/* A frame header, perhaps begun in the previous send. */
-	__u8 b[20] = {};
-	__u32 have = tx->have;
-	if (have > 8) {
-		p->lost = 1;
+	__u8 b[24] = {};
+	__u32 have = tx->have, k = 0;
+	int got = msg_frame_header(msg, off, size, tx->hdr, &tx->have, 9, b, &k);
+	if (got) {
+		if (got < 0)
+			p->lost = 1;
+		else
+			p->off = size;
 		return 1;
 	}
-	__builtin_memcpy(b, tx->hdr, 9);
-	__u32 need = 9 - have;
-	__u32 k = need < size - off ? need : size - off;
-	if (bpf_msg_pull_data(msg, off, off + k, 0)) {
-		p->lost = 1;
-		return 1;
-	}
-	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
-	if ((long)end - (long)data < (long)k || k > 9) {
-		p->lost = 1;
-		return 1;
-	}
-	BOUND(k, 15);
-	if (bpf_probe_read_kernel(&b[have & 15], k, data)) {
-		p->lost = 1;
-		return 1;
-	}
-	if (k < need) {
-		__builtin_memcpy(tx->hdr, b, 9);
-		tx->have = have + k;
-		p->off = size;
-		return 1;
-	}
-	tx->have = 0;
 	__u32 len = (__u32)b[0] << 16 | (__u32)b[1] << 8 | b[2];
 	__u8 type = b[3], flags = b[4];
 	__u32 stream = (__u32)(b[5] & 0x7f) << 24 | (__u32)b[6] << 16 | (__u32)b[7] << 8 | b[8];

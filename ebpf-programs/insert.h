@@ -1,5 +1,6 @@
-/* What the sk_msg inserters (http1_inject.h, h2_inject.h) share: the ids a sent request
- * gets, the traceparent text, and insert(), which grows a message or leaves it as it was. */
+/* What the sk_msg inserters (http1_inject.h, h2_inject.h, amqp_inject.h) share: the ids a
+ * sent request gets, the traceparent text, insert(), which grows a message or leaves it as
+ * it was, and the frame-header reader of the frame walkers. */
 #ifndef OTELCOL_EBPF_INSERT_H
 #define OTELCOL_EBPF_INSERT_H
 
@@ -112,6 +113,38 @@ static __always_inline void fill_ids(struct ctx_event *ev, struct thread_ctx *tc
 	ev->hdr.ts_ns = now; /* one time for the send: userspace takes them in order */
 	ev->hdr.sock_id = sock;
 	ev->ctx_kind = CTX_INJECTED;
+}
+
+/* The next frame header of a send, `n` bytes (a constant, at most 9), perhaps begun in the
+ * previous send: `saved` holds its first `*have` bytes. The frame walkers (h2_inject.h,
+ * amqp_inject.h) share it. Returns 0 with the whole header in b[0..n) and `*took` set to its
+ * bytes in this send (from `off`); 1 when this send ends inside it (its bytes kept in
+ * `saved` for the next); -1 when it cannot be read (the walk is lost). */
+static __always_inline int msg_frame_header(struct sk_msg_md *msg, __u32 off, __u32 size, __u8 *saved,
+					    __u8 *have, __u32 n, __u8 b[24], __u32 *took)
+{
+	__u32 h = *have;
+	if (h >= n)
+		return -1;
+	__builtin_memcpy(b, saved, n);
+	__u32 need = n - h;
+	__u32 k = need < size - off ? need : size - off;
+	if (bpf_msg_pull_data(msg, off, off + k, 0))
+		return -1;
+	void *data = (void *)(long)msg->data, *end = (void *)(long)msg->data_end;
+	if ((long)end - (long)data < (long)k || k > n)
+		return -1;
+	BOUND(k, 15);
+	if (bpf_probe_read_kernel(&b[h & 15], k, data))
+		return -1;
+	if (k < need) {
+		__builtin_memcpy(saved, b, n);
+		*have = h + k;
+		return 1;
+	}
+	*have = 0;
+	*took = k;
+	return 0;
 }
 
 #endif /* OTELCOL_EBPF_INSERT_H */
