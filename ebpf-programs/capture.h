@@ -60,7 +60,9 @@ struct h2_walk {
 	__u32 pos; /* bytes in data[] */
 	__u32 full; /* data[] had no room for bytes it needed: nothing more is copied */
 	__u32 bad; /* a frame header no HTTP/2 peer sends: the walk is out of step */
-	__u32 note_heads; /* keep the stream ids of HEADERS frames (a Go client's sends) */
+	/* Keep the stream ids of HEADERS frames (a Go client's sends). A frame header split
+	 * between chunks is not noted: its stream goes without a parent (counted). */
+	__u32 note_heads;
 	__u32 nheads;
 	__u32 heads[H2_HEADS_MAX];
 	struct h2_frame_state st;

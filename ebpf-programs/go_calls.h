@@ -79,13 +79,8 @@ __noinline int go_stream_callers(struct event_header *h, struct h2_walk *w)
 	if (!h || !w || !w->nheads)
 		return 0;
 	__u32 pid = h->pid;
-	__u64 *off = bpf_map_lookup_elem(&go_goid_off, &pid);
-	if (!off)
-		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	__u64 g = 0, goid = 0;
-	if (!regs || bpf_probe_read_kernel(&g, sizeof(g), &regs->r14) || !g ||
-	    bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + *off)))
+	__u64 goid = 0;
+	if (current_goid(pid, &goid))
 		return 0;
 	__u32 zero = 0;
 	struct ctx_event *ev = bpf_map_lookup_elem(&go_caller_ev, &zero);

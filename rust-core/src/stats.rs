@@ -187,8 +187,7 @@ counters! {
     /// caller was not reported before them (net/http: its writing goroutine's request, or
     /// its HEADERS went out with another stream's; grpc-go: the stream's own): no parent.
     go_context_unknown_h2_client,
-    /// Go executables whose probes were removed because no process ran them any more
-    /// (probed again if one does).
+    /// Go executables deleted and run by no process any more, whose probes were removed.
     go_programs_released,
 }
 

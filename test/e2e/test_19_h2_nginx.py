@@ -70,6 +70,8 @@ def fetch(procs, base, *extra, parallel=True):
 
 @pytest.mark.parametrize("scheme", ["https", "http"])
 def test_multiplexed_streams_on_both_ends(collector, procs, nginx_h2, scheme):
+    # From this test's start: a module run before on the same collector may count some.
+    undecodable = collector.ebpf_counter("h2_headers_undecodable")
     if scheme == "https":
         port = nginx_h2["tls"]
         fetch(procs, f"https://127.0.0.1:{port}", "-k", "--http2")
@@ -106,7 +108,7 @@ def test_multiplexed_streams_on_both_ends(collector, procs, nginx_h2, scheme):
         assert c is not None and c["trace_id"] == s["trace_id"], brief([s])
         assert c["attrs"]["url.path"] == s["attrs"]["url.path"]
     assert len({s["trace_id"] for s in servers}) == n
-    assert collector.ebpf_counter("h2_headers_undecodable") == 0
+    assert collector.ebpf_counter("h2_headers_undecodable") == undecodable
 
 
 def test_traceparent_in_h2_headers_is_honoured(collector, procs, nginx_h2):

@@ -249,7 +249,7 @@ def test_without_sys_admin_tls_still_traced(workroot, procs, cert):
     c.start()
     try:
         info = next(line for line in c.log().splitlines() if "eBPF receiver started" in line)
-        assert "TLS: uprobes on 1 libssl file(s)" in info and "(uprobe_multi links)" in info, info
+        assert re.search(r"TLS: uprobes on [1-9]\d* libssl file\(s\)", info) and "(uprobe_multi links)" in info, info
         assert "running without" not in info, info
         tls = free_port()
         pt = procs.spawn(as_other([SYSTEM_PYTHON, APPS / "https_app.py", tls, *cert]), name="tls",

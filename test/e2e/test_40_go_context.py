@@ -9,8 +9,8 @@ import concurrent.futures
 
 import pytest
 
-from e2elib import and_, brief, client_to, counters_settled, free_port, go_build_module, path_startswith, run_curl, \
-    server_on, start_app, until_parented, wait_listening
+from e2elib import and_, brief, client_to, counters_settled, free_port, go_build_module, path_is, path_startswith, \
+    run_curl, server_on, start_app, until_parented, wait_listening
 
 IN_FLIGHT = 16
 LEGS = ("a", "b1", "b2")
@@ -38,10 +38,12 @@ def gofanout(request, tmp_path_factory):
 
 def test_go_calls_are_children_of_their_request(collector, procs, gofanout, gogrpc_bin):
     binary, router, grpc_tls = gofanout
-    front, back, rpc = free_port(), free_port(), free_port()
+    front, back, rpc, shop_back = free_port(), free_port(), free_port(), free_port()
     start_app(procs, back, env_extra={"OTEL_SERVICE_NAME": "backend"})
-    shop = procs.spawn([gogrpc_bin, "server", rpc, *(["tls"] if grpc_tls else [])],
-                       env_extra={"OTEL_SERVICE_NAME": "goshop"}, name="gogrpc-server")
+    start_app(procs, shop_back, env_extra={"OTEL_SERVICE_NAME": "shopbackend"})
+    # goshop's handler calls /users/<the item> on shop_back: the request id, end to end.
+    shop = procs.spawn([gogrpc_bin, "server", rpc, *(["tls"] if grpc_tls else [])], name="gogrpc-server",
+                       env_extra={"OTEL_SERVICE_NAME": "goshop", "GOGRPC_BACKEND": str(shop_back)})
     wait_listening(rpc, shop, what="gogrpc server")
     p = procs.spawn([binary, front, router], name="gofanout",
                     env_extra={"OTEL_SERVICE_NAME": "gofanout", **({"GOFANOUT_GRPC_TLS": "1"} if grpc_tls else {})})
@@ -51,7 +53,8 @@ def test_go_calls_are_children_of_their_request(collector, procs, gofanout, gogr
         run_curl(procs, "-o", "/dev/null", f"http://127.0.0.1:{front}/work/{back}/{rpc}/w{k}")
         leg = collector.spans.wait(and_(client_to(back), path_startswith(f"/users/w{k}-b2")), 1, timeout=3, settle=0)
         rpcs = collector.spans.wait(and_(client_to(rpc), lambda s: s["parent_span_id"]), 1, timeout=1, settle=0)
-        return leg and leg[0]["parent_span_id"] and rpcs
+        shop_leg = collector.spans.wait(and_(client_to(shop_back), path_is(f"/users/w{k}")), 1, timeout=1, settle=0)
+        return leg and leg[0]["parent_span_id"] and rpcs and shop_leg and shop_leg[0]["parent_span_id"]
     until_parented(warm, "the Go program's calls never got a parent", timeout=20)
 
     before = {c: collector.ebpf_counter(c) for c in UNKNOWN}
@@ -95,5 +98,16 @@ def test_go_calls_are_children_of_their_request(collector, procs, gofanout, gogr
     for b in rpc_backs:
         assert b["name"] == "demo.Shop/Get" and b["resource"]["service.name"] == "goshop", brief([b])
         assert b["trace_id"] == rpc_span[b["parent_span_id"]]["trace_id"], brief([rpc_span[b["parent_span_id"]], b])
+    # Whose call is whose (the parents above would also hold with two calls' parents
+    # swapped): each request's gRPC call leads to goshop's call for the same id.
+    handler_span = {b["span_id"]: b for b in rpc_backs}
+    shop_calls = collector.spans.wait(and_(client_to(shop_back), path_startswith("/users/m")), IN_FLIGHT)
+    shop_call_of = {c["attrs"]["url.path"].rsplit("/", 1)[1]: c for c in shop_calls}
+    assert sorted(shop_call_of) == sorted(ids), brief(shop_calls)
+    for i in ids:
+        handler = handler_span.get(shop_call_of[i]["parent_span_id"])
+        assert handler, brief([shop_call_of[i]])
+        call = rpc_span[handler["parent_span_id"]]
+        assert call["parent_span_id"] == server_of[i]["span_id"], brief([server_of[i], call, handler, shop_call_of[i]])
     # Every context was known: none counted as unknown.
     assert counters_settled(collector, before) == before

@@ -3,13 +3,14 @@ for all its offsets. The kernel removes a perf-event uprobe with a grace period 
 one after another (2.5 s per Go program using net/http, measured), so a collector probing
 many Go programs took minutes to exit; a multi link waits once. Read from the kernel: the
 collector's own descriptors (/proc/<pid>/fdinfo) and the programs' names (bpftool).
-The probes of an executable no process runs any more are removed (a program built and run
-once, as `go test` does, would keep them for the collector's life), and come back if it runs
-again. Older kernels get perf-event uprobes: that path is forced here with
+The probes of an executable deleted and run by no process any more are removed (a program
+built, run and deleted, as `go test` does, would keep them for the collector's life); one
+still on disk keeps them. Older kernels get perf-event uprobes: that path is forced here with
 OTELCOL_EBPF_PERF_UPROBES=1 and must trace the same."""
 
 import os
 import re
+import time
 from pathlib import Path
 
 from e2elib import Collector, and_, bpf_progs, counters_settled, free_port, go_build, path_is, run_curl, \
@@ -30,7 +31,7 @@ def links_held_by(pid: int) -> list[dict]:
         if not m:
             continue
         link = {"type": m.group(1), "prog_id": int(re.search(r"^prog_id:\s*(\d+)", text, re.M).group(1))}
-        path = re.search(r"^path:\s*(\S+)", text, re.M)
+        path = re.search(r"^path:\s*(.+)$", text, re.M)
         if path:
             link["path"] = path.group(1)
             link["offsets"] = [int(o, 16) for o in re.findall(r"^\d+\s+(0x[0-9a-f]+)\s+0x", text, re.M)]
@@ -87,23 +88,34 @@ def test_go_and_libssl_probes_are_multi_links(collector, procs, tmp_path):
     assert sorted(ret[0]["offsets"]) == sorted(x["offsets"][0] for x in entries), ssl
 
 
-def test_probes_of_a_program_no_longer_run_are_removed(collector, procs, tmp_path):
+def test_probes_of_a_deleted_program_no_process_runs_are_removed(collector, procs, tmp_path):
     gotls, p = go_tls_server_traced(collector, procs, tmp_path)
     exe = os.path.realpath(gotls)
     mine = lambda: [x for x in links_held_by(collector.proc.pid) if x.get("path") == exe]  # noqa: E731
     assert len(mine()) >= 4, mine()
-    before = counters_settled(collector, {"go_programs_released": 0})["go_programs_released"]
+    scans = 7  # seconds: two of the receiver's 3 s scans
 
+    # Stopped but still on disk: kept, since it may run again (and does).
     p.kill()
     p.wait()
-    # Removed at the next scan (every 3 s), the links closed on a thread of their own.
-    assert wait_until(lambda: not mine(), timeout=15), mine()
+    time.sleep(scans)
+    assert len(mine()) >= 4, mine()
+    _, p = go_tls_server_traced(collector, procs, tmp_path, gotls)
+
+    # Deleted while it runs: kept while it runs.
+    os.unlink(gotls)
+    time.sleep(scans)
+    kept = [x for x in links_held_by(collector.proc.pid) if x.get("path") == exe + " (deleted)"]
+    assert len(kept) >= 4, links_held_by(collector.proc.pid)
+    before = counters_settled(collector, {"go_programs_released": 0})["go_programs_released"]
+
+    # Deleted and stopped: removed at the next scan, the links closed on a thread of their own.
+    p.kill()
+    p.wait()
+    assert wait_until(lambda: not [x for x in links_held_by(collector.proc.pid)
+                                   if x.get("path", "").startswith(exe)], timeout=15), links_held_by(collector.proc.pid)
     # (Other tests' programs may go in the same scan.)
     assert counters_settled(collector, {"go_programs_released": before + 1})["go_programs_released"] >= before + 1
-
-    # Run again: probed again, traced again.
-    go_tls_server_traced(collector, procs, tmp_path, gotls)
-    assert len(mine()) >= 4, mine()
 
 
 def test_perf_event_uprobes_trace_the_same(collectors, procs, tmp_path):

@@ -69,10 +69,15 @@ pub(super) fn sites(path: &str) -> Result<Vec<(&'static str, u64)>, &'static str
 }
 
 /// Attaches the probes to the Go program at `path`: true when it uses net/http's client.
-pub fn attach(bpf: &mut Ebpf, probes: &mut Uprobes, path: &str) -> Result<bool, &'static str> {
+pub fn attach(
+    bpf: &mut Ebpf,
+    probes: &mut Uprobes,
+    path: &str,
+    id: (u64, u64),
+) -> Result<bool, &'static str> {
     let points = sites(path)?;
     probes
-        .attach(bpf, path, &points)
+        .attach(bpf, path, id, &points)
         .map_err(|_| "uprobe attach refused")?;
     if points
         .iter()

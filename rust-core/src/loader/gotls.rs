@@ -19,8 +19,9 @@ pub(super) const PROGRAMS: &[&str] = &["on_go_tls_write", "on_go_tls_read", "on_
 
 #[derive(Default)]
 pub struct GoTls {
-    /// Executables looked at, by (device, inode), probed or not.
-    seen: HashSet<(u64, u64)>,
+    /// Executables looked at, by (device, inode), probed or not, with their modification
+    /// time: a new file on a deleted one's inode (`go test` deletes its programs) is new.
+    seen: HashMap<(u64, u64), Mtime>,
     /// Executables probed (by device and inode) and their paths, for the start-up line.
     pub exes: Vec<((u64, u64), String)>,
     /// Executables with any probe attached (crypto/tls or goroutine context).
@@ -186,9 +187,11 @@ pub(super) fn sites(path: &str) -> Result<Option<Sites>, &'static str> {
     }))
 }
 
+type Mtime = (i64, i64);
+
 /// Executables of running processes by (device, inode), each with a path this process
-/// can open; the collector's own left out.
-fn running_exes(own: (u64, u64)) -> HashMap<(u64, u64), String> {
+/// can open and its modification time; the collector's own left out.
+fn running_exes(own: (u64, u64)) -> HashMap<(u64, u64), (String, Mtime)> {
     let mut out = HashMap::new();
     for pid in running_pids() {
         let path = format!("/proc/{pid}/exe");
@@ -197,7 +200,8 @@ fn running_exes(own: (u64, u64)) -> HashMap<(u64, u64), String> {
         };
         let id = (meta.dev(), meta.ino());
         if id != own {
-            out.entry(id).or_insert(path);
+            out.entry(id)
+                .or_insert((path, (meta.mtime(), meta.mtime_nsec())));
         }
     }
     out
@@ -211,21 +215,21 @@ fn own_exe() -> (u64, u64) {
 }
 
 impl GoTls {
-    /// Probes every Go executable not looked at yet, and removes the probes of those no
-    /// process runs any more: a program built and run once (`go test` makes one per
-    /// package) would otherwise keep its links, and its deleted file, for the collector's
-    /// life. Such a file is looked at again if it runs again.
+    /// Probes every Go executable not looked at yet, and removes the probes of those
+    /// deleted that no process runs any more: a program built, run and deleted (`go test`
+    /// makes one per package) would otherwise keep its links, and its file, for the
+    /// collector's life. A program still on disk keeps them: run again, it needs them.
     pub fn scan(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes) {
         let running = running_exes(own_exe());
-        for (&id, path) in &running {
-            if !self.seen.contains(&id) {
-                self.probe(bpf, probes, path, id);
+        for (&id, (path, mtime)) in &running {
+            if self.seen.get(&id) != Some(mtime) {
+                self.probe(bpf, probes, path, id, *mtime);
             }
         }
         let gone: Vec<_> = self
             .probed
             .iter()
-            .filter(|id| !running.contains_key(id))
+            .filter(|id| !running.contains_key(id) && probes.deleted(**id))
             .copied()
             .collect();
         for id in gone {
@@ -237,6 +241,11 @@ impl GoTls {
                 self.released += 1;
             }
         }
+        // Files looked at and not probed (not Go, or refused) are forgotten once deleted,
+        // so that their inodes, reused, are looked at afresh (their modification time
+        // says so too; this keeps the table to the files that exist).
+        self.seen
+            .retain(|id, _| running.contains_key(id) || self.probed.contains(id));
     }
 
     /// Probes the executable of `pid` now (it just started), unless looked at before.
@@ -246,12 +255,20 @@ impl GoTls {
             return;
         };
         let id = (meta.dev(), meta.ino());
-        if id != own_exe() && !self.seen.contains(&id) {
-            self.probe(bpf, probes, &path, id);
+        let mtime = (meta.mtime(), meta.mtime_nsec());
+        if id != own_exe() && self.seen.get(&id) != Some(&mtime) {
+            self.probe(bpf, probes, &path, id, mtime);
         }
     }
 
-    fn probe(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes, proc_path: &str, id: (u64, u64)) {
+    fn probe(
+        &mut self,
+        bpf: &mut Ebpf,
+        probes: &mut Uprobes,
+        proc_path: &str,
+        id: (u64, u64),
+        mtime: Mtime,
+    ) {
         // The file by its own name when this process sees it there (the same file): a
         // short-lived program (a compiler's tools) takes /proc/<pid>/exe away with it.
         let linked = std::fs::read_link(proc_path).ok();
@@ -266,7 +283,7 @@ impl GoTls {
         if std::fs::File::open(path).is_err() {
             return; // gone before it was looked at: not seen
         }
-        self.seen.insert(id);
+        self.seen.insert(id, mtime);
         if !is_go_binary(path) {
             return;
         }
@@ -276,7 +293,7 @@ impl GoTls {
             .unwrap_or_else(|| path.to_string());
         // Goroutine context (net/http hand-offs, goroutine creation); a program
         // that cannot be followed keeps its calls parentless.
-        match super::goctx::attach(bpf, probes, path) {
+        match super::goctx::attach(bpf, probes, path, id) {
             Ok(true) => {
                 self.probed.insert(id);
             }
@@ -290,7 +307,7 @@ impl GoTls {
             }
         }
         let probed = sites(path).and_then(|found| match found {
-            Some(sites) => self.attach(bpf, probes, path, &sites).map(|()| true),
+            Some(sites) => self.attach(bpf, probes, path, id, &sites).map(|()| true),
             None => Ok(false), // no crypto/tls in it
         });
         match probed {
@@ -313,6 +330,7 @@ impl GoTls {
         bpf: &mut Ebpf,
         probes: &mut Uprobes,
         path: &str,
+        id: (u64, u64),
         sites: &Sites,
     ) -> Result<(), &'static str> {
         let mut points = vec![
@@ -322,7 +340,7 @@ impl GoTls {
         points.extend(sites.read_rets.iter().map(|&r| ("on_go_tls_read_ret", r)));
         // All or none: half the probes would drop a direction's ciphertext and never
         // send its plaintext.
-        probes.attach(bpf, path, &points).map_err(|e| {
+        probes.attach(bpf, path, id, &points).map_err(|e| {
             if e.denied {
                 self.refused += 1;
                 "uprobe attach refused: permission denied"

@@ -386,7 +386,7 @@ impl Kernel {
             }
         );
         let _ = write!(info, " ({})", uprobes.how);
-        let _ = write!(info, "{}", caps_note(&tls, &go_tls));
+        let _ = write!(info, "{}", caps_note(&tls, &go_tls, uprobes.multi()));
         Ok(Kernel {
             bpf,
             uprobes,
@@ -401,10 +401,22 @@ impl Kernel {
 }
 
 /// What the collector runs without for lack of a capability ("" when nothing).
-fn caps_note(tls: &tls::Tls, go_tls: &gotls::GoTls) -> String {
+fn caps_note(tls: &tls::Tls, go_tls: &gotls::GoTls, multi: bool) -> String {
     let eff = caps::effective();
     let mut lost = caps::missing(eff, caps::DEGRADED, false);
-    if !caps::has(eff, caps::SYS_ADMIN) && tls.refused + go_tls.refused > 0 {
+    let refused = tls.refused + go_tls.refused;
+    if multi && refused > 0 {
+        // uprobe_multi links need no CAP_SYS_ADMIN: something else said no (an LSM).
+        return format!(
+            "; uprobe_multi links refused {refused} time(s) (permission denied): no TLS plaintext{}",
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!("; running without {}", lost.join(", "))
+            }
+        );
+    }
+    if !caps::has(eff, caps::SYS_ADMIN) && refused > 0 {
         // Linux 6.16 (and the 2025 stable updates) moved perf uprobes back to CAP_SYS_ADMIN.
         lost.push(format!(
             "CAP_SYS_ADMIN (this kernel refused {} uprobe attach(es) without it: no TLS plaintext)",

@@ -73,16 +73,17 @@ impl Tls {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
-            if !self.seen.insert((meta.dev(), meta.ino())) {
+            let id = (meta.dev(), meta.ino());
+            if !self.seen.insert(id) {
                 continue;
             }
-            if self.attach(bpf, probes, &path) {
+            if self.attach(bpf, probes, &path, id) {
                 self.libs.push(path);
             }
         }
     }
 
-    fn attach(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes, path: &str) -> bool {
+    fn attach(&mut self, bpf: &mut Ebpf, probes: &mut Uprobes, path: &str, id: (u64, u64)) -> bool {
         let Ok(data) = std::fs::read(path) else {
             self.failures += 1;
             return false;
@@ -97,7 +98,7 @@ impl Tls {
         if points.is_empty() {
             return false;
         }
-        match probes.attach(bpf, path, &points) {
+        match probes.attach(bpf, path, id, &points) {
             Ok(()) => true,
             Err(e) => {
                 self.failures += 1;

@@ -9,8 +9,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
+use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use aya::maps::Map;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
@@ -38,9 +39,17 @@ pub struct Uprobes {
     /// uprobe_multi programs by name, with "is a return probe"; empty without the links.
     multi: HashMap<String, (OwnedFd, bool)>,
     /// The multi links, by the (device, inode) of the file they probe.
-    links: HashMap<(u64, u64), Vec<OwnedFd>>,
+    links: HashMap<(u64, u64), Probed>,
     /// How probes are attached, for the start-up line.
     pub how: String,
+}
+
+/// A file's links, and the file itself (O_PATH): the links name it through /proc/self/fd,
+/// so they probe the very file whose id they are kept under, and its link count says
+/// when it has been deleted.
+struct Probed {
+    file: File,
+    links: Vec<OwnedFd>,
 }
 
 impl Uprobes {
@@ -72,11 +81,13 @@ impl Uprobes {
         })
     }
 
-    /// Attaches each (program, file offset) to the file at `path`: all of them or none.
+    /// Attaches each (program, file offset) to the file at `path`, whose (device, inode)
+    /// is `id` (else it changed since: none): all of them or none.
     pub fn attach(
         &mut self,
         bpf: &mut Ebpf,
         path: &str,
+        id: (u64, u64),
         points: &[(&str, u64)],
     ) -> Result<(), Refused> {
         if self.multi.is_empty() {
@@ -89,19 +100,48 @@ impl Uprobes {
                 None => by_prog.push((name, vec![offset])),
             }
         }
-        let path_c = CString::new(path).map_err(|_| Refused { denied: false })?;
-        let file = std::fs::metadata(path)
-            .map(|m| (m.dev(), m.ino()))
+        let refused = Refused { denied: false };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(path)
             .map_err(|_| Refused { denied: false })?;
+        let meta = file.metadata().map_err(|_| Refused { denied: false })?;
+        if (meta.dev(), meta.ino()) != id {
+            return Err(refused);
+        }
+        let path_c =
+            CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap_or_default();
         let mut made = Vec::with_capacity(by_prog.len());
         for (name, offsets) in &by_prog {
             let Some((prog, ret)) = self.multi.get(*name) else {
-                return Err(Refused { denied: false }); // dropping `made` detaches
+                return Err(refused); // dropping `made` detaches
             };
             made.push(link_multi(prog.as_raw_fd(), &path_c, offsets, *ret)?);
         }
-        self.links.entry(file).or_default().extend(made);
+        if !made.is_empty() {
+            match self.links.get_mut(&id) {
+                Some(p) => p.links.extend(made),
+                None => {
+                    self.links.insert(id, Probed { file, links: made });
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Whether probes are uprobe_multi links.
+    pub fn multi(&self) -> bool {
+        !self.multi.is_empty()
+    }
+
+    /// Whether the probed file `id` has been deleted (no name left): no process can start
+    /// it again. False with perf-event uprobes, which are never released.
+    pub fn deleted(&self, id: (u64, u64)) -> bool {
+        self.links
+            .get(&id)
+            .and_then(|p| p.file.metadata().ok())
+            .is_some_and(|m| m.nlink() == 0)
     }
 
     /// Detaches every probe of the file `file` (device, inode), closing the links on a
@@ -111,11 +151,11 @@ impl Uprobes {
         if self.multi.is_empty() {
             return false;
         }
-        if let Some(links) = self.links.remove(&file) {
+        if let Some(p) = self.links.remove(&file) {
             // A thread that cannot start: the links are closed here instead (dropped).
             let _ = std::thread::Builder::new()
                 .name("uprobe-release".into())
-                .spawn(move || drop(links));
+                .spawn(move || drop(p));
         }
         true
     }
@@ -127,7 +167,7 @@ impl Drop for Uprobes {
         // 456 ms one after another, 92 ms on 10 threads, measured).
         let links: Vec<OwnedFd> = std::mem::take(&mut self.links)
             .into_values()
-            .flatten()
+            .flat_map(|p| p.links)
             .collect();
         let threads = links.len().min(64);
         if threads < 2 {
@@ -182,13 +222,13 @@ fn load_multi(
     names: &[&str],
 ) -> Result<HashMap<String, (OwnedFd, bool)>, String> {
     let mut obj = aya_obj::Object::parse(elf).map_err(|e| e.to_string())?;
-    // The object's BTF as this kernel takes it: the verifier wants func_info for programs
-    // with calls, naming types in it. Every feature is on: kernels with uprobe_multi links
-    // (6.6+) have them all. Loaded here, not taken from aya's programs by id: that needs
-    // CAP_SYS_ADMIN, which the links themselves do not (perf-event uprobes do, on 6.16+).
-    let all = aya_obj::btf::BtfFeatures::new(true, true, true, true, true, true, true, true);
+    // The object's BTF as this kernel takes it (the features aya found): the verifier
+    // wants func_info for programs with calls, naming types in it. Loaded here, not taken
+    // from aya's programs by id: that needs CAP_SYS_ADMIN, which the links themselves do
+    // not (perf-event uprobes do, on 6.16+).
+    let features = aya::features().btf().ok_or("no BTF support")?;
     let obj_btf = obj
-        .fixup_and_sanitize_btf(&all)
+        .fixup_and_sanitize_btf(features)
         .map_err(|e| format!("object BTF: {e}"))?
         .ok_or("no BTF in the object")?
         .to_bytes();
@@ -211,6 +251,16 @@ fn load_multi(
         let f = &obj.functions[&prog.function_key()];
         let fd = load_program(name, f, &prog.license, btf_fd.as_raw_fd())?;
         out.insert(name.to_string(), (fd, ret));
+    }
+    // Kernels before 6.6 load such programs but have no such links: a link to a
+    // directory says which (EBADF where the links exist), as libbpf asks.
+    if let Some((prog, _)) = out.values().next() {
+        let root = CString::new("/").unwrap_or_default();
+        match link_multi_raw(prog.as_raw_fd(), &root, &[0], false) {
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => {}
+            Err(e) => return Err(format!("this kernel has no uprobe_multi links ({e})")),
+            Ok(_) => return Err("this kernel linked a uprobe to a directory".into()),
+        }
     }
     Ok(out)
 }
@@ -394,6 +444,17 @@ struct LinkCreate {
 }
 
 fn link_multi(prog: RawFd, path: &CString, offsets: &[u64], ret: bool) -> Result<OwnedFd, Refused> {
+    link_multi_raw(prog, path, offsets, ret).map_err(|e| Refused {
+        denied: matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)),
+    })
+}
+
+fn link_multi_raw(
+    prog: RawFd,
+    path: &CString,
+    offsets: &[u64],
+    ret: bool,
+) -> std::io::Result<OwnedFd> {
     let attr = LinkCreate {
         prog_fd: prog as u32,
         attach_type: BPF_TRACE_UPROBE_MULTI,
@@ -403,7 +464,5 @@ fn link_multi(prog: RawFd, path: &CString, offsets: &[u64], ret: bool) -> Result
         multi_flags: if ret { BPF_F_UPROBE_MULTI_RETURN } else { 0 },
         ..Default::default()
     };
-    sys_bpf(BPF_LINK_CREATE, &attr).map_err(|e| Refused {
-        denied: matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)),
-    })
+    sys_bpf(BPF_LINK_CREATE, &attr)
 }

@@ -135,17 +135,19 @@ fn take_injected(kq: &mut VecDeque<CtxEvent>, ts: u64, tid: u32) -> Option<CtxEv
     kq.remove(pos)
 }
 
-/// The header the kernel inserted into the HTTP/2 request that opened `stream` in the
-/// write at `ts` (inside that send, so not after it). Streams open in increasing order:
-/// injections for lower ones whose HEADERS were never seen go.
-/// The caller the kernel reported for grpc-go stream `stream`, sent at `ts`.
+/// The caller the kernel reported for grpc-go stream `stream`, sent at `ts`. Streams open
+/// in increasing order: callers of lower ones whose HEADERS were never seen go.
 fn take_stream_caller(kq: &mut VecDeque<CtxEvent>, stream: u32, ts: u64) -> Option<CtxEvent> {
+    kq.retain(|k| k.ctx_kind != CTX_CALLER || k.stream_id == 0 || k.stream_id >= stream);
     let pos = kq
         .iter()
         .position(|k| k.ctx_kind == CTX_CALLER && k.stream_id == stream && k.hdr.ts_ns <= ts)?;
     kq.remove(pos)
 }
 
+/// The header the kernel inserted into the HTTP/2 request that opened `stream` in the
+/// write at `ts` (inside that send, so not after it). Streams open in increasing order:
+/// injections for lower ones whose HEADERS were never seen go.
 fn take_injected_stream(kq: &mut VecDeque<CtxEvent>, stream: u32, ts: u64) -> Option<CtxEvent> {
     kq.retain(|k| k.ctx_kind != CTX_INJECTED || k.stream_id == 0 || k.stream_id >= stream);
     let pos = kq
