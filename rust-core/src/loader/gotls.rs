@@ -241,11 +241,6 @@ impl GoTls {
                 self.released += 1;
             }
         }
-        // Files looked at and not probed (not Go, or refused) are forgotten once deleted,
-        // so that their inodes, reused, are looked at afresh (their modification time
-        // says so too; this keeps the table to the files that exist).
-        self.seen
-            .retain(|id, _| running.contains_key(id) || self.probed.contains(id));
     }
 
     /// Probes the executable of `pid` now (it just started), unless looked at before.
