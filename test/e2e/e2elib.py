@@ -443,6 +443,9 @@ class Collector:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if READY_MARK in self.log():
+                # otelcol's Run installs its SIGTERM handler only after logging that mark:
+                # a SIGTERM sent at once would kill it (-15) instead of shutting it down.
+                time.sleep(0.5)
                 return self
             if self.proc.poll() is not None:
                 raise AssertionError(f"collector exited with {self.proc.returncode} during start-up:\n{self.log()[-6000:]}")
